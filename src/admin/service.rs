@@ -1,0 +1,48 @@
+//! The management port's [`Service`]: `/livez`, `/readyz`, `/metrics`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderValue, Method, StatusCode};
+
+use super::metrics::Metrics;
+use super::readyz;
+use crate::http::{Body, RequestHead, Response, Service};
+use crate::store::Store;
+
+/// Answers the management port.
+pub struct AdminService {
+    /// The store to probe.
+    pub store: Arc<dyn Store>,
+    /// Every shard's metrics.
+    pub metrics: Arc<Metrics>,
+    /// `--health-db-timeout-ms`.
+    pub db_timeout: Duration,
+}
+
+impl Service for AdminService {
+    fn deadline(&self, _head: &RequestHead) -> Duration {
+        self.db_timeout + Duration::from_secs(5)
+    }
+
+    async fn call(&self, head: &RequestHead, _body: &mut Body<'_>, _peer: SocketAddr) -> Response {
+        let path = head.path.as_str();
+        if !matches!(path, "/livez" | "/readyz" | "/metrics") {
+            return Response::error(StatusCode::NOT_FOUND, "Not found");
+        }
+        if head.method != Method::GET && head.method != Method::HEAD {
+            return Response::error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
+                .with_header(http::header::ALLOW, HeaderValue::from_static("GET,HEAD"));
+        }
+        match path {
+            "/livez" => Response::empty(StatusCode::OK),
+            "/readyz" => readyz::check(&self.store, self.db_timeout).await,
+            _ => Response::bytes(
+                StatusCode::OK,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+                self.metrics.render(),
+            ),
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The Obscura API: one file per resource of `openapi-v1.yaml`, each with
+//! the decoding, checks and store calls of its routes. [`ApiService`] is the
+//! [`Service`] the HTTP layer calls: it routes ([`routes`]), rate-limits on
+//! the client's owner shard, dispatches, maps errors ([`error`]) and records
+//! metrics. Checks run in the reference server's order (BEHAVIOR.md §3.4):
+//! route, rate limit, (timeout), authentication, path, body, handler.
+
+pub mod context;
+pub mod devices;
+pub mod error;
+pub mod json;
+pub mod openapi;
+pub mod routes;
+pub mod sessions;
+pub mod users;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use self::context::{App, RequestCtx, ShardLocal};
+use self::error::ApiError;
+use self::routes::{Resolved, Route, TimeoutClass};
+use crate::admin::metrics::Counter;
+use crate::auth::rate_limit::{client_ip, Tier};
+use crate::http::{Body, RequestHead, Response, Service};
+use crate::shard::mesh::MeshEndpoint;
+use crate::shard::placement;
+
+/// The main listener's service on one shard.
+pub struct ApiService {
+    app: Arc<App>,
+    mesh: Rc<MeshEndpoint<ShardLocal>>,
+}
+
+impl ApiService {
+    /// The service of the shard that `mesh` is connected on.
+    pub fn new(app: Arc<App>, mesh: Rc<MeshEndpoint<ShardLocal>>) -> Self {
+        Self { app, mesh }
+    }
+
+    /// Takes a token of `tier` from the client's bucket, on the shard that
+    /// owns the client.
+    async fn rate_limit(&self, head: &RequestHead, peer: SocketAddr, tier: Tier) -> Result<(), ApiError> {
+        let ip = client_ip(
+            peer.ip(),
+            head.headers.get("x-forwarded-for"),
+            &self.app.config.trusted_proxies,
+        );
+        let owner = placement::client_owner(ip, self.mesh.shards());
+        let now = Instant::now();
+        let verdict = self
+            .mesh
+            .call(owner, move |local| async move {
+                local.buckets.borrow_mut().check(ip, tier, now)
+            })
+            .await?;
+        let metrics = self.app.shard_metrics(self.mesh.me());
+        match verdict {
+            Ok(()) => {
+                if let Some(m) = metrics {
+                    m.count(Counter::RateLimitAllowed);
+                }
+                Ok(())
+            }
+            Err(wait) => {
+                if let Some(m) = metrics {
+                    m.count(Counter::RateLimitThrottled);
+                }
+                Err(ApiError::RateLimited(wait.0))
+            }
+        }
+    }
+
+    async fn dispatch(
+        &self,
+        head: &RequestHead,
+        body: &mut Body<'_>,
+        peer: SocketAddr,
+    ) -> (usize, Result<Response, ApiError>) {
+        let (route, param) = match routes::resolve(&head.method, &head.path) {
+            Resolved::NotFound => return (routes::UNMATCHED_LABEL, Err(ApiError::NotFound)),
+            Resolved::MethodNotAllowed(allow, tier) => {
+                let limited = match tier {
+                    Some(tier) => self.rate_limit(head, peer, tier).await,
+                    None => Ok(()),
+                };
+                let outcome = limited.and(Err(ApiError::MethodNotAllowed(allow)));
+                return (routes::METHOD_NOT_ALLOWED_LABEL, outcome);
+            }
+            Resolved::Route(route, param) => (route, param),
+        };
+        if let Some(tier) = route.tier() {
+            if let Err(e) = self.rate_limit(head, peer, tier).await {
+                return (route.index(), Err(e));
+            }
+        }
+        let ctx = RequestCtx {
+            app: &self.app,
+            mesh: &self.mesh,
+            head,
+            param: param.as_deref(),
+        };
+        (route.index(), handle(route, &ctx, body).await)
+    }
+}
+
+async fn handle(route: Route, ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Response, ApiError> {
+    match route {
+        Route::Register => users::register(ctx, body).await,
+        Route::Login => sessions::login(ctx, body).await,
+        Route::Logout => sessions::logout(ctx, body).await,
+        Route::Refresh => sessions::refresh(ctx, body).await,
+        Route::CreateDevice => devices::create(ctx, body).await,
+        Route::ListDevices => devices::list(ctx).await,
+        Route::GetDevice => devices::get(ctx).await,
+        Route::RenameDevice => devices::rename(ctx, body).await,
+        Route::DeleteDevice => devices::delete(ctx).await,
+        Route::OpenApi => Ok(openapi::get()),
+    }
+}
+
+impl Service for ApiService {
+    fn deadline(&self, head: &RequestHead) -> Duration {
+        let global = self.app.config.global_timeout();
+        match routes::resolve(&head.method, &head.path) {
+            Resolved::Route(route, _) if route.timeout() == TimeoutClass::Global => global,
+            _ => self.app.config.request_timeout().min(global),
+        }
+    }
+
+    async fn call(&self, head: &RequestHead, body: &mut Body<'_>, peer: SocketAddr) -> Response {
+        let started = Instant::now();
+        let (label, outcome) = self.dispatch(head, body, peer).await;
+        let response = outcome.unwrap_or_else(ApiError::into_response);
+        if let Some(metrics) = self.app.shard_metrics(self.mesh.me()) {
+            metrics.record_request(label, response.status.as_u16(), started.elapsed());
+        }
+        response
+    }
+}

@@ -1,0 +1,164 @@
+//! `POST /v1/sessions` (login), `DELETE /v1/sessions` (logout) and
+//! `POST /v1/sessions/refresh` (rotation), BEHAVIOR.md §4.3–4.6, plus the
+//! `AuthResponse` every token-issuing route answers with.
+//!
+//! Login failures look the same whether or not the user exists: same status
+//! and body, and the same argon2 cost (a dummy hash is verified).
+//! Refresh tokens rotate on every use; a reused one revokes its family.
+
+use std::sync::Arc;
+
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::error::ApiError;
+use super::{json, RequestCtx};
+use crate::admin::metrics::Counter;
+use crate::auth::refresh::{hash_text, RefreshToken};
+use crate::auth::tokens::Principal;
+use crate::http::{Body, Response};
+use crate::store::{RefreshRecord, Rotation};
+use crate::util::time::now_secs;
+
+/// The body of every token-issuing answer.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AuthResponse {
+    token: String,
+    refresh_token: String,
+    expires_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_id: Option<Uuid>,
+}
+
+/// A new refresh token for `principal` in `family`, and its stored record.
+pub fn new_refresh(
+    ctx: &RequestCtx<'_>,
+    principal: Principal,
+    family: Uuid,
+) -> Result<(RefreshToken, RefreshRecord), ApiError> {
+    let token = RefreshToken::generate().map_err(|e| ApiError::internal(std::io::Error::other(e.to_string())))?;
+    let ttl_secs = ctx.app.config.auth_refresh_token_ttl_days.saturating_mul(86_400);
+    let record = RefreshRecord {
+        hash: token.hash(),
+        user_id: principal.user_id,
+        device_id: principal.device_id,
+        family,
+        expires_at_secs: now_secs().saturating_add(i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2)),
+    };
+    Ok((token, record))
+}
+
+/// The `AuthResponse` for `principal` with a fresh access token.
+pub fn auth_response(
+    ctx: &RequestCtx<'_>,
+    status: StatusCode,
+    principal: Principal,
+    refresh: RefreshToken,
+) -> Response {
+    let issued = ctx.app.tokens.issue(principal, now_secs());
+    Response::json(
+        status,
+        &AuthResponse {
+            token: issued.token,
+            refresh_token: refresh.0,
+            expires_at: issued.expires_at,
+            device_id: principal.device_id,
+        },
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LoginRequest {
+    username: String,
+    password: String,
+    device_id: Option<String>,
+}
+
+/// `POST /v1/sessions`.
+pub async fn login(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Response, ApiError> {
+    let req: LoginRequest = json::read(ctx.head, body, ctx.app.config.http_body_bytes_max).await?;
+    let device_id = match req.device_id.as_deref() {
+        Some(text) => Some(Uuid::parse_str(text).map_err(|_| ApiError::BadRequest("Invalid device_id".into()))?),
+        None => None,
+    };
+    let user = ctx.app.store.user_by_name(&req.username.to_lowercase()).await?;
+    let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
+    let password: Arc<str> = req.password.into();
+    let verified = ctx
+        .app
+        .passwords
+        .verify(password, stored_hash)
+        .await
+        .map_err(ApiError::internal)?;
+    let Some(user) = user.filter(|_| verified) else {
+        return Err(ApiError::Unauthorized);
+    };
+    let device = match device_id {
+        Some(id) => ctx
+            .on_device_owner(id, move |local| async move { local.app.store.device(id).await })
+            .await??
+            .filter(|d| d.user_id == user.id)
+            .map(|d| d.id),
+        None => None,
+    };
+    let principal = Principal {
+        user_id: user.id,
+        device_id: device,
+    };
+    let (token, record) = new_refresh(ctx, principal, Uuid::new_v4())?;
+    ctx.app.store.insert_refresh(record).await?;
+    ctx.count(Counter::Logins);
+    Ok(auth_response(ctx, StatusCode::OK, principal, token))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RefreshRequest {
+    refresh_token: String,
+}
+
+/// `POST /v1/sessions/refresh`.
+pub async fn refresh(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Response, ApiError> {
+    let req: RefreshRequest = json::read(ctx.head, body, ctx.app.config.http_body_bytes_max).await?;
+    let presented = hash_text(&req.refresh_token);
+    let placeholder = Principal {
+        user_id: Uuid::nil(),
+        device_id: None,
+    };
+    let (next, next_record) = new_refresh(ctx, placeholder, Uuid::nil())?;
+    let rotation = ctx
+        .app
+        .store
+        .rotate_refresh(presented, next_record.hash, now_secs(), next_record.expires_at_secs)
+        .await?;
+    match rotation {
+        Rotation::Rotated(spent) => {
+            ctx.count(Counter::TokenRefreshes);
+            let principal = Principal {
+                user_id: spent.user_id,
+                device_id: spent.device_id,
+            };
+            Ok(auth_response(ctx, StatusCode::OK, principal, next))
+        }
+        Rotation::Reused => {
+            tracing::warn!("refresh token reused: its session family is revoked");
+            Err(ApiError::Unauthorized)
+        }
+        Rotation::Unknown | Rotation::Expired => Err(ApiError::Unauthorized),
+    }
+}
+
+/// `DELETE /v1/sessions`.
+pub async fn logout(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Response, ApiError> {
+    let principal = ctx.principal()?;
+    let req: RefreshRequest = json::read(ctx.head, body, ctx.app.config.http_body_bytes_max).await?;
+    ctx.app
+        .store
+        .revoke_refresh(principal.user_id, hash_text(&req.refresh_token))
+        .await?;
+    ctx.count(Counter::Logouts);
+    Ok(Response::empty(StatusCode::OK))
+}

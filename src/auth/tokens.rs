@@ -1,0 +1,167 @@
+//! HS256 access tokens (BEHAVIOR.md §3.3): claims `sub` (user), optional
+//! `device_id` (device scope), `exp`; accepted until `exp + 60 s`; any other
+//! algorithm, a bad signature, an `aud` claim or a non-UUID subject is
+//! refused. Verification is pure CPU work of a few microseconds and runs on
+//! the shard.
+
+use std::fmt;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Leeway on `exp`, seconds (the reference server's).
+pub const EXP_LEEWAY_SECS: u64 = 60;
+
+/// The identity a valid access token carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Principal {
+    /// The user (`sub`).
+    pub user_id: Uuid,
+    /// The device, for device-scoped tokens.
+    pub device_id: Option<Uuid>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Claims {
+    sub: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    device_id: Option<Uuid>,
+    exp: i64,
+}
+
+/// A freshly issued access token. `Debug` redacts the token.
+pub struct IssuedToken {
+    /// The compact JWS.
+    pub token: String,
+    /// Its `exp`, Unix seconds.
+    pub expires_at: i64,
+}
+
+impl fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("token", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// Why a token was refused (always answered 401).
+#[derive(Debug, thiserror::Error)]
+#[error("invalid access token: {0}")]
+pub struct InvalidToken(#[source] jsonwebtoken::errors::Error);
+
+/// Signs and verifies access tokens with one secret. `Debug` redacts keys.
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl_secs: i64,
+}
+
+impl fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenKeys")
+            .field("secret", &"<redacted>")
+            .field("ttl_secs", &self.ttl_secs)
+            .finish()
+    }
+}
+
+impl TokenKeys {
+    /// Keys for `secret` (its UTF-8 bytes) issuing tokens valid `ttl_secs`.
+    pub fn new(secret: &str, ttl_secs: u64) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = EXP_LEEWAY_SECS;
+        validation.set_required_spec_claims(&["exp"]);
+        validation.validate_nbf = false;
+        Self {
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            validation,
+            ttl_secs: i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2),
+        }
+    }
+
+    /// Issues a token for `principal` expiring `ttl` from `now_secs`.
+    pub fn issue(&self, principal: Principal, now_secs: i64) -> IssuedToken {
+        let expires_at = now_secs.saturating_add(self.ttl_secs);
+        let claims = Claims {
+            sub: principal.user_id,
+            device_id: principal.device_id,
+            exp: expires_at,
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).unwrap_or_default();
+        IssuedToken { token, expires_at }
+    }
+
+    /// Verifies a token and returns whom it names.
+    pub fn verify(&self, token: &str) -> Result<Principal, InvalidToken> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(InvalidToken)?;
+        Ok(Principal {
+            user_id: data.claims.sub,
+            device_id: data.claims.device_id,
+        })
+    }
+}
+
+/// Extracts the token of an `Authorization` header value: exactly
+/// `Bearer <token>`, visible ASCII.
+pub fn bearer_token(header: Option<&http::HeaderValue>) -> Option<&str> {
+    let value = header?.to_str().ok()?;
+    let token = value.strip_prefix("Bearer ")?;
+    (!token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_both_scopes() {
+        let keys = TokenKeys::new("secret", 900);
+        let user = Principal {
+            user_id: Uuid::now_v7(),
+            device_id: None,
+        };
+        let device = Principal {
+            user_id: user.user_id,
+            device_id: Some(Uuid::now_v7()),
+        };
+        let now = crate::util::time::now_secs();
+        assert_eq!(keys.verify(&keys.issue(user, now).token).unwrap(), user);
+        assert_eq!(keys.verify(&keys.issue(device, now).token).unwrap(), device);
+        let user_token = keys.issue(user, now).token;
+        let payload = user_token.split('.').nth(1).unwrap();
+        assert!(!payload.is_empty());
+        assert!(!format!("{:?}", keys.issue(user, now)).contains(&user_token));
+    }
+
+    #[test]
+    fn refuses_expired_foreign_and_garbage() {
+        let keys = TokenKeys::new("secret", 900);
+        let other = TokenKeys::new("other", 900);
+        let p = Principal {
+            user_id: Uuid::now_v7(),
+            device_id: None,
+        };
+        let now = crate::util::time::now_secs();
+        assert!(
+            keys.verify(&keys.issue(p, now - 900 - 30).token).is_ok(),
+            "within the 60 s leeway"
+        );
+        assert!(keys.verify(&keys.issue(p, now - 900 - 120).token).is_err());
+        assert!(keys.verify(&other.issue(p, now).token).is_err());
+        assert!(keys.verify("invalid-token").is_err());
+    }
+
+    #[test]
+    fn bearer_prefix_is_exact() {
+        let v = |s: &str| http::HeaderValue::from_str(s).unwrap();
+        assert_eq!(bearer_token(Some(&v("Bearer abc"))), Some("abc"));
+        assert_eq!(bearer_token(Some(&v("bearer abc"))), None);
+        assert_eq!(bearer_token(Some(&v("NotBearer abc"))), None);
+        assert_eq!(bearer_token(None), None);
+    }
+}

@@ -1,0 +1,270 @@
+//! Configuration: every option is a flag and an `OBSCURA_*` environment
+//! variable (a flag wins), parsed once into [`Config`], checked by
+//! [`Config::validate`] and then shared read-only by every shard.
+//!
+//! Names and defaults follow the reference server (BEHAVIOR.md §14) where it
+//! has the option, so an existing deployment switches by changing the binary.
+//! Options of features that do not exist yet are not accepted.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::auth::rate_limit::Cidr;
+use crate::limits;
+
+/// What a successful write survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Durability {
+    /// Every acknowledged write is fsynced: it survives power loss.
+    Fsync,
+    /// Writes reach the OS before the answer: they survive a crash of the
+    /// process, not of the machine.
+    Buffered,
+}
+
+/// Which io driver the shards run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IoDriver {
+    /// io_uring when the kernel allows it, else epoll (logged at start).
+    Auto,
+    /// io_uring only; start fails where it is blocked.
+    Uring,
+    /// epoll only (monoio's "legacy" driver).
+    Epoll,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The whole configuration of one server process.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "obscura-relay", version, about, args_override_self = true)]
+pub struct Config {
+    // ----- server -----
+    /// Bind address of the main and management listeners.
+    #[arg(long, env = "OBSCURA_SERVER_HOST", default_value = "0.0.0.0")]
+    pub server_host: IpAddr,
+    /// API port (0 picks a free port; see --ready-file).
+    #[arg(long, env = "OBSCURA_SERVER_PORT", default_value_t = 3000)]
+    pub server_port: u16,
+    /// Management port: /livez, /readyz, /metrics.
+    #[arg(long, env = "OBSCURA_SERVER_MGMT_PORT", default_value_t = 9090)]
+    pub server_mgmt_port: u16,
+    /// Grace period for in-flight requests at shutdown, seconds.
+    #[arg(long, env = "OBSCURA_SERVER_SHUTDOWN_TIMEOUT_SECS", default_value_t = 5)]
+    pub server_shutdown_timeout_secs: u64,
+    /// Standard route timeout (408), seconds: auth and standard tier routes.
+    #[arg(long, env = "OBSCURA_SERVER_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub server_request_timeout_secs: u64,
+    /// Catch-all timeout of every route (408), seconds.
+    #[arg(long, env = "OBSCURA_SERVER_GLOBAL_TIMEOUT_SECS", default_value_t = 600)]
+    pub server_global_timeout_secs: u64,
+    /// Comma-separated CIDRs whose X-Forwarded-For is believed.
+    #[arg(
+        long,
+        env = "OBSCURA_SERVER_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        default_value = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,127.0.0.1/32"
+    )]
+    pub trusted_proxies: Vec<Cidr>,
+    /// Number of shards (one pinned runtime each); default: the CPUs this
+    /// process may run on.
+    #[arg(long, env = "OBSCURA_SHARDS")]
+    pub shards: Option<usize>,
+    /// io driver of the shards.
+    #[arg(long, env = "OBSCURA_IO_DRIVER", value_enum, default_value_t = IoDriver::Auto)]
+    pub io_driver: IoDriver,
+    /// Once both listeners accept, write `{"main_port":..,"mgmt_port":..}` here.
+    #[arg(long, env = "OBSCURA_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
+
+    // ----- HTTP bounds -----
+    /// Largest request head (request line + headers), bytes; 431 above.
+    #[arg(long, env = "OBSCURA_HTTP_HEADER_BYTES_MAX", default_value_t = limits::HTTP_HEADER_BYTES_MAX)]
+    pub http_header_bytes_max: usize,
+    /// Most header lines in one request; 431 above.
+    #[arg(long, env = "OBSCURA_HTTP_HEADERS_COUNT_MAX", default_value_t = limits::HTTP_HEADERS_COUNT_MAX)]
+    pub http_headers_count_max: usize,
+    /// Largest buffered body (JSON and protobuf routes), bytes; 413 above.
+    #[arg(long, env = "OBSCURA_HTTP_BODY_BYTES_MAX", default_value_t = limits::HTTP_BODY_BYTES_MAX)]
+    pub http_body_bytes_max: usize,
+    /// Time a client has to send a complete request head, ms; 408 after.
+    #[arg(long, env = "OBSCURA_HTTP_REQUEST_HEAD_TIMEOUT_MS", default_value_t = limits::HTTP_REQUEST_HEAD_TIMEOUT_MS)]
+    pub http_request_head_timeout_ms: u64,
+    /// An idle keep-alive connection is closed after this many seconds.
+    #[arg(long, env = "OBSCURA_HTTP_KEEPALIVE_TIMEOUT_SECS", default_value_t = limits::HTTP_KEEPALIVE_TIMEOUT_SECS)]
+    pub http_keepalive_timeout_secs: u64,
+    /// Open connections per shard; further accepts wait until one closes.
+    #[arg(long, env = "OBSCURA_HTTP_CONNECTIONS_PER_SHARD_MAX", default_value_t = limits::HTTP_CONNECTIONS_PER_SHARD_MAX)]
+    pub http_connections_per_shard_max: usize,
+
+    // ----- storage -----
+    /// Directory of the embedded store (created on first start).
+    #[arg(long, env = "OBSCURA_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// What an acknowledged write survives.
+    #[arg(long, env = "OBSCURA_DURABILITY", value_enum, default_value_t = Durability::Fsync)]
+    pub durability: Durability,
+    /// Store threads that serve reads.
+    #[arg(long, env = "OBSCURA_STORE_READ_THREADS", default_value_t = limits::STORE_READ_THREADS)]
+    pub store_read_threads: usize,
+
+    // ----- auth -----
+    /// HS256 key of access tokens (UTF-8 bytes).
+    #[arg(
+        long,
+        env = "OBSCURA_AUTH_JWT_SECRET",
+        default_value = "change_me_in_production",
+        hide_env_values = true
+    )]
+    pub auth_jwt_secret: String,
+    /// Access-token lifetime, seconds.
+    #[arg(long, env = "OBSCURA_AUTH_TOKEN_TTL_SECS", default_value_t = 900)]
+    pub auth_token_ttl_secs: u64,
+    /// Refresh-token lifetime, days.
+    #[arg(long, env = "OBSCURA_AUTH_REFRESH_TOKEN_TTL_DAYS", default_value_t = 30)]
+    pub auth_refresh_token_ttl_days: u64,
+    /// Period of the expired-refresh-token purge, seconds; 0 disables it.
+    #[arg(
+        long,
+        env = "OBSCURA_AUTH_REFRESH_TOKEN_CLEANUP_INTERVAL_SECS",
+        default_value_t = 86_400
+    )]
+    pub auth_refresh_token_cleanup_interval_secs: u64,
+    /// Devices per user (403 above).
+    #[arg(long, env = "OBSCURA_AUTH_MAX_DEVICES_PER_USER", default_value_t = 10)]
+    pub auth_max_devices_per_user: usize,
+    /// Threads that hash passwords (argon2id); default: the CPU count.
+    #[arg(long, env = "OBSCURA_PASSWORD_WORKERS")]
+    pub password_workers: Option<usize>,
+    /// Standard tier refill rate per client IP, tokens per second (0 = 1).
+    #[arg(long, env = "OBSCURA_RATE_LIMIT_PER_SECOND", default_value_t = 10)]
+    pub rate_limit_per_second: u32,
+    /// Standard tier bucket capacity per client IP.
+    #[arg(long, env = "OBSCURA_RATE_LIMIT_BURST", default_value_t = 20)]
+    pub rate_limit_burst: u32,
+    /// Auth tier refill rate per client IP, tokens per second (0 = 1).
+    #[arg(long, env = "OBSCURA_RATE_LIMIT_AUTH_PER_SECOND", default_value_t = 1)]
+    pub auth_rate_limit_per_second: u32,
+    /// Auth tier bucket capacity per client IP.
+    #[arg(long, env = "OBSCURA_RATE_LIMIT_AUTH_BURST", default_value_t = 3)]
+    pub auth_rate_limit_burst: u32,
+    /// Client IPs tracked by the rate limiter per shard; the least recently
+    /// seen is forgotten beyond this.
+    #[arg(long, env = "OBSCURA_RATE_LIMIT_CLIENTS_MAX", default_value_t = limits::RATE_LIMIT_CLIENTS_MAX)]
+    pub rate_limit_clients_max: usize,
+
+    // ----- keys -----
+    /// One-time prekeys per device and per upload (400 above).
+    #[arg(long = "messaging-pre-keys-max", env = "OBSCURA_PRE_KEYS_MAX", default_value_t = 100)]
+    pub pre_keys_max: usize,
+
+    // ----- health and telemetry -----
+    /// /readyz database probe timeout, ms.
+    #[arg(long, env = "OBSCURA_HEALTH_DB_TIMEOUT_MS", default_value_t = 2000)]
+    pub health_db_timeout_ms: u64,
+    /// Log format (level from RUST_LOG, default info).
+    #[arg(long, env = "OBSCURA_TELEMETRY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub telemetry_log_format: LogFormat,
+
+    /// Test builds only: delay every store round trip by this many ms, to
+    /// exercise /readyz timeouts. Compiled out of release builds.
+    #[cfg(debug_assertions)]
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub test_fault_store_delay_ms: u64,
+}
+
+/// A configuration that cannot run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A rate-limit burst of zero would refuse every request.
+    #[error("--{0} must be at least 1")]
+    ZeroBurst(&'static str),
+    /// A bound that must be positive was zero.
+    #[error("--{0} must be greater than 0")]
+    Zero(&'static str),
+    /// More shards than the process can reasonably run.
+    #[error("--shards must be between 1 and {max}, got {got}")]
+    Shards {
+        /// The largest accepted value.
+        max: usize,
+        /// The value given.
+        got: usize,
+    },
+}
+
+impl Config {
+    /// Checks the relations between options that clap cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.rate_limit_burst == 0 {
+            return Err(ConfigError::ZeroBurst("rate-limit-burst"));
+        }
+        if self.auth_rate_limit_burst == 0 {
+            return Err(ConfigError::ZeroBurst("auth-rate-limit-burst"));
+        }
+        let positive = [
+            ("http-header-bytes-max", self.http_header_bytes_max as u64),
+            ("http-headers-count-max", self.http_headers_count_max as u64),
+            ("http-request-head-timeout-ms", self.http_request_head_timeout_ms),
+            (
+                "http-connections-per-shard-max",
+                self.http_connections_per_shard_max as u64,
+            ),
+            ("server-request-timeout-secs", self.server_request_timeout_secs),
+            ("server-global-timeout-secs", self.server_global_timeout_secs),
+            ("store-read-threads", self.store_read_threads as u64),
+            ("rate-limit-clients-max", self.rate_limit_clients_max as u64),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError::Zero(name));
+        }
+        let shards = self.shard_count();
+        if shards == 0 || shards > limits::SHARDS_MAX {
+            return Err(ConfigError::Shards {
+                max: limits::SHARDS_MAX,
+                got: shards,
+            });
+        }
+        Ok(())
+    }
+
+    /// The number of shards to run: the flag, else the CPUs we may use.
+    pub fn shard_count(&self) -> usize {
+        self.shards.unwrap_or_else(crate::shard::runtime::allowed_cpu_count)
+    }
+
+    /// The number of password-hashing threads.
+    pub fn password_worker_count(&self) -> usize {
+        self.password_workers
+            .unwrap_or_else(crate::shard::runtime::allowed_cpu_count)
+            .max(1)
+    }
+
+    /// Standard route timeout.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.server_request_timeout_secs)
+    }
+
+    /// Catch-all route timeout.
+    pub fn global_timeout(&self) -> Duration {
+        Duration::from_secs(self.server_global_timeout_secs)
+    }
+
+    /// The configured store delay of test builds (always zero in release).
+    pub fn store_fault_delay(&self) -> Duration {
+        #[cfg(debug_assertions)]
+        return Duration::from_millis(self.test_fault_store_delay_ms);
+        #[cfg(not(debug_assertions))]
+        return Duration::ZERO;
+    }
+}

@@ -1,0 +1,129 @@
+//! Responses: status, headers, body, and their HTTP/1.1 encoding. Every
+//! error answer of the server is [`Response::error`]: JSON `{"error": ...}`.
+
+use bytes::Bytes;
+use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderName, HeaderValue, StatusCode};
+
+/// A complete response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// Status code.
+    pub status: StatusCode,
+    /// Headers besides Content-Length and Connection, which the connection
+    /// writes itself.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Body bytes (omitted on the wire for HEAD and 1xx/204/304).
+    pub body: Bytes,
+    /// Close the connection after this response.
+    pub close: bool,
+}
+
+/// `Content-Type: application/json`.
+pub const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+impl Response {
+    /// A response without a body.
+    pub fn empty(status: StatusCode) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Bytes::new(),
+            close: false,
+        }
+    }
+
+    /// A body of the given content type.
+    pub fn bytes(status: StatusCode, content_type: HeaderValue, body: impl Into<Bytes>) -> Self {
+        Self {
+            status,
+            headers: vec![(CONTENT_TYPE, content_type)],
+            body: body.into(),
+            close: false,
+        }
+    }
+
+    /// A JSON body.
+    pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Self {
+        let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+        Self::bytes(status, JSON, body)
+    }
+
+    /// The error answer: `{"error": message}`.
+    pub fn error(status: StatusCode, message: &str) -> Self {
+        Self::json(status, &serde_json::json!({ "error": message }))
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// Marks the connection for closing after this response.
+    pub fn closing(mut self) -> Self {
+        self.close = true;
+        self
+    }
+
+    /// Encodes status line, headers and (unless `head_only`) the body.
+    pub fn encode(&self, request_id: &HeaderValue, keep_alive: bool, head_only: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(160 + self.body.len());
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(self.status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.status.canonical_reason().unwrap_or("Unknown").as_bytes());
+        out.extend_from_slice(b"\r\n");
+        let mut header = |name: &[u8], value: &[u8]| {
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        };
+        for (name, value) in &self.headers {
+            header(name.as_str().as_bytes(), value.as_bytes());
+        }
+        header(b"x-request-id", request_id.as_bytes());
+        if self.status != StatusCode::SWITCHING_PROTOCOLS {
+            header(
+                CONNECTION.as_str().as_bytes(),
+                if keep_alive { b"keep-alive" } else { b"close" },
+            );
+        }
+        let bodyless = self.status.is_informational()
+            || self.status == StatusCode::NO_CONTENT
+            || self.status == StatusCode::NOT_MODIFIED;
+        if !bodyless {
+            header(
+                CONTENT_LENGTH.as_str().as_bytes(),
+                self.body.len().to_string().as_bytes(),
+            );
+        }
+        out.extend_from_slice(b"\r\n");
+        if !head_only && !bodyless {
+            out.extend_from_slice(&self.body);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_errors_as_json_with_length() {
+        let id = HeaderValue::from_static("abc");
+        let wire = Response::error(StatusCode::NOT_FOUND, "Not found").encode(&id, true, false);
+        let text = String::from_utf8(wire).unwrap();
+        assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"));
+        assert!(text.contains("content-type: application/json\r\n"));
+        assert!(text.contains("x-request-id: abc\r\n"));
+        assert!(text.contains("content-length: 21\r\n"));
+        assert!(text.ends_with("\r\n\r\n{\"error\":\"Not found\"}"));
+        let head = Response::error(StatusCode::NOT_FOUND, "Not found").encode(&id, false, true);
+        assert!(String::from_utf8(head)
+            .unwrap()
+            .ends_with("connection: close\r\ncontent-length: 21\r\n\r\n"));
+    }
+}

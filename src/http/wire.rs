@@ -1,0 +1,74 @@
+//! One connection's socket and read buffer. Bytes read but not yet consumed
+//! (the rest of a pipelined request, a body) stay in the buffer; monoio's
+//! owned-buffer I/O reads straight into its spare capacity.
+
+use std::io;
+
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+use crate::limits;
+
+/// A socket plus the bytes read from it that nobody consumed yet.
+pub struct Wire {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Wire {
+    /// Wraps an accepted socket.
+    pub fn new(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The unconsumed bytes.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Drops the first `n` unconsumed bytes.
+    pub fn consume(&mut self, n: usize) {
+        let n = n.min(self.buf.len());
+        self.buf.drain(..n);
+        if self.buf.is_empty() && self.buf.capacity() > 4 * limits::HTTP_READ_CHUNK_BYTES {
+            self.buf = Vec::new();
+        }
+    }
+
+    /// Takes up to `n` unconsumed bytes.
+    pub fn take(&mut self, n: usize) -> Vec<u8> {
+        let n = n.min(self.buf.len());
+        let rest = self.buf.split_off(n);
+        std::mem::replace(&mut self.buf, rest)
+    }
+
+    /// Reads more bytes into the buffer; `Ok(0)` is end of stream.
+    pub async fn fill(&mut self) -> io::Result<usize> {
+        let mut buf = std::mem::take(&mut self.buf);
+        let len = buf.len();
+        buf.reserve(limits::HTTP_READ_CHUNK_BYTES);
+        let (result, slice) = self.stream.read(buf.slice_mut(len..)).await;
+        self.buf = slice.into_inner();
+        result
+    }
+
+    /// Writes all of `bytes`.
+    pub async fn write_all(&mut self, bytes: Vec<u8>) -> io::Result<()> {
+        let (result, _) = self.stream.write_all(bytes).await;
+        result.map(|_| ())
+    }
+
+    /// Half-closes the write side (FIN), keeping the read side open.
+    pub async fn shutdown_write(&mut self) -> io::Result<()> {
+        self.stream.shutdown().await
+    }
+
+    /// The socket, for upgrades that take it over.
+    pub fn into_parts(self) -> (TcpStream, Vec<u8>) {
+        (self.stream, self.buf)
+    }
+}

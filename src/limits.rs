@@ -1,0 +1,78 @@
+//! Every bound of the server with its unit and its reason. Options in
+//! [`crate::config`] take their defaults from here; bounds that are not
+//! options (queue depths, scan slices) live here alone.
+
+/// Request head (request line + headers): 16 KiB is what common proxies allow
+/// and far above any client of ours; larger heads are refused with 431.
+pub const HTTP_HEADER_BYTES_MAX: usize = 16 * 1024;
+
+/// Header lines per request: our clients send fewer than 15.
+pub const HTTP_HEADERS_COUNT_MAX: usize = 100;
+
+/// Buffered bodies (JSON, protobuf): the reference server's 2 MiB cap, which
+/// also caps one message's ciphertext (BEHAVIOR.md §3.6).
+pub const HTTP_BODY_BYTES_MAX: usize = 2 * 1024 * 1024;
+
+/// A client has 10 s to send a request head once it has started one (or has
+/// connected): the slow-loris bound.
+pub const HTTP_REQUEST_HEAD_TIMEOUT_MS: u64 = 10_000;
+
+/// Idle keep-alive connections are closed after a minute.
+pub const HTTP_KEEPALIVE_TIMEOUT_SECS: u64 = 60;
+
+/// Open connections per shard: with 2 shards this stays below the 20,000
+/// files a process may hold here, with room for the store's files.
+pub const HTTP_CONNECTIONS_PER_SHARD_MAX: usize = 9_000;
+
+/// After a 413 (or any early answer) we read and discard at most this much of
+/// the unread body before closing, so the client sees the answer instead of a
+/// reset (RFC 9112 §9.6 lingering close).
+pub const HTTP_DISCARD_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// ...and spend at most this long doing it.
+pub const HTTP_DISCARD_TIMEOUT_MS: u64 = 2_000;
+
+/// Bytes read from a socket per read call.
+pub const HTTP_READ_CHUNK_BYTES: usize = 8 * 1024;
+
+/// Longest chunk-size line of a chunked body, extensions included.
+pub const HTTP_CHUNK_LINE_BYTES_MAX: usize = 1024;
+
+/// Pending jobs per mesh queue (one queue per target shard). A full queue
+/// makes the sender wait: back-pressure, never a drop.
+pub const MESH_QUEUE_DEPTH: usize = 4096;
+
+/// A sender that finds a mesh queue full waits this long before retrying.
+pub const MESH_FULL_BACKOFF_US: u64 = 50;
+
+/// Shards per process: far above any core count we run on.
+pub const SHARDS_MAX: usize = 256;
+
+/// Store read threads: reads are short point lookups and small scans.
+pub const STORE_READ_THREADS: usize = 2;
+
+/// Pending store jobs (reads or writes) before callers wait.
+pub const STORE_QUEUE_DEPTH: usize = 65_536;
+
+/// Writes that share one journal flush at most: bounds the latency one
+/// flush adds to the first write of its group.
+pub const STORE_GROUP_COMMIT_MAX: usize = 1024;
+
+/// Pending password hashes before callers wait.
+pub const PASSWORD_QUEUE_DEPTH: usize = 4096;
+
+/// Client IPs remembered per shard by the rate limiter.
+pub const RATE_LIMIT_CLIENTS_MAX: usize = 100_000;
+
+/// Device names: the contract's `maxLength` (BEHAVIOR.md §5.1).
+pub const DEVICE_NAME_CHARS_MAX: usize = 100;
+
+/// Incoming `x-request-id` values longer than this are replaced.
+pub const REQUEST_ID_BYTES_MAX: usize = 128;
+
+/// Refresh tokens purged per store transaction by the cleanup job, so the
+/// writer thread is never held for long.
+pub const REFRESH_PURGE_SLICE: usize = 1_000;
+
+const _: () = assert!(HTTP_DISCARD_BYTES_MAX >= HTTP_READ_CHUNK_BYTES);
+const _: () = assert!(HTTP_HEADER_BYTES_MAX >= 1024, "a request line needs room");

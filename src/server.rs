@@ -1,0 +1,355 @@
+//! Starting and stopping the whole server: bind the listeners ([`bind`]),
+//! open the store, start the password workers and one thread per shard
+//! ([`start`]), and on shutdown stop accepting, let in-flight requests
+//! finish, flush the store and join every thread
+//! ([`RunningServer::shutdown`]).
+//!
+//! Shard 0 also serves the management port and runs the periodic jobs.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use monoio::net::TcpListener;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::admin::metrics::Metrics;
+use crate::admin::service::AdminService;
+use crate::api::routes::ROUTE_LABELS;
+use crate::api::{ApiService, App, ShardLocal};
+use crate::auth::passwords::Passwords;
+use crate::auth::rate_limit::{Buckets, Rate};
+use crate::auth::tokens::TokenKeys;
+use crate::config::Config;
+use crate::http::listener::{accept_loop, Serving};
+use crate::http::HttpLimits;
+use crate::limits;
+use crate::offload::workers::WorkerPool;
+use crate::shard::mesh::{Job, Mesh};
+use crate::shard::runtime::{self, ChosenDriver};
+use crate::shard::shutdown::Shutdown;
+use crate::store::embedded::{EmbeddedOptions, EmbeddedStore};
+use crate::store::{Store, StoreError};
+use crate::util::time::now_secs;
+
+/// The bound sockets: one main listener per shard (all on one port, with
+/// `SO_REUSEPORT`) and the management listener.
+pub struct Listeners {
+    /// One per shard, all bound to the same address.
+    pub main: Vec<StdListener>,
+    /// The management port.
+    pub mgmt: StdListener,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// Binding, threads or the io driver failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What we were doing.
+        context: &'static str,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The store could not be opened.
+    #[error("opening the store failed: {0}")]
+    Store(#[from] StoreError),
+}
+
+fn io_err(context: &'static str) -> impl FnOnce(io::Error) -> StartError {
+    move |source| StartError::Io { context, source }
+}
+
+fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<StdListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// Binds the main port once per shard (the first bind picks the port when
+/// it is 0; the others join it) and the management port.
+pub fn bind(config: &Config) -> Result<Listeners, StartError> {
+    let first = listen(SocketAddr::new(config.server_host, config.server_port), true)
+        .map_err(io_err("binding the main port"))?;
+    let addr = first.local_addr().map_err(io_err("reading the main port"))?;
+    let mut main = vec![first];
+    for _ in 1..config.shard_count() {
+        main.push(listen(addr, true).map_err(io_err("binding a shard listener"))?);
+    }
+    let mgmt = listen(SocketAddr::new(config.server_host, config.server_mgmt_port), false)
+        .map_err(io_err("binding the management port"))?;
+    Ok(Listeners { main, mgmt })
+}
+
+/// A started server.
+pub struct RunningServer {
+    /// The main port.
+    pub main_port: u16,
+    /// The management port.
+    pub mgmt_port: u16,
+    mesh: Arc<Mesh<ShardLocal>>,
+    shards: Vec<JoinHandle<()>>,
+    app: Arc<App>,
+}
+
+fn http_limits(config: &Config) -> HttpLimits {
+    HttpLimits {
+        header_bytes_max: config.http_header_bytes_max,
+        headers_count_max: config.http_headers_count_max,
+        head_timeout: Duration::from_millis(config.http_request_head_timeout_ms),
+        keepalive_timeout: Duration::from_secs(config.http_keepalive_timeout_secs),
+        write_timeout: config.global_timeout(),
+    }
+}
+
+fn open_app(config: Config) -> Result<Arc<App>, StartError> {
+    let options = EmbeddedOptions {
+        durability: config.durability,
+        read_threads: config.store_read_threads,
+        fault_delay: config.store_fault_delay(),
+    };
+    let (store, _detached) = EmbeddedStore::open(&config.data_dir, &options)?;
+    let pool = WorkerPool::start("password", config.password_worker_count(), limits::PASSWORD_QUEUE_DEPTH)
+        .map_err(io_err("starting password workers"))?;
+    let app = Arc::new(App {
+        tokens: TokenKeys::new(&config.auth_jwt_secret, config.auth_token_ttl_secs),
+        passwords: Passwords::new(pool),
+        metrics: Metrics::new(config.shard_count(), &ROUTE_LABELS),
+        store: store as Arc<dyn Store>,
+        config: Arc::new(config),
+    });
+    Ok(app)
+}
+
+/// Starts the store, the workers and the shards on `listeners`; returns once
+/// every shard accepts connections.
+pub fn start(config: Config, listeners: Listeners) -> Result<RunningServer, StartError> {
+    let driver = runtime::choose_driver(config.io_driver).map_err(io_err("choosing the io driver"))?;
+    let main_port = listeners
+        .main
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .map_or(0, |a| a.port());
+    let mgmt_port = listeners
+        .mgmt
+        .local_addr()
+        .map_err(io_err("reading the management port"))?
+        .port();
+    let shards = listeners.main.len();
+    let app = open_app(config)?;
+    tracing::info!(shards, driver = ?driver, data_dir = %app.config.data_dir.display(), durability = ?app.config.durability, "starting");
+    let mesh = Mesh::<ShardLocal>::new(shards, limits::MESH_QUEUE_DEPTH);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let cpus = runtime::allowed_cpus();
+    let mut mgmt = Some(listeners.mgmt);
+    let mut handles = Vec::with_capacity(shards);
+    for (i, listener) in listeners.main.into_iter().enumerate() {
+        let shard = ShardStart {
+            id: i,
+            cpu: cpus[i % cpus.len()],
+            driver,
+            listener,
+            mgmt: mgmt.take(),
+        };
+        let (app, mesh, ready) = (app.clone(), mesh.clone(), ready_tx.clone());
+        let handle = std::thread::Builder::new()
+            .name(format!("shard-{i}"))
+            .spawn(move || shard.run(app, mesh, ready))
+            .map_err(io_err("starting a shard thread"))?;
+        handles.push(handle);
+    }
+    drop(ready_tx);
+    for _ in 0..shards {
+        ready_rx.recv().map_err(|_| StartError::Io {
+            context: "starting shards",
+            source: io::Error::other("a shard failed to start"),
+        })?;
+    }
+    tracing::info!(main_port, mgmt_port, "accepting connections");
+    Ok(RunningServer {
+        main_port,
+        mgmt_port,
+        mesh,
+        shards: handles,
+        app,
+    })
+}
+
+/// Writes `{"main_port":..,"mgmt_port":..}` to `path` atomically.
+pub fn write_ready_file(path: &Path, main_port: u16, mgmt_port: u16) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(
+        &tmp,
+        serde_json::json!({ "main_port": main_port, "mgmt_port": mgmt_port }).to_string(),
+    )?;
+    std::fs::rename(tmp, path)
+}
+
+impl RunningServer {
+    /// Stops accepting, lets in-flight requests finish (up to
+    /// `--server-shutdown-timeout-secs`), flushes the store and joins every
+    /// thread.
+    pub fn shutdown(self) -> Result<(), StoreError> {
+        for shard in 0..self.mesh.shards() {
+            let mut job: Job<ShardLocal> = Box::new(|local| local.shutdown.trigger());
+            while let Err(returned) = self.mesh.try_push(shard, job) {
+                job = returned;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        for handle in self.shards {
+            let _ = handle.join();
+        }
+        // Every shard has stopped, so no request is in flight: make every
+        // acknowledged write durable. The store and worker threads are left
+        // to the process exit; tasks a runtime left parked may still hold
+        // handles to them, so waiting for them could wait forever.
+        let flushed = self.app.store.flush();
+        tracing::info!("stopped");
+        flushed
+    }
+}
+
+/// What one shard thread starts with.
+struct ShardStart {
+    id: usize,
+    cpu: usize,
+    driver: ChosenDriver,
+    listener: StdListener,
+    mgmt: Option<StdListener>,
+}
+
+impl ShardStart {
+    fn run(self, app: Arc<App>, mesh: Arc<Mesh<ShardLocal>>, ready: std::sync::mpsc::Sender<()>) {
+        runtime::pin_current_thread(self.cpu);
+        let id = self.id;
+        if let Err(e) = runtime::block_on(self.driver, self.serve(app, mesh, ready)) {
+            tracing::error!(shard = id, error = %e, "shard runtime failed");
+        }
+    }
+
+    async fn serve(self, app: Arc<App>, mesh: Arc<Mesh<ShardLocal>>, ready: std::sync::mpsc::Sender<()>) {
+        let config = app.config.clone();
+        let shutdown = Shutdown::default();
+        let buckets = Buckets::new(
+            Rate::new(config.auth_rate_limit_per_second, config.auth_rate_limit_burst),
+            Rate::new(config.rate_limit_per_second, config.rate_limit_burst),
+            config.rate_limit_clients_max,
+        );
+        let local = Rc::new(ShardLocal {
+            app: app.clone(),
+            buckets: buckets.into(),
+            shutdown: shutdown.clone(),
+        });
+        let endpoint = mesh.connect(self.id, local);
+        monoio::spawn(endpoint.clone().serve());
+        let limits = Rc::new(http_limits(&config));
+        let listener = match TcpListener::from_std(self.listener) {
+            Ok(l) => l,
+            Err(e) => return tracing::error!(shard = self.id, error = %e, "listener setup failed"),
+        };
+        let admin_open = Arc::new(AtomicUsize::new(0));
+        if let Some(mgmt) = self.mgmt {
+            if let Err(e) = start_admin(mgmt, &app, limits.clone(), shutdown.clone(), admin_open.clone()) {
+                return tracing::error!(error = %e, "management listener setup failed");
+            }
+            monoio::spawn(purge_refresh_tokens(app.clone(), shutdown.clone()));
+        }
+        let open = app
+            .shard_metrics(self.id)
+            .map_or_else(|| Arc::new(AtomicUsize::new(0)), |m| m.open_connections.clone());
+        let serving = Serving {
+            service: Rc::new(ApiService::new(app.clone(), endpoint)),
+            limits,
+            shutdown,
+            open: open.clone(),
+            open_max: config.http_connections_per_shard_max,
+        };
+        let _ = ready.send(());
+        accept_loop(listener, serving).await;
+        drain(
+            &[open, admin_open],
+            Duration::from_secs(config.server_shutdown_timeout_secs),
+        )
+        .await;
+    }
+}
+
+fn start_admin(
+    mgmt: StdListener,
+    app: &Arc<App>,
+    limits: Rc<HttpLimits>,
+    shutdown: Shutdown,
+    open: Arc<AtomicUsize>,
+) -> io::Result<()> {
+    let listener = TcpListener::from_std(mgmt)?;
+    let service = AdminService {
+        store: app.store.clone(),
+        metrics: app.metrics.clone(),
+        db_timeout: Duration::from_millis(app.config.health_db_timeout_ms),
+    };
+    let serving = Serving {
+        service: Rc::new(service),
+        limits,
+        shutdown,
+        open,
+        open_max: 64,
+    };
+    monoio::spawn(accept_loop(listener, serving));
+    Ok(())
+}
+
+/// Waits for open connections to finish, at most `grace`.
+async fn drain(open: &[Arc<AtomicUsize>], grace: Duration) {
+    let deadline = Instant::now() + grace;
+    while open.iter().any(|o| o.load(Ordering::Relaxed) > 0) && Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Deletes expired refresh tokens every
+/// `--auth-refresh-token-cleanup-interval-secs` (0 disables), in slices so
+/// the store's writer is never held long.
+async fn purge_refresh_tokens(app: Arc<App>, shutdown: Shutdown) {
+    let interval = app.config.auth_refresh_token_cleanup_interval_secs;
+    if interval == 0 {
+        return;
+    }
+    loop {
+        loop {
+            match app
+                .store
+                .purge_expired_refresh(now_secs(), limits::REFRESH_PURGE_SLICE)
+                .await
+            {
+                Ok(n) if n == limits::REFRESH_PURGE_SLICE => continue,
+                Ok(n) => {
+                    tracing::debug!(purged = n, "expired refresh tokens purged");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "refresh token purge failed");
+                    break;
+                }
+            }
+        }
+        monoio::select! {
+            _ = monoio::time::sleep(Duration::from_secs(interval)) => {},
+            _ = shutdown.wait() => return,
+        }
+    }
+}

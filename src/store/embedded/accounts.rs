@@ -1,0 +1,65 @@
+//! [`Accounts`] on fjall: a user row plus a `usernames` index row, written
+//! in one batch after checking the index on the writer thread.
+
+use super::keys::pair;
+use super::records::{decode, RefreshValue, UserValue};
+use super::tables::{backend, Tables};
+use super::EmbeddedStore;
+use crate::store::{Accounts, RefreshRecord, StoreError, StoreFuture, UserRecord};
+use prost::Message;
+
+impl Accounts for EmbeddedStore {
+    fn create_user(&self, user: UserRecord, refresh: RefreshRecord) -> StoreFuture<'_, ()> {
+        self.write(move |t| {
+            if t.usernames.contains_key(user.username.as_bytes()).map_err(backend)? {
+                return Err(StoreError::UsernameTaken);
+            }
+            let mut batch = t.db.batch();
+            batch.insert(
+                &t.users,
+                user.id.as_bytes().to_vec(),
+                UserValue::from_record(&user).encode_to_vec(),
+            );
+            batch.insert(
+                &t.usernames,
+                user.username.as_bytes().to_vec(),
+                user.id.as_bytes().to_vec(),
+            );
+            insert_refresh(t, &mut batch, &refresh);
+            batch.commit().map_err(backend)
+        })
+    }
+
+    fn user_by_name(&self, username: &str) -> StoreFuture<'_, Option<UserRecord>> {
+        let username = username.to_owned();
+        self.read(move |t| {
+            let Some(id) = Tables::get(&t.usernames, username.as_bytes())? else {
+                return Ok(None);
+            };
+            let Some(value) = Tables::get(&t.users, &id)? else {
+                return Ok(None);
+            };
+            let id = super::records::uuid("usernames", &id)?;
+            Ok(Some(decode::<UserValue>("users", &value)?.into_record(id)))
+        })
+    }
+}
+
+/// Adds a refresh token and its index rows to `batch`.
+pub(super) fn insert_refresh(t: &Tables, batch: &mut fjall::OwnedWriteBatch, r: &RefreshRecord) {
+    let hash = r.hash.0;
+    batch.insert(
+        &t.refresh_tokens,
+        hash.to_vec(),
+        RefreshValue::from_record(r).encode_to_vec(),
+    );
+    batch.insert(&t.refresh_families, pair(r.family.as_bytes(), &hash), Vec::new());
+    batch.insert(
+        &t.refresh_expiry,
+        pair(&super::keys::ordered_i64(r.expires_at_secs), &hash),
+        Vec::new(),
+    );
+    if let Some(device) = r.device_id {
+        batch.insert(&t.device_refresh, pair(device.as_bytes(), &hash), Vec::new());
+    }
+}

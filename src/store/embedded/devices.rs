@@ -1,0 +1,153 @@
+//! [`Devices`] and [`Keys`] on fjall. A device is its row, an index row under
+//! its user, its prekeys and its device-scoped refresh tokens; creation
+//! writes all of them in one batch and deletion removes all of them in one
+//! batch.
+
+use prost::Message;
+use uuid::Uuid;
+
+use super::accounts::insert_refresh;
+use super::keys::{device_key, i32_from_ordered, pair};
+use super::records::{decode, uuid, DeviceValue, OneTimePreKeyValue, RefreshValue, SignedPreKeyValue};
+use super::refresh::remove_token;
+use super::tables::{backend, Tables};
+use super::EmbeddedStore;
+use crate::store::{DeviceRecord, Devices, Keys, NewDevice, SignedPreKey, StoreError, StoreFuture};
+
+fn load_device(t: &Tables, id: Uuid) -> Result<Option<DeviceRecord>, StoreError> {
+    Tables::get(&t.devices, id.as_bytes())?
+        .map(|v| decode::<DeviceValue>("devices", &v)?.into_record(id))
+        .transpose()
+}
+
+fn device_ids_of(t: &Tables, user: Uuid) -> Result<Vec<Uuid>, StoreError> {
+    Tables::keys_with_prefix(&t.user_devices, user.as_bytes())?
+        .iter()
+        .map(|k| uuid("user_devices", k.get(16..).unwrap_or_default()))
+        .collect()
+}
+
+fn create(t: &Tables, new: NewDevice, max_devices: usize) -> Result<(), StoreError> {
+    let device = &new.device;
+    if device_ids_of(t, device.user_id)?.len() >= max_devices {
+        return Err(StoreError::DeviceLimit(max_devices));
+    }
+    let mut batch = t.db.batch();
+    batch.insert(
+        &t.devices,
+        device.id.as_bytes().to_vec(),
+        DeviceValue::from_record(device).encode_to_vec(),
+    );
+    batch.insert(
+        &t.user_devices,
+        pair(device.user_id.as_bytes(), device.id.as_bytes()),
+        Vec::new(),
+    );
+    let spk = &new.signed_prekey;
+    batch.insert(
+        &t.signed_prekeys,
+        device_key(device.id, spk.key_id),
+        SignedPreKeyValue::from_record(spk).encode_to_vec(),
+    );
+    for (seq, otpk) in new.one_time_prekeys.iter().enumerate() {
+        let value = OneTimePreKeyValue::from_record(otpk, seq as u64);
+        batch.insert(
+            &t.one_time_prekeys,
+            device_key(device.id, otpk.key_id),
+            value.encode_to_vec(),
+        );
+    }
+    insert_refresh(t, &mut batch, &new.refresh);
+    batch.commit().map_err(backend)
+}
+
+fn delete(t: &Tables, user: Uuid, id: Uuid) -> Result<bool, StoreError> {
+    match load_device(t, id)? {
+        Some(device) if device.user_id == user => {}
+        _ => return Ok(false),
+    }
+    let mut batch = t.db.batch();
+    batch.remove(&t.devices, id.as_bytes().to_vec());
+    batch.remove(&t.user_devices, pair(user.as_bytes(), id.as_bytes()));
+    for key in Tables::keys_with_prefix(&t.signed_prekeys, id.as_bytes())? {
+        batch.remove(&t.signed_prekeys, key);
+    }
+    for key in Tables::keys_with_prefix(&t.one_time_prekeys, id.as_bytes())? {
+        batch.remove(&t.one_time_prekeys, key);
+    }
+    for key in Tables::keys_with_prefix(&t.device_refresh, id.as_bytes())? {
+        let hash = key.get(16..).unwrap_or_default();
+        if let Some(v) = Tables::get(&t.refresh_tokens, hash)? {
+            remove_token(t, &mut batch, hash, &decode::<RefreshValue>("refresh_tokens", &v)?);
+        }
+        batch.remove(&t.device_refresh, key);
+    }
+    batch.commit().map_err(backend)?;
+    Ok(true)
+}
+
+fn rename(t: &Tables, user: Uuid, id: Uuid, name: Option<String>) -> Result<Option<DeviceRecord>, StoreError> {
+    let Some(mut device) = load_device(t, id)?.filter(|d| d.user_id == user) else {
+        return Ok(None);
+    };
+    device.name = name;
+    let mut batch = t.db.batch();
+    batch.insert(
+        &t.devices,
+        id.as_bytes().to_vec(),
+        DeviceValue::from_record(&device).encode_to_vec(),
+    );
+    batch.commit().map_err(backend)?;
+    Ok(Some(device))
+}
+
+impl Devices for EmbeddedStore {
+    fn create_device(&self, new: NewDevice, max_devices: usize) -> StoreFuture<'_, ()> {
+        self.write(move |t| create(t, new, max_devices))
+    }
+
+    fn device(&self, id: Uuid) -> StoreFuture<'_, Option<DeviceRecord>> {
+        self.read(move |t| load_device(t, id))
+    }
+
+    fn devices_of(&self, user_id: Uuid) -> StoreFuture<'_, Vec<DeviceRecord>> {
+        self.read(move |t| {
+            let mut devices = Vec::new();
+            for id in device_ids_of(t, user_id)? {
+                devices.extend(load_device(t, id)?);
+            }
+            devices.sort_by_key(|d| (d.created_at_micros, d.id));
+            Ok(devices)
+        })
+    }
+
+    fn rename_device(&self, user_id: Uuid, id: Uuid, name: Option<String>) -> StoreFuture<'_, Option<DeviceRecord>> {
+        self.write(move |t| rename(t, user_id, id, name))
+    }
+
+    fn delete_device(&self, user_id: Uuid, id: Uuid) -> StoreFuture<'_, bool> {
+        self.write(move |t| delete(t, user_id, id))
+    }
+}
+
+impl Keys for EmbeddedStore {
+    fn signed_prekeys(&self, device_id: Uuid) -> StoreFuture<'_, Vec<SignedPreKey>> {
+        self.read(move |t| {
+            Tables::pairs_with_prefix(&t.signed_prekeys, device_id.as_bytes())?
+                .into_iter()
+                .map(|(k, v)| {
+                    let key_id =
+                        i32_from_ordered(k.get(16..).unwrap_or_default()).ok_or_else(|| StoreError::Corrupt {
+                            table: "signed_prekeys",
+                            reason: "bad key id".into(),
+                        })?;
+                    decode::<SignedPreKeyValue>("signed_prekeys", &v)?.into_record(key_id)
+                })
+                .collect()
+        })
+    }
+
+    fn one_time_prekey_count(&self, device_id: Uuid) -> StoreFuture<'_, usize> {
+        self.read(move |t| Ok(Tables::keys_with_prefix(&t.one_time_prekeys, device_id.as_bytes())?.len()))
+    }
+}

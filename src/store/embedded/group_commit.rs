@@ -1,0 +1,67 @@
+//! Group commit: the single writer thread of the embedded store.
+//!
+//! Writers send closures; the thread takes the first waiting job and every
+//! other job already queued (up to [`limits::STORE_GROUP_COMMIT_MAX`]), runs
+//! them one after another (each commits its own atomic batch to the memtable
+//! and journal buffer), then flushes the journal **once** for the whole group
+//! — fsync with [`Durability::Fsync`], a write to the OS with
+//! [`Durability::Buffered`] — and only then answers every job of the group.
+//! One thread running every write also makes each job a serialized
+//! transaction: check-then-act inside one job cannot race.
+//!
+//! A failed flush poisons the store (never retried: the data may be lost).
+//! Jobs of that group and every later write are answered
+//! [`StoreError::Poisoned`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crossbeam_channel::Receiver;
+use fjall::PersistMode;
+
+use super::tables::Tables;
+use crate::config::Durability;
+use crate::limits;
+use crate::store::StoreError;
+
+/// What a job's answer does once its group's flush has finished.
+pub type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// A write job: runs on the writer thread, returns how to answer.
+pub type WriteJob = Box<dyn FnOnce(&Tables) -> Completion + Send>;
+
+/// Runs the writer loop until every sender is dropped.
+pub fn run_writer(tables: Arc<Tables>, jobs: Receiver<WriteJob>, durability: Durability, poisoned: Arc<AtomicBool>) {
+    let mode = match durability {
+        Durability::Fsync => PersistMode::SyncAll,
+        Durability::Buffered => PersistMode::Buffer,
+    };
+    let mut completions: Vec<Completion> = Vec::with_capacity(limits::STORE_GROUP_COMMIT_MAX);
+    while let Ok(first) = jobs.recv() {
+        completions.push(first(&tables));
+        while completions.len() < limits::STORE_GROUP_COMMIT_MAX {
+            match jobs.try_recv() {
+                Ok(job) => completions.push(job(&tables)),
+                Err(_) => break,
+            }
+        }
+        let flushed = flush(&tables, mode, &poisoned);
+        for complete in completions.drain(..) {
+            complete(match &flushed {
+                Ok(()) => Ok(()),
+                Err(_) => Err(StoreError::Poisoned),
+            });
+        }
+    }
+}
+
+fn flush(tables: &Tables, mode: PersistMode, poisoned: &AtomicBool) -> Result<(), StoreError> {
+    if poisoned.load(Ordering::Acquire) {
+        return Err(StoreError::Poisoned);
+    }
+    tables.db.persist(mode).map_err(|e| {
+        tracing::error!(error = %e, "journal flush failed: the store refuses writes until restart");
+        poisoned.store(true, Ordering::Release);
+        StoreError::Poisoned
+    })
+}

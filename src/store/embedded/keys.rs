@@ -1,0 +1,78 @@
+//! Key layout of the embedded store: which keyspace holds what, and how its
+//! keys are built. Composite keys concatenate fixed-width parts so a prefix
+//! scan finds all rows of one owner; integers are big-endian (signed ones
+//! with the sign bit flipped) so byte order is numeric order.
+//!
+//! | keyspace | key | value |
+//! |---|---|---|
+//! | `users` | user id | [`super::records::UserValue`] |
+//! | `usernames` | lower-cased name | user id |
+//! | `devices` | device id | [`super::records::DeviceValue`] |
+//! | `user_devices` | user id ‖ device id | – |
+//! | `signed_prekeys` | device id ‖ key id | [`super::records::SignedPreKeyValue`] |
+//! | `one_time_prekeys` | device id ‖ key id | [`super::records::OneTimePreKeyValue`] |
+//! | `refresh_tokens` | token hash | [`super::records::RefreshValue`] |
+//! | `refresh_families` | family id ‖ token hash | – |
+//! | `device_refresh` | device id ‖ token hash | – |
+//! | `refresh_expiry` | expiry (s) ‖ token hash | – |
+
+use uuid::Uuid;
+
+/// Every keyspace name, in creation order.
+pub const KEYSPACES: [&str; 10] = [
+    "users",
+    "usernames",
+    "devices",
+    "user_devices",
+    "signed_prekeys",
+    "one_time_prekeys",
+    "refresh_tokens",
+    "refresh_families",
+    "device_refresh",
+    "refresh_expiry",
+];
+
+/// `a ‖ b`.
+pub fn pair(a: &[u8], b: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(a.len() + b.len());
+    key.extend_from_slice(a);
+    key.extend_from_slice(b);
+    key
+}
+
+/// A signed 32-bit integer whose byte order is its numeric order.
+pub fn ordered_i32(v: i32) -> [u8; 4] {
+    ((v as u32) ^ 0x8000_0000).to_be_bytes()
+}
+
+/// Inverse of [`ordered_i32`].
+pub fn i32_from_ordered(bytes: &[u8]) -> Option<i32> {
+    let array: [u8; 4] = bytes.try_into().ok()?;
+    Some((u32::from_be_bytes(array) ^ 0x8000_0000) as i32)
+}
+
+/// A signed 64-bit integer whose byte order is its numeric order.
+pub fn ordered_i64(v: i64) -> [u8; 8] {
+    ((v as u64) ^ 0x8000_0000_0000_0000).to_be_bytes()
+}
+
+/// `device id ‖ key id`.
+pub fn device_key(device: Uuid, key_id: i32) -> Vec<u8> {
+    pair(device.as_bytes(), &ordered_i32(key_id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordered_ints_sort_numerically() {
+        let mut values = vec![i32::MIN, -5, -1, 0, 1, 7, i32::MAX];
+        let mut encoded: Vec<_> = values.iter().map(|v| ordered_i32(*v)).collect();
+        encoded.sort();
+        let decoded: Vec<_> = encoded.iter().map(|e| i32_from_ordered(e).unwrap()).collect();
+        values.sort();
+        assert_eq!(decoded, values);
+        assert!(ordered_i64(-1) < ordered_i64(0));
+    }
+}

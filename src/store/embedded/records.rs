@@ -1,0 +1,198 @@
+//! On-disk value encodings of the embedded store: protobuf messages (prost),
+//! so a field can be added later without rewriting old records. Conversions
+//! to and from the interface records live here and nowhere else. Fields
+//! mirror the interface records of [`crate::store`], which document them.
+
+#![allow(missing_docs)]
+
+use prost::Message;
+use uuid::Uuid;
+
+use crate::auth::refresh::TokenHash;
+use crate::crypto::public_key::{PublicKey, Signature};
+use crate::store::{DeviceRecord, OneTimePreKey, RefreshRecord, SignedPreKey, StoreError, UserRecord};
+
+/// Stored user.
+#[derive(Clone, PartialEq, Message)]
+pub struct UserValue {
+    #[prost(string, tag = "1")]
+    pub username: String,
+    #[prost(string, tag = "2")]
+    pub password_hash: String,
+    #[prost(int64, tag = "3")]
+    pub created_at_micros: i64,
+}
+
+/// Stored device.
+#[derive(Clone, PartialEq, Message)]
+pub struct DeviceValue {
+    #[prost(bytes = "vec", tag = "1")]
+    pub user_id: Vec<u8>,
+    #[prost(string, optional, tag = "2")]
+    pub name: Option<String>,
+    #[prost(int64, tag = "3")]
+    pub created_at_micros: i64,
+    #[prost(bytes = "vec", tag = "4")]
+    pub identity_key: Vec<u8>,
+    #[prost(int32, tag = "5")]
+    pub registration_id: i32,
+}
+
+/// Stored signed prekey (key id is in the key).
+#[derive(Clone, PartialEq, Message)]
+pub struct SignedPreKeyValue {
+    #[prost(bytes = "vec", tag = "1")]
+    pub public_key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub signature: Vec<u8>,
+}
+
+/// Stored one-time prekey (key id is in the key).
+#[derive(Clone, PartialEq, Message)]
+pub struct OneTimePreKeyValue {
+    #[prost(bytes = "vec", tag = "1")]
+    pub public_key: Vec<u8>,
+    /// Upload order, for pruning the oldest.
+    #[prost(uint64, tag = "2")]
+    pub uploaded_seq: u64,
+}
+
+/// Stored refresh token (hash is the key).
+#[derive(Clone, PartialEq, Message)]
+pub struct RefreshValue {
+    #[prost(bytes = "vec", tag = "1")]
+    pub user_id: Vec<u8>,
+    #[prost(bytes = "vec", optional, tag = "2")]
+    pub device_id: Option<Vec<u8>>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub family: Vec<u8>,
+    #[prost(int64, tag = "4")]
+    pub expires_at_secs: i64,
+    /// Spent by a rotation; kept until expiry to detect reuse.
+    #[prost(bool, tag = "5")]
+    pub rotated: bool,
+}
+
+fn corrupt(table: &'static str, reason: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        table,
+        reason: reason.to_string(),
+    }
+}
+
+/// Decodes a value of `table`.
+pub fn decode<M: Message + Default>(table: &'static str, bytes: &[u8]) -> Result<M, StoreError> {
+    M::decode(bytes).map_err(|e| corrupt(table, e))
+}
+
+/// A UUID from 16 stored bytes.
+pub fn uuid(table: &'static str, bytes: &[u8]) -> Result<Uuid, StoreError> {
+    Uuid::from_slice(bytes).map_err(|e| corrupt(table, e))
+}
+
+fn key(table: &'static str, bytes: &[u8]) -> Result<PublicKey, StoreError> {
+    PublicKey::from_bytes(bytes).map_err(|e| corrupt(table, e))
+}
+
+impl UserValue {
+    /// From the interface record.
+    pub fn from_record(u: &UserRecord) -> Self {
+        Self {
+            username: u.username.clone(),
+            password_hash: u.password_hash.clone(),
+            created_at_micros: u.created_at_micros,
+        }
+    }
+
+    /// To the interface record.
+    pub fn into_record(self, id: Uuid) -> UserRecord {
+        UserRecord {
+            id,
+            username: self.username,
+            password_hash: self.password_hash,
+            created_at_micros: self.created_at_micros,
+        }
+    }
+}
+
+impl DeviceValue {
+    /// From the interface record.
+    pub fn from_record(d: &DeviceRecord) -> Self {
+        Self {
+            user_id: d.user_id.as_bytes().to_vec(),
+            name: d.name.clone(),
+            created_at_micros: d.created_at_micros,
+            identity_key: d.identity_key.0.to_vec(),
+            registration_id: d.registration_id,
+        }
+    }
+
+    /// To the interface record.
+    pub fn into_record(self, id: Uuid) -> Result<DeviceRecord, StoreError> {
+        Ok(DeviceRecord {
+            id,
+            user_id: uuid("devices", &self.user_id)?,
+            name: self.name,
+            created_at_micros: self.created_at_micros,
+            identity_key: key("devices", &self.identity_key)?,
+            registration_id: self.registration_id,
+        })
+    }
+}
+
+impl SignedPreKeyValue {
+    /// From the interface record.
+    pub fn from_record(k: &SignedPreKey) -> Self {
+        Self {
+            public_key: k.public_key.0.to_vec(),
+            signature: k.signature.0.to_vec(),
+        }
+    }
+
+    /// To the interface record.
+    pub fn into_record(self, key_id: i32) -> Result<SignedPreKey, StoreError> {
+        Ok(SignedPreKey {
+            key_id,
+            public_key: key("signed_prekeys", &self.public_key)?,
+            signature: Signature::from_bytes(&self.signature).map_err(|e| corrupt("signed_prekeys", e))?,
+        })
+    }
+}
+
+impl OneTimePreKeyValue {
+    /// From the interface record and its upload order.
+    pub fn from_record(k: &OneTimePreKey, uploaded_seq: u64) -> Self {
+        Self {
+            public_key: k.public_key.0.to_vec(),
+            uploaded_seq,
+        }
+    }
+}
+
+impl RefreshValue {
+    /// From the interface record.
+    pub fn from_record(r: &RefreshRecord) -> Self {
+        Self {
+            user_id: r.user_id.as_bytes().to_vec(),
+            device_id: r.device_id.map(|d| d.as_bytes().to_vec()),
+            family: r.family.as_bytes().to_vec(),
+            expires_at_secs: r.expires_at_secs,
+            rotated: false,
+        }
+    }
+
+    /// To the interface record.
+    pub fn to_record(&self, hash: TokenHash) -> Result<RefreshRecord, StoreError> {
+        Ok(RefreshRecord {
+            hash,
+            user_id: uuid("refresh_tokens", &self.user_id)?,
+            device_id: self
+                .device_id
+                .as_deref()
+                .map(|d| uuid("refresh_tokens", d))
+                .transpose()?,
+            family: uuid("refresh_tokens", &self.family)?,
+            expires_at_secs: self.expires_at_secs,
+        })
+    }
+}

@@ -1,0 +1,97 @@
+//! The open fjall database and one handle per keyspace. Shared read-only by
+//! the store's threads; only the writer thread commits batches.
+
+use std::path::Path;
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+
+use super::keys::KEYSPACES;
+use crate::store::StoreError;
+
+/// The database and its keyspaces.
+pub struct Tables {
+    /// The database (journal, persist).
+    pub db: Database,
+    /// See [`super::keys`] for what each holds.
+    pub users: Keyspace,
+    #[allow(missing_docs)]
+    pub usernames: Keyspace,
+    #[allow(missing_docs)]
+    pub devices: Keyspace,
+    #[allow(missing_docs)]
+    pub user_devices: Keyspace,
+    #[allow(missing_docs)]
+    pub signed_prekeys: Keyspace,
+    #[allow(missing_docs)]
+    pub one_time_prekeys: Keyspace,
+    #[allow(missing_docs)]
+    pub refresh_tokens: Keyspace,
+    #[allow(missing_docs)]
+    pub refresh_families: Keyspace,
+    #[allow(missing_docs)]
+    pub device_refresh: Keyspace,
+    #[allow(missing_docs)]
+    pub refresh_expiry: Keyspace,
+}
+
+/// A stored (key, value) pair.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// Wraps a fjall error.
+pub fn backend(e: fjall::Error) -> StoreError {
+    StoreError::Backend(Box::new(e))
+}
+
+impl Tables {
+    /// Opens (or creates) the database in `dir`. Journal flushes are left to
+    /// the group committer (`manual_journal_persist`).
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let db = Database::builder(dir)
+            .manual_journal_persist(true)
+            .open()
+            .map_err(backend)?;
+        let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).map_err(backend);
+        let [users, usernames, devices, user_devices, signed_prekeys, one_time_prekeys, refresh_tokens, refresh_families, device_refresh, refresh_expiry] =
+            KEYSPACES;
+        Ok(Self {
+            users: ks(users)?,
+            usernames: ks(usernames)?,
+            devices: ks(devices)?,
+            user_devices: ks(user_devices)?,
+            signed_prekeys: ks(signed_prekeys)?,
+            one_time_prekeys: ks(one_time_prekeys)?,
+            refresh_tokens: ks(refresh_tokens)?,
+            refresh_families: ks(refresh_families)?,
+            device_refresh: ks(device_refresh)?,
+            refresh_expiry: ks(refresh_expiry)?,
+            db,
+        })
+    }
+
+    /// The keys under `prefix` in `keyspace`, in order.
+    pub fn keys_with_prefix(keyspace: &Keyspace, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+        keyspace
+            .prefix(prefix)
+            .map(|guard| guard.key().map(|k| k.to_vec()).map_err(backend))
+            .collect()
+    }
+
+    /// The (key, value) pairs under `prefix` in `keyspace`, in order.
+    pub fn pairs_with_prefix(keyspace: &Keyspace, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
+        keyspace
+            .prefix(prefix)
+            .map(|guard| {
+                guard
+                    .into_inner()
+                    .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(backend)
+            })
+            .collect()
+    }
+
+    /// A point lookup.
+    pub fn get(keyspace: &Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        keyspace.get(key).map(|v| v.map(|v| v.to_vec())).map_err(backend)
+    }
+}

@@ -1,0 +1,324 @@
+//! `TestServer`: one real `obscura-relay` process in its own temp dir, on ports chosen by the
+//! kernel. It owns the child process: dropping it sends SIGTERM, waits up to 10 s, then
+//! SIGKILLs. The server's stdout and stderr go to `server.log` in the temp dir; its tail is
+//! part of the error when a start fails, and is written to the test's (captured) stderr when
+//! the server is dropped, so the runner shows it with a failing test.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use super::client::Client;
+
+/// How long a start may take before we give up (the ready file must appear by then).
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the ready file is polled.
+const READY_POLL: Duration = Duration::from_millis(20);
+/// How long a SIGTERMed server gets to exit before SIGKILL.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// `OBSCURA_*` variables of the test's environment that reach the server; all others are
+/// removed.
+const PASSED_THROUGH_ENV: &[&str] = &["OBSCURA_IO_DRIVER"];
+/// The HS256 secret every test server uses, so tests can craft tokens (`common::jwt`).
+pub const JWT_SECRET: &str = "integration-test-secret";
+
+/// Arguments every test server gets before the test's own (the CLI lets a later flag win).
+/// Rate limits are raised the way the reference suite raises them.
+fn default_args() -> Vec<String> {
+    [
+        "--server-host",
+        "127.0.0.1",
+        "--server-port",
+        "0",
+        "--server-mgmt-port",
+        "0",
+        "--durability",
+        "buffered",
+        "--shards",
+        "2",
+        "--auth-jwt-secret",
+        JWT_SECRET,
+        "--rate-limit-per-second",
+        "10000",
+        "--rate-limit-burst",
+        "10000",
+        "--auth-rate-limit-per-second",
+        "10000",
+        "--auth-rate-limit-burst",
+        "10000",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+pub struct TestServer {
+    child: Option<Child>,
+    /// Set once we have signalled the child ourselves, so an exit is expected.
+    signalled: bool,
+    extra_args: Vec<String>,
+    pub main_port: u16,
+    pub mgmt_port: u16,
+    // Declared last: dropped after `Drop::drop` has stopped the process.
+    dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Starts a server with the default arguments.
+    pub fn start() -> Result<Self, Box<dyn std::error::Error>> {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with the default arguments followed by `extra` (which win).
+    pub fn start_with(extra: &[&str]) -> Result<Self, Box<dyn std::error::Error>> {
+        let dir = tempfile::Builder::new().prefix("obscura-it-").tempdir()?;
+        let mut server = TestServer {
+            child: None,
+            signalled: false,
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            main_port: 0,
+            mgmt_port: 0,
+            dir,
+        };
+        server.spawn()?;
+        Ok(server)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn ready_file(&self) -> PathBuf {
+        self.dir.path().join("ready.json")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    /// The process id of the running server.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    fn spawn(&mut self) -> Result<(), Box<dyn std::error::Error>> {
+        let ready = self.ready_file();
+        if ready.exists() {
+            std::fs::remove_file(&ready)?;
+        }
+        let log = OpenOptions::new().create(true).append(true).open(self.log_path())?;
+        let log_err = log.try_clone()?;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_obscura-relay"));
+        cmd.args(default_args())
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--ready-file")
+            .arg(&ready)
+            .args(&self.extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err))
+            // Plain log lines (no ANSI colours) in server.log.
+            .env("NO_COLOR", "1");
+        // Keep the environment from configuring the server behind the test's back, except for
+        // the knobs a CI run sets on purpose for the whole suite (`OBSCURA_IO_DRIVER=epoll`
+        // runs the tests on the epoll driver).
+        for (key, _) in std::env::vars_os() {
+            let name = key.to_string_lossy();
+            if name.starts_with("OBSCURA_") && !PASSED_THROUGH_ENV.contains(&name.as_ref()) {
+                cmd.env_remove(key);
+            }
+        }
+        let child = cmd.spawn()?;
+        self.child = Some(child);
+        self.signalled = false;
+
+        let started = Instant::now();
+        loop {
+            if let Some(ports) = read_ready_file(&ready) {
+                self.main_port = ports.0;
+                self.mgmt_port = ports.1;
+                return Ok(());
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    self.child = None;
+                    return Err(format!(
+                        "server exited during start-up with {status}; log tail:\n{}",
+                        self.log_tail(4000)
+                    )
+                    .into());
+                }
+            }
+            if started.elapsed() > READY_TIMEOUT {
+                self.kill_now();
+                return Err(format!(
+                    "server wrote no ready file {} within {READY_TIMEOUT:?}; log tail:\n{}",
+                    ready.display(),
+                    self.log_tail(4000)
+                )
+                .into());
+            }
+            std::thread::sleep(READY_POLL);
+        }
+    }
+
+    /// The last `max` bytes of the server's combined stdout/stderr.
+    pub fn log_tail(&self, max: u64) -> String {
+        let Ok(mut f) = File::open(self.log_path()) else {
+            return String::from("<no log file>");
+        };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let _ = f.seek(SeekFrom::Start(len.saturating_sub(max)));
+        let mut buf = Vec::new();
+        let _ = f.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.main_port)
+    }
+
+    pub fn mgmt_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.mgmt_port)
+    }
+
+    /// A client for the main port.
+    pub fn client(&self) -> Client {
+        Client::new(self.base_url())
+    }
+
+    /// A client for the management port.
+    pub fn mgmt_client(&self) -> Client {
+        Client::new(self.mgmt_url())
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn sigterm(&mut self) -> Result<(), Box<dyn std::error::Error>> {
+        let pid = self.pid().ok_or("server is not running")?;
+        self.signalled = true;
+        // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
+        let rc = unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        if rc != 0 {
+            return Err(format!("kill(SIGTERM) failed: {}", std::io::Error::last_os_error()).into());
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for the process to exit; `None` if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<ExitStatus>, Box<dyn std::error::Error>> {
+        let child = self.child.as_mut().ok_or("server is not running")?;
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok(Some(status));
+            }
+            if started.elapsed() > timeout {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then wait up to 10 s (SIGKILL after that). Returns the exit status; an error if
+    /// the process had to be killed.
+    pub fn stop(&mut self) -> Result<ExitStatus, Box<dyn std::error::Error>> {
+        self.sigterm()?;
+        if let Some(status) = self.wait_exit(STOP_TIMEOUT)? {
+            return Ok(status);
+        }
+        self.kill_now();
+        Err(format!(
+            "server did not exit within {STOP_TIMEOUT:?} of SIGTERM; log tail:\n{}",
+            self.log_tail(3000)
+        )
+        .into())
+    }
+
+    /// Stops the server (SIGTERM, wait) and starts it again on the same data dir with the same
+    /// arguments. The ports change.
+    pub fn restart(&mut self) -> Result<(), Box<dyn std::error::Error>> {
+        let status = self.stop()?;
+        if !status.success() {
+            return Err(format!(
+                "server exited with {status} on SIGTERM; log tail:\n{}",
+                self.log_tail(3000)
+            )
+            .into());
+        }
+        self.spawn()
+    }
+
+    /// Simulates a crash: SIGKILL, reap, and start again on the same data dir (new ports).
+    pub fn crash_restart(&mut self) -> Result<(), Box<dyn std::error::Error>> {
+        if self.child.is_none() {
+            return Err("crash_restart: the server is not running".into());
+        }
+        self.kill_now();
+        self.spawn()
+    }
+
+    /// Starts the server again on the same data dir after it has exited (e.g. after a test
+    /// sent SIGTERM itself and waited). New ports.
+    pub fn respawn(&mut self) -> Result<(), Box<dyn std::error::Error>> {
+        if self.child.is_some() {
+            return Err("respawn: the server is still running".into());
+        }
+        self.spawn()
+    }
+
+    fn kill_now(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            self.signalled = true;
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Reads `{"main_port": n, "mgmt_port": m}`; `None` until the file exists and parses.
+fn read_ready_file(path: &Path) -> Option<(u16, u16)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let main = u16::try_from(v.get("main_port")?.as_u64()?).ok()?;
+    let mgmt = u16::try_from(v.get("mgmt_port")?.as_u64()?).ok()?;
+    Some((main, mgmt))
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let panicking = std::thread::panicking();
+        // A server that died on its own while the test ran is a failure of the test.
+        let mut died_early = None;
+        if let Some(child) = self.child.as_mut() {
+            if !self.signalled {
+                if let Ok(Some(status)) = child.try_wait() {
+                    died_early = Some(status);
+                    self.child = None;
+                }
+            }
+        }
+        if self.child.is_some() {
+            let _ = self.sigterm();
+            match self.wait_exit(STOP_TIMEOUT) {
+                Ok(Some(_)) => {}
+                _ => self.kill_now(),
+            }
+        }
+        // Always written: the test harness shows captured output only for failing tests, and a
+        // test that fails by returning an error cannot be told apart from a passing one here.
+        eprintln!(
+            "---- server log tail ({}) ----\n{}\n---- end of server log ----",
+            self.log_path().display(),
+            self.log_tail(6000)
+        );
+        if let Some(status) = died_early {
+            if !panicking {
+                panic!("the server process exited on its own during the test with {status}");
+            }
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! Black-box integration suite for `obscura-relay`.
+//!
+//! Every test spawns the real server binary (see `common::server`) on port 0 in its own temp
+//! dir and talks to it over HTTP: through `ureq` for ordinary requests and through raw
+//! `TcpStream`s where the bytes on the wire matter (pipelining, slow clients, malformed input).
+//! Tests are independent and run in parallel under cargo-nextest.
+
+mod common;
+
+mod accounts;
+mod admin;
+mod auth;
+mod bodies;
+mod device_keys;
+mod devices;
+mod http_protocol;
+mod limits;
+mod rate_limit;
+mod restart;
+mod sessions;
+mod smoke;
