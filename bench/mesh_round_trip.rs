@@ -1,9 +1,9 @@
 //! One mesh round trip: shard 0 asks shard 1 to run an empty job and awaits
 //! the answer (push to shard 1's inbox, wake, run, oneshot back, wake).
 //!
-//! - **hot**: shard 1 is busy (a task on it keeps yielding), so the push
-//!   finds it awake; this is the cost of the queues and the oneshot.
-//!   Target: under 2 µs.
+//! - **hot**: both shards are busy (a task on each keeps yielding), so
+//!   neither the push nor the answer finds a parked thread; this is the cost
+//!   of the queues, the wakers and the oneshot. Target: under 2 µs.
 //! - **cold**: shard 1 is parked in the kernel between calls (each call
 //!   follows a 200 µs pause that is not measured), so the wake-up of a
 //!   parked runtime is counted. The server never busy-polls to avoid it.
@@ -24,17 +24,25 @@ use obscura_relay::shard::runtime::{block_on, ChosenDriver};
 
 struct Ctx;
 
+/// Keeps the current runtime busy until `stop`: the stand-in for a shard
+/// with other work queued.
+async fn stay_busy(stop: Arc<AtomicBool>) {
+    let spins = Rc::new(Cell::new(0u64));
+    while !stop.load(Ordering::Relaxed) {
+        spins.set(spins.get() + 1);
+        monoio::time::sleep(Duration::ZERO).await;
+    }
+}
+
 fn spawn_target(mesh: Arc<Mesh<Ctx>>, busy: bool, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let _ = block_on(ChosenDriver::Epoll, async move {
             let endpoint = mesh.connect(1, Rc::new(Ctx));
             monoio::spawn(endpoint.serve());
-            let spins = Rc::new(Cell::new(0u64));
-            while !stop.load(Ordering::Relaxed) {
-                if busy {
-                    spins.set(spins.get() + 1);
-                    monoio::time::sleep(Duration::ZERO).await;
-                } else {
+            if busy {
+                stay_busy(stop).await;
+            } else {
+                while !stop.load(Ordering::Relaxed) {
                     monoio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
@@ -48,6 +56,13 @@ fn round_trips(c: &mut Criterion, name: &str, busy: bool, pause: Duration) {
     let target = spawn_target(mesh.clone(), busy, stop.clone());
     let mut runtime = obscura_relay::shard::runtime::build(ChosenDriver::Epoll).expect("runtime");
     let endpoint = runtime.block_on(async { mesh.connect(0, Rc::new(Ctx)) });
+    let stop_sender = Arc::new(AtomicBool::new(false));
+    if busy {
+        let stop_sender = stop_sender.clone();
+        runtime.block_on(async move {
+            monoio::spawn(stay_busy(stop_sender));
+        });
+    }
     c.bench_function(name, |b| {
         b.iter_custom(|iters| {
             runtime.block_on(async {
@@ -65,6 +80,8 @@ fn round_trips(c: &mut Criterion, name: &str, busy: bool, pause: Duration) {
         })
     });
     stop.store(true, Ordering::Relaxed);
+    stop_sender.store(true, Ordering::Relaxed);
+    runtime.block_on(monoio::time::sleep(Duration::from_millis(1)));
     let _ = target.join();
 }
 

@@ -134,9 +134,18 @@ impl Service for ApiService {
         let started = Instant::now();
         let (label, outcome) = self.dispatch(head, body, peer).await;
         let response = outcome.unwrap_or_else(ApiError::into_response);
+        let elapsed = started.elapsed();
         if let Some(metrics) = self.app.shard_metrics(self.mesh.me()) {
-            metrics.record_request(label, response.status.as_u16(), started.elapsed());
+            metrics.record_request(label, response.status.as_u16(), elapsed);
         }
+        // Route and status only: never a path parameter, token or body.
+        let route = routes::ROUTE_LABELS.get(label).copied().unwrap_or("?");
+        tracing::debug!(
+            route,
+            status = response.status.as_u16(),
+            micros = elapsed.as_micros() as u64,
+            "request"
+        );
         response
     }
 }
