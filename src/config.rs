@@ -163,10 +163,71 @@ pub struct Config {
     #[arg(long, env = "OBSCURA_RATE_LIMIT_CLIENTS_MAX", default_value_t = limits::RATE_LIMIT_CLIENTS_MAX)]
     pub rate_limit_clients_max: usize,
 
-    // ----- keys -----
+    // ----- keys and messages -----
     /// One-time prekeys per device and per upload (400 above).
     #[arg(long = "messaging-pre-keys-max", env = "OBSCURA_PRE_KEYS_MAX", default_value_t = 100)]
     pub pre_keys_max: usize,
+    /// One-time prekey low-water mark: strictly below it, devices are told.
+    #[arg(
+        long = "messaging-pre-key-refill-threshold",
+        env = "OBSCURA_PRE_KEY_REFILL_THRESHOLD",
+        default_value_t = 20
+    )]
+    pub pre_key_refill_threshold: usize,
+    /// Lifetime of messages, days.
+    #[arg(long, env = "OBSCURA_TTL_DAYS", default_value_t = 30)]
+    pub ttl_days: u64,
+    /// Submissions per POST /v1/messages (413 above).
+    #[arg(long, env = "OBSCURA_MESSAGING_SEND_BATCH_LIMIT", default_value_t = 100)]
+    pub messaging_send_batch_limit: usize,
+    /// How long a POST /v1/messages answer is replayed for its Idempotency-Key, seconds.
+    #[arg(long, env = "OBSCURA_MESSAGING_IDEMPOTENCY_TTL_SECS", default_value_t = 86_400)]
+    pub messaging_idempotency_ttl_secs: u64,
+    /// Messages kept per device by the retention sweep (oldest dropped first).
+    #[arg(long, env = "OBSCURA_MESSAGING_INBOX_MAX_SIZE", default_value_t = 1000)]
+    pub messaging_inbox_max_size: usize,
+    /// Period of the retention sweep (expiry and inbox limit), seconds.
+    #[arg(long, env = "OBSCURA_MESSAGING_CLEANUP_INTERVAL_SECS", default_value_t = 300)]
+    pub messaging_cleanup_interval_secs: u64,
+
+    // ----- gateway -----
+    /// Lifetime of a gateway ticket, seconds.
+    #[arg(long, env = "OBSCURA_WS_TICKET_TTL_SECS", default_value_t = 30)]
+    pub ws_ticket_ttl_secs: u64,
+    /// Encoded frames queued per socket before the delivery pump waits.
+    #[arg(long, env = "OBSCURA_WS_OUTBOUND_BUFFER_SIZE", default_value_t = 32)]
+    pub ws_outbound_buffer_size: usize,
+    /// Ack ids queued per socket; ids beyond it are dropped (redelivered later).
+    #[arg(long, env = "OBSCURA_WS_ACK_BUFFER_SIZE", default_value_t = 1000)]
+    pub ws_ack_buffer_size: usize,
+    /// Ack ids per delete batch.
+    #[arg(long, env = "OBSCURA_WS_ACK_BATCH_SIZE", default_value_t = 100)]
+    pub ws_ack_batch_size: usize,
+    /// Longest delay of an ack batch, ms.
+    #[arg(long, env = "OBSCURA_WS_ACK_FLUSH_INTERVAL_MS", default_value_t = 500)]
+    pub ws_ack_flush_interval_ms: u64,
+    /// Server ping period, seconds (0 means 1).
+    #[arg(long, env = "OBSCURA_WS_PING_INTERVAL_SECS", default_value_t = 30)]
+    pub ws_ping_interval_secs: u64,
+    /// Silence tolerated beyond a ping interval before closing, seconds.
+    #[arg(long, env = "OBSCURA_WS_PING_TIMEOUT_SECS", default_value_t = 10)]
+    pub ws_ping_timeout_secs: u64,
+    /// PreKeyStatus debounce after a low-prekey event, ms.
+    #[arg(long, env = "OBSCURA_WS_PREKEY_DEBOUNCE_INTERVAL_MS", default_value_t = 500)]
+    pub ws_prekey_debounce_interval_ms: u64,
+    /// Messages per store fetch of the delivery pump.
+    #[arg(long, env = "OBSCURA_WS_MESSAGE_FETCH_BATCH_SIZE", default_value_t = 50)]
+    pub ws_message_fetch_batch_size: usize,
+    /// Soft cap of one EnvelopeBatch frame, bytes (a larger envelope goes alone).
+    #[arg(long, env = "OBSCURA_WS_MAX_BATCH_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub ws_max_batch_bytes: usize,
+    /// A socket whose client does not take a frame within this long is closed, seconds.
+    #[arg(long, env = "OBSCURA_WS_WRITE_TIMEOUT_SECS", default_value_t = limits::WS_WRITE_TIMEOUT_SECS)]
+    pub ws_write_timeout_secs: u64,
+    /// Largest inbound WebSocket message (clients only send acks), bytes;
+    /// larger ends the session.
+    #[arg(long, env = "OBSCURA_WS_MESSAGE_BYTES_MAX", default_value_t = limits::WS_MESSAGE_BYTES_MAX)]
+    pub ws_message_bytes_max: usize,
 
     // ----- health and telemetry -----
     /// /readyz database probe timeout, ms.
@@ -224,6 +285,11 @@ impl Config {
             ("server-global-timeout-secs", self.server_global_timeout_secs),
             ("store-read-threads", self.store_read_threads as u64),
             ("rate-limit-clients-max", self.rate_limit_clients_max as u64),
+            ("messaging-cleanup-interval-secs", self.messaging_cleanup_interval_secs),
+            ("ws-outbound-buffer-size", self.ws_outbound_buffer_size as u64),
+            ("ws-ack-batch-size", self.ws_ack_batch_size as u64),
+            ("ws-message-fetch-batch-size", self.ws_message_fetch_batch_size as u64),
+            ("ws-write-timeout-secs", self.ws_write_timeout_secs),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Zero(name));

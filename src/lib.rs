@@ -24,6 +24,8 @@
 //! - [`api`]: one file per resource of the contract; the only place statuses are chosen.
 //! - [`auth`]: tokens, passwords, refresh families, rate limits.
 //! - [`crypto`]: public-key formats and XEdDSA signature checks.
+//! - [`gateway`]: the WebSocket: handshake, framing, sessions, delivery.
+//! - [`mailbox`]: message retention (expiry, inbox limits).
 //! - [`store`]: the storage interface and its embedded backend (guards invariant 1).
 //! - [`offload`]: work that must not run on a shard, and the channel that returns it.
 //! - [`admin`]: `/livez`, `/readyz`, `/metrics` on the management port.
@@ -36,8 +38,10 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod crypto;
+pub mod gateway;
 pub mod http;
 pub mod limits;
+pub mod mailbox;
 pub mod offload;
 pub mod proto;
 pub mod server;

@@ -74,5 +74,24 @@ pub const REQUEST_ID_BYTES_MAX: usize = 128;
 /// writer thread is never held for long.
 pub const REFRESH_PURGE_SLICE: usize = 1_000;
 
+/// A gateway client that does not take a frame within 30 s is gone or
+/// stuck; its socket is closed rather than buffered without bound.
+pub const WS_WRITE_TIMEOUT_SECS: u64 = 30;
+
+/// Inbound WebSocket messages: clients only send acks (16 bytes an id plus
+/// framing), so 1 MiB holds over 50,000 ids. The reference allows 64 MiB,
+/// which would let one socket pin 64 MiB of our memory.
+pub const WS_MESSAGE_BYTES_MAX: usize = 1024 * 1024;
+
+/// Bytes read from a gateway socket per read call.
+pub const WS_READ_CHUNK_BYTES: usize = 4 * 1024;
+
+/// Devices looked at per slice of the retention sweep, so a shard is never
+/// held for long by it.
+pub const SWEEP_DEVICES_PER_SLICE: usize = 256;
+
+/// Expired rows deleted per store transaction by the retention sweep.
+pub const SWEEP_EXPIRED_PER_SLICE: usize = 1_000;
+
 const _: () = assert!(HTTP_DISCARD_BYTES_MAX >= HTTP_READ_CHUNK_BYTES);
 const _: () = assert!(HTTP_HEADER_BYTES_MAX >= 1024, "a request line needs room");

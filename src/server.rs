@@ -250,13 +250,16 @@ impl ShardStart {
             Rate::new(config.rate_limit_per_second, config.rate_limit_burst),
             config.rate_limit_clients_max,
         );
-        let local = Rc::new(ShardLocal {
-            app: app.clone(),
-            buckets: buckets.into(),
-            shutdown: shutdown.clone(),
-        });
-        let endpoint = mesh.connect(self.id, local);
+        let local = Rc::new(ShardLocal::new(
+            app.clone(),
+            self.id,
+            mesh.clone(),
+            buckets,
+            shutdown.clone(),
+        ));
+        let endpoint = mesh.connect(self.id, local.clone());
         monoio::spawn(endpoint.clone().serve());
+        monoio::spawn(crate::mailbox::retention::run(local));
         let limits = Rc::new(http_limits(&config));
         let listener = match TcpListener::from_std(self.listener) {
             Ok(l) => l,

@@ -36,19 +36,28 @@ pub enum Counter {
     DevicesCreated,
     /// `obscura_devices_deleted_total`
     DevicesDeleted,
+    /// `obscura_key_takeovers_total`
+    KeyTakeovers,
+    /// `obscura_messages_sent_total`
+    MessagesSent,
+    /// `obscura_websocket_acks_received_total`
+    AcksReceived,
     /// `obscura_rate_limit_decisions_total{status="allowed"}`
     RateLimitAllowed,
     /// `obscura_rate_limit_decisions_total{status="throttled"}`
     RateLimitThrottled,
 }
 
-const COUNTER_NAMES: [(&str, &str); 8] = [
+const COUNTER_NAMES: [(&str, &str); 11] = [
     ("obscura_registrations_total", ""),
     ("obscura_logins_total", ""),
     ("obscura_token_refreshes_total", ""),
     ("obscura_logouts_total", ""),
     ("obscura_devices_created_total", ""),
     ("obscura_devices_deleted_total", ""),
+    ("obscura_key_takeovers_total", ""),
+    ("obscura_messages_sent_total", ""),
+    ("obscura_websocket_acks_received_total", ""),
     ("obscura_rate_limit_decisions_total", "status=\"allowed\""),
     ("obscura_rate_limit_decisions_total", "status=\"throttled\""),
 ];
@@ -189,7 +198,12 @@ impl ShardMetrics {
 
     /// Adds one to a named counter.
     pub fn count(&self, counter: Counter) {
-        self.counters[counter as usize].fetch_add(1, Ordering::Relaxed);
+        self.add(counter, 1);
+    }
+
+    /// Adds `n` to a named counter.
+    pub fn add(&self, counter: Counter, n: u64) {
+        self.counters[counter as usize].fetch_add(n, Ordering::Relaxed);
     }
 }
 

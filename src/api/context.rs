@@ -3,11 +3,13 @@
 //! state, reached over the mesh) and [`RequestCtx`] (one request, with the
 //! authentication and placement helpers every handler uses).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use uuid::Uuid;
 
 use super::error::{device_scope_required, ApiError};
@@ -16,10 +18,13 @@ use crate::auth::passwords::Passwords;
 use crate::auth::rate_limit::Buckets;
 use crate::auth::tokens::{bearer_token, Principal, TokenKeys};
 use crate::config::Config;
+use crate::gateway::events::{DeviceEvent, Presence, SessionSignal};
 use crate::http::RequestHead;
-use crate::shard::mesh::MeshEndpoint;
+use crate::offload::oneshot;
+use crate::shard::mesh::{Job, Mesh, MeshEndpoint};
 use crate::shard::placement;
 use crate::shard::shutdown::Shutdown;
+use crate::shard::ShardId;
 use crate::store::Store;
 
 /// State shared by every shard; `Send + Sync`, read-only after start.
@@ -43,14 +48,86 @@ impl App {
     }
 }
 
+/// Requests waiting for the answer of an in-flight send with their key.
+pub type Waiters = Vec<oneshot::Sender<Option<Bytes>>>;
+
 /// One shard's own state; only that shard's thread touches it.
 pub struct ShardLocal {
     /// The shared state.
     pub app: Arc<App>,
+    /// This shard.
+    pub me: ShardId,
+    /// The mesh, for events this shard sends without awaiting an answer.
+    pub mesh: Arc<Mesh<ShardLocal>>,
     /// Rate-limit buckets of the client IPs this shard owns.
     pub buckets: RefCell<Buckets>,
     /// This shard's shutdown signal.
     pub shutdown: Shutdown,
+    /// Open sessions of the devices this shard owns.
+    pub presence: RefCell<Presence>,
+    /// Sessions whose sockets this shard holds, by id.
+    sessions: RefCell<HashMap<u64, Rc<SessionSignal>>>,
+    next_session: Cell<u64>,
+    /// Sends in flight per (sending device, Idempotency-Key), for devices
+    /// this shard owns: later repeats wait for the first one's answer.
+    pub in_flight: RefCell<HashMap<(Uuid, Uuid), Waiters>>,
+}
+
+impl ShardLocal {
+    /// A shard's state before it serves.
+    pub fn new(app: Arc<App>, me: ShardId, mesh: Arc<Mesh<ShardLocal>>, buckets: Buckets, shutdown: Shutdown) -> Self {
+        Self {
+            app,
+            me,
+            mesh,
+            buckets: RefCell::new(buckets),
+            shutdown,
+            presence: RefCell::default(),
+            sessions: RefCell::default(),
+            next_session: Cell::new(0),
+            in_flight: RefCell::default(),
+        }
+    }
+
+    /// Registers a session whose socket this shard holds.
+    pub fn open_session(&self) -> (u64, Rc<SessionSignal>) {
+        let id = self.next_session.get();
+        self.next_session.set(id + 1);
+        let signal = Rc::new(SessionSignal::default());
+        self.sessions.borrow_mut().insert(id, signal.clone());
+        (id, signal)
+    }
+
+    /// Forgets a closed session.
+    pub fn close_session(&self, id: u64) {
+        self.sessions.borrow_mut().remove(&id);
+    }
+
+    /// Raises `event` on a session of this shard (if it is still open).
+    pub fn signal_session(&self, id: u64, event: DeviceEvent) {
+        let signal = self.sessions.borrow().get(&id).cloned();
+        if let Some(signal) = signal {
+            signal.raise(event);
+        }
+    }
+
+    /// On the owner shard of `device`: raises `event` on every open session
+    /// of the device, wherever its socket is.
+    pub fn notify(&self, device: Uuid, event: DeviceEvent) {
+        debug_assert_eq!(placement::device_owner(device, self.mesh.shards()), self.me);
+        let sessions = self.presence.borrow().sessions(&device).to_vec();
+        for session in sessions {
+            if session.shard == self.me {
+                self.signal_session(session.id, event);
+                continue;
+            }
+            let job: Job<ShardLocal> = Box::new(move |local| local.signal_session(session.id, event));
+            if let Err(job) = self.mesh.try_push(session.shard, job) {
+                let mesh = self.mesh.clone();
+                monoio::spawn(async move { mesh.push(session.shard, job).await });
+            }
+        }
+    }
 }
 
 /// One request as a handler sees it.
@@ -95,6 +172,11 @@ impl RequestCtx<'_> {
         if let Some(metrics) = self.app.shard_metrics(self.mesh.me()) {
             metrics.count(counter);
         }
+    }
+
+    /// The device of a device-scoped token (403 for a user token).
+    pub fn calling_device(&self) -> Result<(Uuid, Uuid), ApiError> {
+        Self::device_principal(self.principal()?)
     }
 
     /// Runs `f` on the shard that owns `device_id`, with that shard's state.

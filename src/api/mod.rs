@@ -8,7 +8,10 @@
 pub mod context;
 pub mod devices;
 pub mod error;
+pub mod gateway;
 pub mod json;
+pub mod keys;
+pub mod messages;
 pub mod openapi;
 pub mod routes;
 pub mod sessions;
@@ -118,6 +121,11 @@ async fn handle(route: Route, ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Resu
         Route::RenameDevice => devices::rename(ctx, body).await,
         Route::DeleteDevice => devices::delete(ctx).await,
         Route::OpenApi => Ok(openapi::get()),
+        Route::UploadKeys => keys::upload(ctx, body).await,
+        Route::FetchBundles => keys::bundles(ctx).await,
+        Route::SendMessages => messages::send(ctx, body).await,
+        Route::CreateTicket => gateway::ticket(ctx).await,
+        Route::Gateway => gateway::connect(ctx).await,
     }
 }
 

@@ -31,11 +31,21 @@ pub enum Route {
     DeleteDevice,
     /// `GET /openapi.yaml`
     OpenApi,
+    /// `POST /v1/devices/keys`
+    UploadKeys,
+    /// `GET /v1/users/{id}`
+    FetchBundles,
+    /// `POST /v1/messages`
+    SendMessages,
+    /// `POST /v1/gateway/ticket`
+    CreateTicket,
+    /// `GET /v1/gateway`
+    Gateway,
 }
 
 /// Metric label of each route, in [`Route::index`] order, plus the labels of
 /// requests that matched no route.
-pub const ROUTE_LABELS: [&str; 12] = [
+pub const ROUTE_LABELS: [&str; 17] = [
     "POST /v1/users",
     "POST /v1/sessions",
     "DELETE /v1/sessions",
@@ -46,14 +56,19 @@ pub const ROUTE_LABELS: [&str; 12] = [
     "PUT /v1/devices/{id}",
     "DELETE /v1/devices/{id}",
     "GET /openapi.yaml",
+    "POST /v1/devices/keys",
+    "GET /v1/users/{id}",
+    "POST /v1/messages",
+    "POST /v1/gateway/ticket",
+    "GET /v1/gateway",
     "unmatched",
     "method not allowed",
 ];
 
 /// Label index of requests to unknown paths.
-pub const UNMATCHED_LABEL: usize = 10;
+pub const UNMATCHED_LABEL: usize = 15;
 /// Label index of requests with a wrong method.
-pub const METHOD_NOT_ALLOWED_LABEL: usize = 11;
+pub const METHOD_NOT_ALLOWED_LABEL: usize = 16;
 
 /// How long a route may take (BEHAVIOR.md §3.7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +137,7 @@ pub fn resolve(method: &Method, path: &str) -> Resolved {
             "GET,HEAD,POST",
             None,
         ),
+        ["v1", "devices", "keys"] => pick(&[(Method::POST, Route::UploadKeys)], "POST", None),
         ["v1", "devices", id] if !id.is_empty() => pick(
             &[
                 (Method::GET, Route::GetDevice),
@@ -131,6 +147,10 @@ pub fn resolve(method: &Method, path: &str) -> Resolved {
             "GET,HEAD,PUT,DELETE",
             Some(id),
         ),
+        ["v1", "users", id] if !id.is_empty() => pick(&[(Method::GET, Route::FetchBundles)], "GET,HEAD", Some(id)),
+        ["v1", "messages"] => pick(&[(Method::POST, Route::SendMessages)], "POST", None),
+        ["v1", "gateway", "ticket"] => pick(&[(Method::POST, Route::CreateTicket)], "POST", None),
+        ["v1", "gateway"] => pick(&[(Method::GET, Route::Gateway)], "GET,HEAD", None),
         ["openapi.yaml"] => pick(&[(Method::GET, Route::OpenApi)], "GET,HEAD", None),
         _ => Resolved::NotFound,
     }
@@ -165,7 +185,11 @@ mod tests {
             resolve(&Method::HEAD, "/openapi.yaml"),
             Resolved::Route(Route::OpenApi, None)
         );
-        for (i, label) in ROUTE_LABELS.iter().enumerate().take(10) {
+        assert!(matches!(
+            resolve(&Method::GET, "/v1/devices/keys"),
+            Resolved::MethodNotAllowed("POST", _)
+        ));
+        for (i, label) in ROUTE_LABELS.iter().enumerate().take(UNMATCHED_LABEL) {
             let (m, p) = label.split_once(' ').unwrap();
             let p = p.replace("{id}", "x");
             match resolve(&m.parse().unwrap(), &p) {

@@ -19,7 +19,7 @@ use monoio::net::TcpStream;
 
 use super::body::Body;
 use super::request::{parse_head, RequestHead};
-use super::response::Response;
+use super::response::{Response, Upgrade};
 use super::wire::Wire;
 use super::{HttpLimits, Service};
 use crate::limits;
@@ -73,13 +73,25 @@ pub async fn serve<S: Service>(
                 return;
             }
         };
-        if !answer(&mut wire, head, peer, &*service, &limits, &shutdown).await {
-            return;
+        match answer(&mut wire, head, peer, &*service, &limits, &shutdown).await {
+            After::KeepAlive => {}
+            After::Close => return,
+            After::Upgrade(upgrade) => {
+                let (stream, rest) = wire.into_parts();
+                return upgrade(stream, rest).await;
+            }
         }
     }
 }
 
-/// Handles one request; returns whether the connection stays open.
+/// What the connection does after an answer.
+enum After {
+    KeepAlive,
+    Close,
+    Upgrade(Upgrade),
+}
+
+/// Handles one request; says what happens to the connection next.
 async fn answer<S: Service>(
     wire: &mut Wire,
     head: RequestHead,
@@ -87,7 +99,7 @@ async fn answer<S: Service>(
     service: &S,
     limits: &HttpLimits,
     shutdown: &Shutdown,
-) -> bool {
+) -> After {
     let request_id = request_id(&head);
     let deadline = service.deadline(&head);
     let mut body = Body::new(wire, head.framing);
@@ -100,14 +112,23 @@ async fn answer<S: Service>(
     // sending it), close, and linger.
     let unread = !body.discard_buffered();
     let keep_alive = head.keep_alive && !response.close && !shutdown.is_started() && !unread;
+    let mut response = response;
+    let upgrade = response.upgrade.take().filter(|_| !unread);
     let bytes = response.encode(&request_id, keep_alive, head.method == Method::HEAD);
     if !write(wire, bytes, limits).await {
-        return false;
+        return After::Close;
+    }
+    if let Some(upgrade) = upgrade {
+        return After::Upgrade(upgrade);
     }
     if unread {
         linger(wire).await;
     }
-    keep_alive
+    if keep_alive {
+        After::KeepAlive
+    } else {
+        After::Close
+    }
 }
 
 async fn next_head(wire: &mut Wire, limits: &HttpLimits, shutdown: &Shutdown) -> NextHead {

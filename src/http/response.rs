@@ -1,12 +1,19 @@
 //! Responses: status, headers, body, and their HTTP/1.1 encoding. Every
 //! error answer of the server is [`Response::error`]: JSON `{"error": ...}`.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderName, HeaderValue, StatusCode};
+use monoio::net::TcpStream;
+
+/// What takes over the socket after a `101 Switching Protocols`: it gets
+/// the stream and any bytes the client sent after the request head.
+pub type Upgrade = Box<dyn FnOnce(TcpStream, Vec<u8>) -> Pin<Box<dyn Future<Output = ()>>>>;
 
 /// A complete response.
-#[derive(Debug, Clone)]
 pub struct Response {
     /// Status code.
     pub status: StatusCode,
@@ -17,6 +24,20 @@ pub struct Response {
     pub body: Bytes,
     /// Close the connection after this response.
     pub close: bool,
+    /// For a 101: the protocol that takes the socket over.
+    pub upgrade: Option<Upgrade>,
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body_len", &self.body.len())
+            .field("close", &self.close)
+            .field("upgrade", &self.upgrade.is_some())
+            .finish()
+    }
 }
 
 /// `Content-Type: application/json`.
@@ -30,6 +51,7 @@ impl Response {
             headers: Vec::new(),
             body: Bytes::new(),
             close: false,
+            upgrade: None,
         }
     }
 
@@ -40,6 +62,7 @@ impl Response {
             headers: vec![(CONTENT_TYPE, content_type)],
             body: body.into(),
             close: false,
+            upgrade: None,
         }
     }
 
@@ -64,6 +87,16 @@ impl Response {
     pub fn closing(mut self) -> Self {
         self.close = true;
         self
+    }
+
+    /// A `101 Switching Protocols` with `headers`, handing the socket to
+    /// `upgrade` once written.
+    pub fn switching_protocols(headers: Vec<(HeaderName, HeaderValue)>, upgrade: Upgrade) -> Self {
+        Self {
+            upgrade: Some(upgrade),
+            headers,
+            ..Self::empty(StatusCode::SWITCHING_PROTOCOLS)
+        }
     }
 
     /// Encodes status line, headers and (unless `head_only`) the body.

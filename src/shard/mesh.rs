@@ -80,7 +80,7 @@ impl<C: 'static> Mesh<C> {
     }
 
     /// Pushes a job, waiting (asynchronously) while the target inbox is full.
-    async fn push(&self, to: ShardId, mut job: Job<C>) {
+    pub async fn push(&self, to: ShardId, mut job: Job<C>) {
         loop {
             match self.try_push(to, job) {
                 Ok(()) => return,

@@ -167,7 +167,7 @@ pub trait Devices {
     /// Renames a device of `user_id`; `None` if it is not theirs or absent.
     fn rename_device(&self, user_id: Uuid, id: Uuid, name: Option<String>) -> StoreFuture<'_, Option<DeviceRecord>>;
     /// Deletes a device of `user_id` and everything it owns (keys, refresh
-    /// tokens); `false` if it is not theirs or absent.
+    /// tokens, its mailbox); `false` if it is not theirs or absent.
     fn delete_device(&self, user_id: Uuid, id: Uuid) -> StoreFuture<'_, bool>;
 }
 
@@ -177,6 +177,170 @@ pub trait Keys {
     fn signed_prekeys(&self, device_id: Uuid) -> StoreFuture<'_, Vec<SignedPreKey>>;
     /// The number of one-time prekeys a device has.
     fn one_time_prekey_count(&self, device_id: Uuid) -> StoreFuture<'_, usize>;
+    /// Refill or takeover (BEHAVIOR.md §6.3), atomically: the mode decision,
+    /// the signature check (`verify` against the identity key that will be
+    /// in force), the monotonic signed-prekey id, pruning, and on takeover
+    /// the wipe of keys and pending messages.
+    fn upload_keys(
+        &self,
+        device_id: Uuid,
+        upload: KeyUpload,
+        verify: SignatureCheck,
+    ) -> StoreFuture<'_, Result<UploadOutcome, UploadRejection>>;
+    /// A bundle of the device, consuming one one-time prekey; `None` when the
+    /// device is gone or has no signed prekey.
+    fn take_bundle(&self, device_id: Uuid) -> StoreFuture<'_, Option<Bundle>>;
+}
+
+/// Checks a signed prekey's signature against an identity key.
+pub type SignatureCheck = Box<dyn FnOnce(&PublicKey) -> bool + Send>;
+
+/// A key upload (`POST /v1/devices/keys`), decoded and validated.
+#[derive(Debug, Clone)]
+pub struct KeyUpload {
+    /// A new (or the same) identity key with its registration id.
+    pub identity: Option<(PublicKey, i32)>,
+    /// The signed prekey.
+    pub signed_prekey: SignedPreKey,
+    /// One-time prekeys to add.
+    pub one_time_prekeys: Vec<OneTimePreKey>,
+    /// The per-device pool cap.
+    pub pre_keys_max: usize,
+}
+
+/// What an accepted upload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadOutcome {
+    /// Keys were added.
+    Refilled,
+    /// The identity changed: old keys and pending messages are gone.
+    TookOver,
+}
+
+/// Why an upload was refused (a client error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadRejection {
+    /// No identity key given and none stored.
+    IdentityKeyMissing,
+    /// The signature does not verify.
+    InvalidSignature,
+    /// A refill must raise the signed-prekey id.
+    SignedPreKeyIdNotIncreasing {
+        /// The id sent.
+        new: i32,
+        /// The largest stored id.
+        current: i32,
+    },
+    /// The device does not exist.
+    DeviceNotFound,
+}
+
+/// One device's prekey bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bundle {
+    /// The device (identity key, registration id).
+    pub device: DeviceRecord,
+    /// Its newest signed prekey.
+    pub signed_prekey: SignedPreKey,
+    /// The consumed one-time prekey, if any was left.
+    pub one_time_prekey: Option<OneTimePreKey>,
+    /// One-time prekeys left after this one.
+    pub remaining: usize,
+}
+
+/// A message to queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    /// The target device.
+    pub target: Uuid,
+    /// The sending user.
+    pub sender_user: Uuid,
+    /// The sending device.
+    pub sender_device: Uuid,
+    /// The client's submission id (dedup key with sender and target).
+    pub submission_id: Uuid,
+    /// Ciphertext.
+    pub payload: bytes::Bytes,
+    /// Server receive time, ms since the epoch.
+    pub created_at_ms: u64,
+    /// Expiry, Unix seconds.
+    pub expires_at_secs: i64,
+}
+
+/// A queued message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// Position in its device's mailbox: increases in commit order.
+    pub seq: u64,
+    /// The message id clients see (a UUID v7 that carries `seq`).
+    pub id: Uuid,
+    /// The sending user.
+    pub sender_user: Uuid,
+    /// The sending device.
+    pub sender_device: Uuid,
+    /// Ciphertext.
+    pub payload: bytes::Bytes,
+    /// Server receive time, ms.
+    pub created_at_ms: u64,
+}
+
+/// What appending one message did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Queued at this mailbox position.
+    Stored(u64),
+    /// The (sender device, submission id, target) was already queued.
+    Duplicate,
+    /// The target device does not exist.
+    NoSuchDevice,
+}
+
+/// Mailboxes: the queued messages of each device.
+pub trait Mailboxes {
+    /// Appends messages (each to its target), skipping duplicates and
+    /// unknown targets, in one durable transaction.
+    fn append(&self, messages: Vec<NewMessage>) -> StoreFuture<'_, Vec<Appended>>;
+    /// Up to `limit` unexpired messages of `device` after position `after`.
+    fn fetch(
+        &self,
+        device: Uuid,
+        after: Option<u64>,
+        limit: usize,
+        now_secs: i64,
+    ) -> StoreFuture<'_, Vec<StoredMessage>>;
+    /// Deletes the messages of `device` with these ids; ids that name no
+    /// message of this device are skipped.
+    fn ack(&self, device: Uuid, ids: Vec<Uuid>) -> StoreFuture<'_, usize>;
+    /// Deletes up to `limit` messages that expired before `now_secs`.
+    fn expire_messages(&self, now_secs: i64, limit: usize) -> StoreFuture<'_, usize>;
+    /// Deletes the oldest messages of `device` beyond `max`.
+    fn prune_mailbox(&self, device: Uuid, max: usize) -> StoreFuture<'_, usize>;
+    /// Up to `limit` device ids after `after`, in id order (for sweeps).
+    fn device_page(&self, after: Option<Uuid>, limit: usize) -> StoreFuture<'_, Vec<Uuid>>;
+}
+
+/// Idempotency records of `POST /v1/messages`, per sending device.
+pub trait Idempotency {
+    /// The cached response for (device, key), if unexpired.
+    fn idempotent_response(&self, device: Uuid, key: Uuid, now_secs: i64) -> StoreFuture<'_, Option<bytes::Bytes>>;
+    /// Caches a response until `expires_at_secs`.
+    fn remember_response(
+        &self,
+        device: Uuid,
+        key: Uuid,
+        response: bytes::Bytes,
+        expires_at_secs: i64,
+    ) -> StoreFuture<'_, ()>;
+    /// Deletes up to `limit` expired records.
+    fn purge_idempotency(&self, now_secs: i64, limit: usize) -> StoreFuture<'_, usize>;
+}
+
+/// Gateway tickets: short-lived, single use.
+pub trait Tickets {
+    /// Maps `ticket` to `device` for `ttl_secs`.
+    fn create_ticket(&self, ticket: Uuid, device: Uuid, ttl_secs: u64) -> StoreFuture<'_, ()>;
+    /// Consumes a ticket atomically: of two racing consumers, one gets it.
+    fn consume_ticket(&self, ticket: Uuid) -> StoreFuture<'_, Option<Uuid>>;
 }
 
 /// Refresh tokens and their families.
@@ -210,6 +374,12 @@ pub trait Health {
 }
 
 /// A complete backend.
-pub trait Store: Accounts + Devices + Keys + RefreshTokens + Health + Send + Sync {}
+pub trait Store:
+    Accounts + Devices + Keys + Mailboxes + Idempotency + Tickets + RefreshTokens + Health + Send + Sync
+{
+}
 
-impl<T: Accounts + Devices + Keys + RefreshTokens + Health + Send + Sync> Store for T {}
+impl<T> Store for T where
+    T: Accounts + Devices + Keys + Mailboxes + Idempotency + Tickets + RefreshTokens + Health + Send + Sync
+{
+}

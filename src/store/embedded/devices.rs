@@ -1,4 +1,4 @@
-//! [`Devices`] and [`Keys`] on fjall. A device is its row, an index row under
+//! [`Devices`] on fjall. A device is its row, an index row under
 //! its user, its prekeys and its device-scoped refresh tokens; creation
 //! writes all of them in one batch and deletion removes all of them in one
 //! batch.
@@ -7,14 +7,15 @@ use prost::Message;
 use uuid::Uuid;
 
 use super::accounts::insert_refresh;
-use super::keys::{device_key, i32_from_ordered, pair};
+use super::keys::{device_key, pair};
+use super::mailboxes::wipe_mailbox;
 use super::records::{decode, uuid, DeviceValue, OneTimePreKeyValue, RefreshValue, SignedPreKeyValue};
 use super::refresh::remove_token;
 use super::tables::{backend, Tables};
 use super::EmbeddedStore;
-use crate::store::{DeviceRecord, Devices, Keys, NewDevice, SignedPreKey, StoreError, StoreFuture};
+use crate::store::{DeviceRecord, Devices, NewDevice, StoreError, StoreFuture};
 
-fn load_device(t: &Tables, id: Uuid) -> Result<Option<DeviceRecord>, StoreError> {
+pub(super) fn load_device(t: &Tables, id: Uuid) -> Result<Option<DeviceRecord>, StoreError> {
     Tables::get(&t.devices, id.as_bytes())?
         .map(|v| decode::<DeviceValue>("devices", &v)?.into_record(id))
         .transpose()
@@ -49,8 +50,9 @@ fn create(t: &Tables, new: NewDevice, max_devices: usize) -> Result<(), StoreErr
         device_key(device.id, spk.key_id),
         SignedPreKeyValue::from_record(spk).encode_to_vec(),
     );
-    for (seq, otpk) in new.one_time_prekeys.iter().enumerate() {
-        let value = OneTimePreKeyValue::from_record(otpk, seq as u64);
+    let first_seq = t.next_seqs(&mut batch, new.one_time_prekeys.len() as u64);
+    for (i, otpk) in new.one_time_prekeys.iter().enumerate() {
+        let value = OneTimePreKeyValue::from_record(otpk, first_seq + i as u64);
         batch.insert(
             &t.one_time_prekeys,
             device_key(device.id, otpk.key_id),
@@ -75,6 +77,7 @@ fn delete(t: &Tables, user: Uuid, id: Uuid) -> Result<bool, StoreError> {
     for key in Tables::keys_with_prefix(&t.one_time_prekeys, id.as_bytes())? {
         batch.remove(&t.one_time_prekeys, key);
     }
+    wipe_mailbox(t, &mut batch, id)?;
     for key in Tables::keys_with_prefix(&t.device_refresh, id.as_bytes())? {
         let hash = key.get(16..).unwrap_or_default();
         if let Some(v) = Tables::get(&t.refresh_tokens, hash)? {
@@ -127,27 +130,5 @@ impl Devices for EmbeddedStore {
 
     fn delete_device(&self, user_id: Uuid, id: Uuid) -> StoreFuture<'_, bool> {
         self.write(move |t| delete(t, user_id, id))
-    }
-}
-
-impl Keys for EmbeddedStore {
-    fn signed_prekeys(&self, device_id: Uuid) -> StoreFuture<'_, Vec<SignedPreKey>> {
-        self.read(move |t| {
-            Tables::pairs_with_prefix(&t.signed_prekeys, device_id.as_bytes())?
-                .into_iter()
-                .map(|(k, v)| {
-                    let key_id =
-                        i32_from_ordered(k.get(16..).unwrap_or_default()).ok_or_else(|| StoreError::Corrupt {
-                            table: "signed_prekeys",
-                            reason: "bad key id".into(),
-                        })?;
-                    decode::<SignedPreKeyValue>("signed_prekeys", &v)?.into_record(key_id)
-                })
-                .collect()
-        })
-    }
-
-    fn one_time_prekey_count(&self, device_id: Uuid) -> StoreFuture<'_, usize> {
-        self.read(move |t| Ok(Tables::keys_with_prefix(&t.one_time_prekeys, device_id.as_bytes())?.len()))
     }
 }

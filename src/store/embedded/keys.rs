@@ -15,11 +15,21 @@
 //! | `refresh_families` | family id ‖ token hash | – |
 //! | `device_refresh` | device id ‖ token hash | – |
 //! | `refresh_expiry` | expiry (s) ‖ token hash | – |
+//! | `mailboxes` | device id ‖ seq | [`super::records::MessageValue`] |
+//! | `mailbox_dedup` | target ‖ sender device ‖ submission id | seq |
+//! | `mailbox_expiry` | expiry (s) ‖ device id ‖ seq | – |
+//! | `idempotency` | sender device ‖ key | [`super::records::IdempotencyValue`] |
+//! | `idempotency_expiry` | expiry (s) ‖ sender device ‖ key | – |
+//! | `meta` | name | value (`seq`: the last sequence number handed out) |
+//!
+//! `seq` is one process-wide counter that only the writer thread advances,
+//! so within a mailbox the order of seqs is the order of commits: a cursor
+//! on seq can never skip a message that committed late.
 
 use uuid::Uuid;
 
 /// Every keyspace name, in creation order.
-pub const KEYSPACES: [&str; 10] = [
+pub const KEYSPACES: [&str; 16] = [
     "users",
     "usernames",
     "devices",
@@ -30,7 +40,35 @@ pub const KEYSPACES: [&str; 10] = [
     "refresh_families",
     "device_refresh",
     "refresh_expiry",
+    "mailboxes",
+    "mailbox_dedup",
+    "mailbox_expiry",
+    "idempotency",
+    "idempotency_expiry",
+    "meta",
 ];
+
+/// The `meta` key of the sequence high-water mark.
+pub const META_SEQ: &[u8] = b"seq";
+
+/// `device id ‖ seq`.
+pub fn mailbox_key(device: Uuid, seq: u64) -> Vec<u8> {
+    pair(device.as_bytes(), &seq.to_be_bytes())
+}
+
+/// The seq of a `mailboxes` key.
+pub fn seq_of_mailbox_key(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.get(16..24)?.try_into().ok()?))
+}
+
+/// `expiry ‖ id ‖ rest`, for the expiry indexes.
+pub fn expiry_key(expires_at_secs: i64, id: Uuid, rest: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(8 + 16 + rest.len());
+    key.extend_from_slice(&ordered_i64(expires_at_secs));
+    key.extend_from_slice(id.as_bytes());
+    key.extend_from_slice(rest);
+    key
+}
 
 /// `a ‖ b`.
 pub fn pair(a: &[u8], b: &[u8]) -> Vec<u8> {

@@ -5,15 +5,20 @@
 //! [`oneshot`]; a full channel makes the shard wait, not block.
 //!
 //! The operations themselves live beside this file, one per interface trait:
-//! [`accounts`], [`devices`], [`refresh`].
+//! [`accounts`], [`devices`], [`prekeys`], [`mailboxes`], [`idempotency`],
+//! [`refresh`], and [`tickets`] (which live in memory).
 
 mod accounts;
 mod devices;
 pub mod group_commit;
+mod idempotency;
 pub mod keys;
+mod mailboxes;
+mod prekeys;
 pub mod records;
 mod refresh;
 pub mod tables;
+mod tickets;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,6 +44,7 @@ pub struct EmbeddedStore {
     reads: Sender<ReadJob>,
     poisoned: Arc<AtomicBool>,
     fault_delay: Duration,
+    tickets: tickets::TicketTable,
 }
 
 /// The store's threads; join them after dropping every store handle.
@@ -87,6 +93,7 @@ impl EmbeddedStore {
             reads,
             poisoned,
             fault_delay: options.fault_delay,
+            tickets: Default::default(),
         };
         Ok((Arc::new(store), StoreThreads { handles }))
     }

@@ -5,7 +5,9 @@ use std::path::Path;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 
-use super::keys::KEYSPACES;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::keys::{KEYSPACES, META_SEQ};
 use crate::store::StoreError;
 
 /// The database and its keyspaces.
@@ -32,6 +34,20 @@ pub struct Tables {
     pub device_refresh: Keyspace,
     #[allow(missing_docs)]
     pub refresh_expiry: Keyspace,
+    #[allow(missing_docs)]
+    pub mailboxes: Keyspace,
+    #[allow(missing_docs)]
+    pub mailbox_dedup: Keyspace,
+    #[allow(missing_docs)]
+    pub mailbox_expiry: Keyspace,
+    #[allow(missing_docs)]
+    pub idempotency: Keyspace,
+    #[allow(missing_docs)]
+    pub idempotency_expiry: Keyspace,
+    #[allow(missing_docs)]
+    pub meta: Keyspace,
+    /// The last sequence number handed out; only the writer advances it.
+    pub last_seq: AtomicU64,
 }
 
 /// A stored (key, value) pair.
@@ -52,8 +68,16 @@ impl Tables {
             .open()
             .map_err(backend)?;
         let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).map_err(backend);
-        let [users, usernames, devices, user_devices, signed_prekeys, one_time_prekeys, refresh_tokens, refresh_families, device_refresh, refresh_expiry] =
+        let [users, usernames, devices, user_devices, signed_prekeys, one_time_prekeys, refresh_tokens, refresh_families, device_refresh, refresh_expiry, mailboxes, mailbox_dedup, mailbox_expiry, idempotency, idempotency_expiry, meta] =
             KEYSPACES;
+        let meta = ks(meta)?;
+        let last_seq = match meta.get(META_SEQ).map_err(backend)? {
+            Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                table: "meta",
+                reason: "seq".into(),
+            })?),
+            None => 0,
+        };
         Ok(Self {
             users: ks(users)?,
             usernames: ks(usernames)?,
@@ -65,6 +89,13 @@ impl Tables {
             refresh_families: ks(refresh_families)?,
             device_refresh: ks(device_refresh)?,
             refresh_expiry: ks(refresh_expiry)?,
+            mailboxes: ks(mailboxes)?,
+            mailbox_dedup: ks(mailbox_dedup)?,
+            mailbox_expiry: ks(mailbox_expiry)?,
+            idempotency: ks(idempotency)?,
+            idempotency_expiry: ks(idempotency_expiry)?,
+            meta,
+            last_seq: AtomicU64::new(last_seq),
             db,
         })
     }
@@ -88,6 +119,15 @@ impl Tables {
                     .map_err(backend)
             })
             .collect()
+    }
+
+    /// Hands out the next `n` sequence numbers (writer thread only) and
+    /// records the new high-water mark in `batch`, so a restart continues
+    /// after it. Returns the first.
+    pub fn next_seqs(&self, batch: &mut fjall::OwnedWriteBatch, n: u64) -> u64 {
+        let first = self.last_seq.fetch_add(n, Ordering::Relaxed) + 1;
+        batch.insert(&self.meta, META_SEQ.to_vec(), (first + n - 1).to_be_bytes().to_vec());
+        first
     }
 
     /// A point lookup.

@@ -1,0 +1,108 @@
+//! Packing queued messages into `EnvelopeBatch` frames (BEHAVIOR.md §8.5):
+//! envelopes in delivery order, a new frame whenever the next envelope
+//! would push the frame's envelopes past the byte cap — unless the frame is
+//! empty, so an envelope larger than the cap goes alone, never dropped.
+
+use prost::Message;
+
+use crate::proto::{web_socket_frame::Payload, Envelope, EnvelopeBatch, PreKeyStatus, WebSocketFrame};
+use crate::store::StoredMessage;
+
+/// The envelope of a queued message.
+pub fn envelope(m: &StoredMessage) -> Envelope {
+    Envelope {
+        id: bytes::Bytes::copy_from_slice(m.id.as_bytes()),
+        sender_id: bytes::Bytes::copy_from_slice(m.sender_user.as_bytes()),
+        timestamp: m.created_at_ms,
+        message: m.payload.clone(),
+        sender_device_id: bytes::Bytes::copy_from_slice(m.sender_device.as_bytes()),
+    }
+}
+
+/// Encoded `WebSocketFrame`s carrying `messages` in order, each batch's
+/// envelopes summing to at most `max_batch_bytes` (or one envelope).
+pub fn batch_frames(messages: &[StoredMessage], max_batch_bytes: usize) -> Vec<Vec<u8>> {
+    let mut frames = Vec::new();
+    let mut current: Vec<Envelope> = Vec::new();
+    let mut size = 0usize;
+    for m in messages {
+        let env = envelope(m);
+        let len = env.encoded_len();
+        if !current.is_empty() && size + len > max_batch_bytes {
+            frames.push(frame(Payload::EnvelopeBatch(EnvelopeBatch {
+                envelopes: std::mem::take(&mut current),
+            })));
+            size = 0;
+        }
+        size += len;
+        current.push(env);
+    }
+    if !current.is_empty() {
+        frames.push(frame(Payload::EnvelopeBatch(EnvelopeBatch { envelopes: current })));
+    }
+    frames
+}
+
+/// An encoded `WebSocketFrame` with `payload`.
+pub fn frame(payload: Payload) -> Vec<u8> {
+    WebSocketFrame { payload: Some(payload) }.encode_to_vec()
+}
+
+/// An encoded `PreKeyStatus` frame.
+pub fn prekey_status(count: usize, threshold: usize) -> Vec<u8> {
+    let clamp = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    frame(Payload::PreKeyStatus(PreKeyStatus {
+        one_time_pre_key_count: clamp(count),
+        min_threshold: clamp(threshold),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn message(seq: u64, payload: &[u8]) -> StoredMessage {
+        StoredMessage {
+            seq,
+            id: Uuid::from_bytes([0x41; 16]),
+            sender_user: Uuid::from_bytes([0x42; 16]),
+            sender_device: Uuid::from_bytes([0x43; 16]),
+            payload: bytes::Bytes::copy_from_slice(payload),
+            created_at_ms: 1_700_000_000_000,
+        }
+    }
+
+    /// Goal: the encoding matches the hex examples of BEHAVIOR.md §18.8.
+    #[test]
+    fn matches_the_wire_examples() {
+        assert_eq!(prekey_status(0, 20), vec![0x62, 0x02, 0x10, 0x14]);
+        assert_eq!(prekey_status(5, 20), vec![0x62, 0x04, 0x08, 0x05, 0x10, 0x14]);
+        let frames = batch_frames(&[message(1, b"hi")], 1024);
+        let mut expected = vec![0x6a, 0x43, 0x0a, 0x41, 0x0a, 0x10];
+        expected.extend([0x41; 16]);
+        expected.extend([0x12, 0x10]);
+        expected.extend([0x42; 16]);
+        expected.extend([
+            0x18, 0x80, 0xd0, 0x95, 0xff, 0xbc, 0x31, 0x22, 0x02, 0x68, 0x69, 0x2a, 0x10,
+        ]);
+        expected.extend([0x43; 16]);
+        assert_eq!(frames, vec![expected]);
+    }
+
+    #[test]
+    fn splits_at_the_cap_and_sends_oversize_alone() {
+        let small: Vec<_> = (0..10).map(|i| message(i, &[7u8; 100])).collect();
+        let frames = batch_frames(&small, 400);
+        assert!(frames.len() > 1);
+        let total: usize = frames
+            .iter()
+            .map(|f| match WebSocketFrame::decode(f.as_slice()).unwrap().payload {
+                Some(Payload::EnvelopeBatch(b)) => b.envelopes.len(),
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(total, 10);
+        assert_eq!(batch_frames(&[message(1, &[1u8; 4096])], 1024).len(), 1);
+    }
+}

@@ -1,0 +1,131 @@
+//! Per-device events and where they go. The owner shard of a device keeps
+//! its [`Presence`]: every open session of the device as (shard, session id).
+//! [`notify`] raises an event on each of them — directly on the own shard,
+//! over the mesh otherwise. A session sees events as bits of its
+//! [`SessionSignal`]; events of one kind that arrive while one is pending
+//! coalesce.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use uuid::Uuid;
+
+use crate::shard::ShardId;
+
+/// Something happened to a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceEvent {
+    /// Messages were queued for it.
+    MessagesArrived = 1,
+    /// A bundle fetch left it below the prekey threshold.
+    PreKeysLow = 2,
+    /// Takeover or deletion: its sessions must close.
+    Disconnect = 4,
+}
+
+/// The pending events of one session and the task waiting for them.
+#[derive(Default)]
+pub struct SessionSignal {
+    pending: Cell<u8>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl SessionSignal {
+    /// Raises `event` and wakes the session.
+    pub fn raise(&self, event: DeviceEvent) {
+        self.pending.set(self.pending.get() | event as u8);
+        if let Some(waker) = self.waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    /// Wakes the session without an event: its socket has news. Recorded
+    /// like an event, so a wake while the session is busy is not lost.
+    pub fn wake(&self) {
+        self.pending.set(self.pending.get() | SOCKET_NEWS);
+        if let Some(waker) = self.waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    /// Takes the pending events.
+    pub fn take(&self) -> Events {
+        Events(self.pending.replace(0))
+    }
+
+    /// Resolves once an event or news is pending.
+    pub fn wait(&self) -> Wait<'_> {
+        Wait { signal: self }
+    }
+}
+
+/// The pending bit of [`SessionSignal::wake`].
+const SOCKET_NEWS: u8 = 0x80;
+
+/// A set of pending events.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Events(u8);
+
+impl Events {
+    /// Whether `event` is in the set.
+    pub fn has(self, event: DeviceEvent) -> bool {
+        self.0 & event as u8 != 0
+    }
+}
+
+/// Future of [`SessionSignal::wait`].
+pub struct Wait<'a> {
+    signal: &'a SessionSignal,
+}
+
+impl Future for Wait<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.signal.pending.get() != 0 {
+            return Poll::Ready(());
+        }
+        *self.signal.waker.borrow_mut() = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// One open session, as its device's owner knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionRef {
+    /// The shard holding the socket.
+    pub shard: ShardId,
+    /// The session's id on that shard.
+    pub id: u64,
+}
+
+/// The open sessions of the devices one shard owns.
+#[derive(Default)]
+pub struct Presence {
+    devices: HashMap<Uuid, Vec<SessionRef>>,
+}
+
+impl Presence {
+    /// Records a session of `device`.
+    pub fn join(&mut self, device: Uuid, session: SessionRef) {
+        self.devices.entry(device).or_default().push(session);
+    }
+
+    /// Forgets a session of `device`.
+    pub fn leave(&mut self, device: Uuid, session: SessionRef) {
+        if let Some(sessions) = self.devices.get_mut(&device) {
+            sessions.retain(|s| *s != session);
+            if sessions.is_empty() {
+                self.devices.remove(&device);
+            }
+        }
+    }
+
+    /// The sessions of `device`.
+    pub fn sessions(&self, device: &Uuid) -> &[SessionRef] {
+        self.devices.get(device).map_or(&[], Vec::as_slice)
+    }
+}

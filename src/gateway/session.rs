@@ -1,0 +1,388 @@
+//! One gateway connection of one device (BEHAVIOR.md §8.4–8.8), on the shard
+//! that accepted the socket. Two tasks share it: the reader task parses
+//! client frames (acks, pings, pongs, close) into [`Inbox`] and wakes the
+//! session; the session task owns the write half and does everything else:
+//!
+//! 1. joins the device's presence on its owner shard (so events reach it),
+//! 2. sends the welcome `PreKeyStatus` when the device is low on prekeys,
+//! 3. delivers the backlog and then every arrival, reading the mailbox after
+//!    its cursor (a mailbox position in commit order, so late commits are
+//!    never skipped), in `EnvelopeBatch` frames,
+//! 4. answers pings, batches acks into deletes on the owner shard, pings
+//!    the client and closes it when silent or stuck, and closes on takeover,
+//!    deletion (Disconnect) or shutdown (1001).
+//!
+//! Frames are written one at a time under a write timeout: the socket's
+//! send buffer plus at most `--ws-outbound-buffer-size` encoded frames are
+//! all a slow reader can make us hold, and a reader that takes nothing for
+//! `--ws-write-timeout-secs` is disconnected.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use monoio::io::{AsyncWriteRentExt, OwnedWriteHalf, Splitable};
+use monoio::net::TcpStream;
+use prost::Message;
+use tungstenite::protocol::frame::coding::{Control, OpCode};
+use uuid::Uuid;
+
+use super::delivery::{batch_frames, prekey_status};
+use super::events::{DeviceEvent, Events, SessionRef, SessionSignal};
+use super::websocket::{self, FrameReader, Inbound};
+use crate::admin::metrics::Counter;
+use crate::api::ShardLocal;
+use crate::config::Config;
+use crate::proto::{web_socket_frame::Payload, WebSocketFrame};
+use crate::shard::mesh::MeshEndpoint;
+use crate::shard::placement;
+use crate::util::time::now_secs;
+
+/// Pongs owed at once; a client that pings faster than we write gets the
+/// latest ones.
+const PONGS_OWED_MAX: usize = 16;
+
+/// What the reader task hands the session.
+#[derive(Default)]
+struct Inbox {
+    pongs: VecDeque<Vec<u8>>,
+    acks: Vec<Uuid>,
+    acks_dropped: u64,
+    last_seen: Option<Instant>,
+    ended: bool,
+}
+
+/// The session's bounds, from the configuration.
+struct Limits {
+    threshold: usize,
+    fetch: usize,
+    batch_bytes: usize,
+    outbound_frames: usize,
+    ack_batch: usize,
+    ack_buffer: usize,
+    ack_flush: Duration,
+    ping_interval: Duration,
+    silence_max: Duration,
+    debounce: Duration,
+    write_timeout: Duration,
+}
+
+impl Limits {
+    fn from(c: &Config) -> Self {
+        let ping_interval = Duration::from_secs(c.ws_ping_interval_secs.max(1));
+        Self {
+            threshold: c.pre_key_refill_threshold,
+            fetch: c.ws_message_fetch_batch_size,
+            batch_bytes: c.ws_max_batch_bytes,
+            outbound_frames: c.ws_outbound_buffer_size,
+            ack_batch: c.ws_ack_batch_size,
+            ack_buffer: c.ws_ack_buffer_size,
+            ack_flush: Duration::from_millis(c.ws_ack_flush_interval_ms),
+            ping_interval,
+            silence_max: ping_interval + Duration::from_secs(c.ws_ping_timeout_secs),
+            debounce: Duration::from_millis(c.ws_prekey_debounce_interval_ms),
+            write_timeout: Duration::from_secs(c.ws_write_timeout_secs),
+        }
+    }
+}
+
+/// How a session ends.
+enum End {
+    /// The client closed, or its socket failed.
+    ClientGone,
+    /// We close with this frame.
+    Close(Vec<u8>),
+}
+
+/// One connection's session state (the session task's half).
+struct Session {
+    device: Uuid,
+    mesh: Rc<MeshEndpoint<ShardLocal>>,
+    local: Rc<ShardLocal>,
+    signal: Rc<SessionSignal>,
+    inbox: Rc<RefCell<Inbox>>,
+    writer: OwnedWriteHalf<TcpStream>,
+    limits: Limits,
+    cursor: Option<u64>,
+    acks: Vec<Uuid>,
+    ack_due: Option<Instant>,
+    prekey_due: Option<Instant>,
+    next_ping: Instant,
+}
+
+/// Runs the session of `device` on an upgraded socket until it ends.
+pub async fn run(stream: TcpStream, leftover: Vec<u8>, device: Uuid, mesh: Rc<MeshEndpoint<ShardLocal>>) {
+    let local = mesh.context().clone();
+    let limits = Limits::from(&local.app.config);
+    let fd = stream.as_raw_fd();
+    let (read_half, writer) = stream.into_split();
+    let (id, signal) = local.open_session();
+    let inbox = Rc::new(RefCell::new(Inbox {
+        last_seen: Some(Instant::now()),
+        ..Inbox::default()
+    }));
+    let reader = FrameReader::new(read_half, leftover, local.app.config.ws_message_bytes_max);
+    let reading = monoio::spawn(read_loop(reader, inbox.clone(), signal.clone(), limits.ack_buffer));
+    let me = SessionRef { shard: mesh.me(), id };
+    let owner = placement::device_owner(device, mesh.shards());
+    let joined = mesh
+        .call(owner, move |o| async move { o.presence.borrow_mut().join(device, me) })
+        .await;
+    let next_ping = Instant::now() + limits.ping_interval;
+    let mut session = Session {
+        device,
+        mesh: mesh.clone(),
+        local: local.clone(),
+        signal,
+        inbox,
+        writer,
+        limits,
+        cursor: None,
+        acks: Vec::new(),
+        ack_due: None,
+        prekey_due: None,
+        next_ping,
+    };
+    if joined.is_ok() {
+        session.serve().await;
+    }
+    session.flush_acks().await;
+    let _ = mesh
+        .call(owner, move |o| async move { o.presence.borrow_mut().leave(device, me) })
+        .await;
+    local.close_session(id);
+    // Ends the reader's pending read, whichever io driver is in use.
+    // SAFETY: `fd` belongs to the socket whose halves are still alive here.
+    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    let _ = reading.await;
+}
+
+/// The reader task: turns client frames into [`Inbox`] entries.
+async fn read_loop(mut reader: FrameReader, inbox: Rc<RefCell<Inbox>>, signal: Rc<SessionSignal>, ack_buffer: usize) {
+    loop {
+        let message = reader.next().await;
+        {
+            let mut inbox = inbox.borrow_mut();
+            inbox.last_seen = Some(Instant::now());
+            match message {
+                Ok(Inbound::Binary(bytes)) => take_acks(&mut inbox, &bytes, ack_buffer),
+                Ok(Inbound::Ping(payload)) => {
+                    if inbox.pongs.len() >= PONGS_OWED_MAX {
+                        inbox.pongs.pop_front();
+                    }
+                    inbox.pongs.push_back(payload);
+                }
+                Ok(Inbound::Text | Inbound::Pong) => {}
+                Ok(Inbound::Close) | Err(_) => {
+                    inbox.ended = true;
+                    drop(inbox);
+                    signal.wake();
+                    return;
+                }
+            }
+        }
+        signal.wake();
+    }
+}
+
+/// Queues the well-formed ids of an `AckMessage` frame; anything else
+/// (garbage, other payloads, ids not 16 bytes long) is ignored.
+fn take_acks(inbox: &mut Inbox, bytes: &[u8], ack_buffer: usize) {
+    let Ok(WebSocketFrame {
+        payload: Some(Payload::Ack(ack)),
+    }) = WebSocketFrame::decode(bytes)
+    else {
+        return;
+    };
+    for id in ack.message_ids.iter().filter_map(|id| Uuid::from_slice(id).ok()) {
+        if inbox.acks.len() < ack_buffer {
+            inbox.acks.push(id);
+        } else {
+            inbox.acks_dropped += 1;
+        }
+    }
+}
+
+impl Session {
+    async fn serve(&mut self) {
+        let end = match self.greet().await {
+            Ok(()) => self.event_loop().await,
+            Err(end) => end,
+        };
+        if let End::Close(frame) = end {
+            let _ = self.send(frame).await;
+        }
+    }
+
+    /// The welcome status, then the backlog.
+    async fn greet(&mut self) -> Result<(), End> {
+        let store = &self.local.app.store;
+        let count = store
+            .one_time_prekey_count(self.device)
+            .await
+            .map_err(|_| End::Close(websocket::close(None, "")))?;
+        if count < self.limits.threshold {
+            self.send(websocket::binary(&prekey_status(count, self.limits.threshold)))
+                .await?;
+        }
+        self.deliver().await
+    }
+
+    async fn event_loop(&mut self) -> End {
+        loop {
+            if let Err(end) = self.step(self.signal.take()).await {
+                return end;
+            }
+            if self.local.shutdown.is_started() {
+                return End::Close(websocket::close(Some(1001), "Server shutting down"));
+            }
+            let deadline = self.next_deadline();
+            let shutdown = self.local.shutdown.clone();
+            monoio::select! {
+                _ = self.signal.wait() => {},
+                _ = monoio::time::sleep_until(deadline.into()) => {},
+                _ = shutdown.wait() => {},
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Instant {
+        [Some(self.next_ping), self.ack_due, self.prekey_due]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(self.next_ping)
+    }
+
+    /// Handles pending events, socket news and due timers.
+    async fn step(&mut self, events: Events) -> Result<(), End> {
+        if events.has(DeviceEvent::Disconnect) {
+            return Err(End::Close(websocket::close(None, "")));
+        }
+        self.answer_socket().await?;
+        if events.has(DeviceEvent::PreKeysLow) && self.prekey_due.is_none() {
+            self.prekey_due = Some(Instant::now() + self.limits.debounce);
+        }
+        if events.has(DeviceEvent::MessagesArrived) {
+            self.deliver().await?;
+        }
+        let now = Instant::now();
+        if self.ack_due.is_some_and(|due| due <= now) || self.acks.len() >= self.limits.ack_batch {
+            self.flush_acks().await;
+        }
+        if self.prekey_due.is_some_and(|due| due <= now) {
+            self.prekey_due = None;
+            self.send_prekey_status_if_low().await?;
+        }
+        if self.next_ping <= now {
+            self.ping(now).await?;
+        }
+        Ok(())
+    }
+
+    /// Pongs owed, acks received, or the client's end.
+    async fn answer_socket(&mut self) -> Result<(), End> {
+        let (pongs, acks, ended) = {
+            let mut inbox = self.inbox.borrow_mut();
+            (
+                std::mem::take(&mut inbox.pongs),
+                std::mem::take(&mut inbox.acks),
+                inbox.ended,
+            )
+        };
+        for payload in pongs {
+            self.send(websocket::encode(OpCode::Control(Control::Pong), &payload))
+                .await?;
+        }
+        if !acks.is_empty() {
+            if self.ack_due.is_none() {
+                self.ack_due = Some(Instant::now() + self.limits.ack_flush);
+            }
+            self.acks.extend(acks);
+        }
+        if ended {
+            return Err(End::ClientGone);
+        }
+        Ok(())
+    }
+
+    /// Delivers everything after the cursor, a fetch at a time.
+    async fn deliver(&mut self) -> Result<(), End> {
+        loop {
+            let store = &self.local.app.store;
+            let fetched = store
+                .fetch(self.device, self.cursor, self.limits.fetch, now_secs())
+                .await
+                .map_err(|_| End::Close(websocket::close(None, "")))?;
+            let Some(last) = fetched.last() else {
+                return Ok(());
+            };
+            self.cursor = Some(last.seq);
+            let frames = batch_frames(&fetched, self.limits.batch_bytes);
+            for chunk in frames.chunks(self.limits.outbound_frames.max(1)) {
+                for frame in chunk {
+                    self.send(websocket::binary(frame)).await?;
+                }
+                self.answer_socket().await?;
+            }
+            if fetched.len() < self.limits.fetch {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn send_prekey_status_if_low(&mut self) -> Result<(), End> {
+        let count = self
+            .local
+            .app
+            .store
+            .one_time_prekey_count(self.device)
+            .await
+            .unwrap_or(usize::MAX);
+        if count < self.limits.threshold {
+            self.send(websocket::binary(&prekey_status(count, self.limits.threshold)))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn ping(&mut self, now: Instant) -> Result<(), End> {
+        let last_seen = self.inbox.borrow().last_seen.unwrap_or(now);
+        if now.duration_since(last_seen) > self.limits.silence_max {
+            return Err(End::Close(websocket::close(None, "")));
+        }
+        self.next_ping = now + self.limits.ping_interval;
+        self.send(websocket::encode(OpCode::Control(Control::Ping), &[])).await
+    }
+
+    /// Deletes the acked messages on the device's owner shard.
+    async fn flush_acks(&mut self) {
+        self.ack_due = None;
+        if self.acks.is_empty() {
+            return;
+        }
+        let ids = std::mem::take(&mut self.acks);
+        if let Some(metrics) = self.local.app.shard_metrics(self.local.me) {
+            metrics.add(Counter::AcksReceived, ids.len() as u64);
+        }
+        let device = self.device;
+        let owner = placement::device_owner(device, self.mesh.shards());
+        let deleted = self
+            .mesh
+            .call(owner, move |o| async move { o.app.store.ack(device, ids).await })
+            .await;
+        if !matches!(deleted, Ok(Ok(_))) {
+            tracing::warn!("ack batch could not be applied; the messages will be delivered again");
+        }
+    }
+
+    /// Writes one frame within the write timeout.
+    async fn send(&mut self, frame: Vec<u8>) -> Result<(), End> {
+        match monoio::time::timeout(self.limits.write_timeout, self.writer.write_all(frame)).await {
+            Ok((Ok(_), _)) => Ok(()),
+            _ => Err(End::ClientGone),
+        }
+    }
+}
