@@ -4,6 +4,8 @@
 //! prekey by the identity key). Every operation on one device runs on the
 //! device's owner shard. A foreign device is indistinguishable from a
 //! missing one (404). An over-long name is a 400, not the reference's 500.
+//! Deleting a device closes its open gateway sockets (the reference leaves
+//! them open, silent).
 
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -16,6 +18,7 @@ use crate::admin::metrics::Counter;
 use crate::auth::tokens::Principal;
 use crate::crypto::public_key::{KeyError, PublicKey, Signature};
 use crate::crypto::xeddsa::verify_signed_prekey;
+use crate::gateway::events::DeviceEvent;
 use crate::http::{Body, Response};
 use crate::limits::DEVICE_NAME_CHARS_MAX;
 use crate::store::{DeviceRecord, NewDevice, OneTimePreKey, SignedPreKey, StoreError};
@@ -239,10 +242,13 @@ pub async fn delete(ctx: &RequestCtx<'_>) -> Result<Response, ApiError> {
     let id = ctx.path_uuid("deviceId")?;
     let user = principal.user_id;
     let deleted = ctx
-        .on_device_owner(
-            id,
-            move |local| async move { local.app.store.delete_device(user, id).await },
-        )
+        .on_device_owner(id, move |local| async move {
+            let deleted = local.app.store.delete_device(user, id).await;
+            if let Ok(true) = deleted {
+                local.notify(id, DeviceEvent::Disconnect);
+            }
+            deleted
+        })
         .await??;
     if !deleted {
         return Err(ApiError::NotFound);

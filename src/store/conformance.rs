@@ -22,6 +22,14 @@ pub const CASES: &[(&str, Case)] = &[
         Box::pin(refresh_rotation_and_reuse(s))
     }),
     ("refresh_expiry_and_purge", |s| Box::pin(refresh_expiry_and_purge(s))),
+    ("key_refill_takeover_and_bundles", |s| {
+        Box::pin(key_refill_takeover_and_bundles(s))
+    }),
+    ("mailbox_order_dedup_ack", |s| Box::pin(mailbox_order_dedup_ack(s))),
+    ("mailbox_expiry_and_pruning", |s| {
+        Box::pin(mailbox_expiry_and_pruning(s))
+    }),
+    ("idempotency_and_tickets", |s| Box::pin(idempotency_and_tickets(s))),
 ];
 
 fn user(name: &str) -> UserRecord {
@@ -232,4 +240,196 @@ async fn refresh_expiry_and_purge(store: &dyn Store) {
             .unwrap(),
         Rotation::Rotated(_)
     ));
+}
+
+fn upload(spk_id: i32, identity: Option<PublicKey>, one_time: &[i32]) -> KeyUpload {
+    KeyUpload {
+        identity: identity.map(|k| (k, 99)),
+        signed_prekey: SignedPreKey {
+            key_id: spk_id,
+            public_key: PublicKey([5; 33]),
+            signature: Signature([1; 64]),
+        },
+        one_time_prekeys: one_time
+            .iter()
+            .map(|&key_id| OneTimePreKey {
+                key_id,
+                public_key: PublicKey([5; 33]),
+            })
+            .collect(),
+        pre_keys_max: 5,
+    }
+}
+
+fn accept_all() -> SignatureCheck {
+    Box::new(|_| true)
+}
+
+fn message(target: Uuid, sender: Uuid, submission: Uuid, expires: i64) -> NewMessage {
+    NewMessage {
+        target,
+        sender_user: Uuid::now_v7(),
+        sender_device: sender,
+        submission_id: submission,
+        payload: bytes::Bytes::from_static(b"ciphertext"),
+        created_at_ms: 1_700_000_000_000,
+        expires_at_secs: expires,
+    }
+}
+
+async fn key_refill_takeover_and_bundles(store: &dyn Store) {
+    let device = new_device(Uuid::now_v7(), 1, "k");
+    let id = device.device.id;
+    store.create_device(device, 10).await.unwrap();
+    let stale = store.upload_keys(id, upload(3, None, &[]), accept_all()).await.unwrap();
+    assert_eq!(
+        stale,
+        Err(UploadRejection::SignedPreKeyIdNotIncreasing { new: 3, current: 3 })
+    );
+    let refused = store
+        .upload_keys(id, upload(4, None, &[]), Box::new(|_| false))
+        .await
+        .unwrap();
+    assert_eq!(refused, Err(UploadRejection::InvalidSignature));
+    let refilled = store
+        .upload_keys(id, upload(4, None, &[1, 10]), accept_all())
+        .await
+        .unwrap();
+    assert_eq!(refilled, Ok(UploadOutcome::Refilled));
+    // 4 stored + 2 sent - cap 5: the oldest (id 0) goes; id 1 exists, so only 10 is added.
+    assert_eq!(store.one_time_prekey_count(id).await.unwrap(), 4);
+    assert_eq!(
+        store
+            .signed_prekeys(id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|k| k.key_id)
+            .collect::<Vec<_>>(),
+        vec![4]
+    );
+    let bundle = store.take_bundle(id).await.unwrap().unwrap();
+    assert_eq!((bundle.signed_prekey.key_id, bundle.remaining), (4, 3));
+    assert!(bundle.one_time_prekey.is_some());
+    store
+        .append(vec![message(id, Uuid::now_v7(), Uuid::new_v4(), i64::MAX / 4)])
+        .await
+        .unwrap();
+    let mut new_identity = [5u8; 33];
+    new_identity[1] = 1;
+    let took = store
+        .upload_keys(id, upload(1, Some(PublicKey(new_identity)), &[7]), accept_all())
+        .await
+        .unwrap();
+    assert_eq!(took, Ok(UploadOutcome::TookOver));
+    assert!(
+        store.fetch(id, None, 10, 0).await.unwrap().is_empty(),
+        "takeover wipes the queue"
+    );
+    assert_eq!(store.one_time_prekey_count(id).await.unwrap(), 1);
+    assert_eq!(
+        store.device(id).await.unwrap().unwrap().identity_key,
+        PublicKey(new_identity)
+    );
+    let last = store.take_bundle(id).await.unwrap().unwrap();
+    assert_eq!((last.one_time_prekey.map(|k| k.key_id), last.remaining), (Some(7), 0));
+    assert_eq!(store.take_bundle(id).await.unwrap().unwrap().one_time_prekey, None);
+    assert_eq!(store.take_bundle(Uuid::now_v7()).await.unwrap(), None);
+}
+
+async fn mailbox_order_dedup_ack(store: &dyn Store) {
+    let device = new_device(Uuid::now_v7(), 1, "m");
+    let target = device.device.id;
+    store.create_device(device, 10).await.unwrap();
+    let (sender, dup) = (Uuid::now_v7(), Uuid::new_v4());
+    let batch = vec![
+        message(target, sender, dup, i64::MAX / 4),
+        message(target, sender, dup, i64::MAX / 4),
+        message(Uuid::now_v7(), sender, Uuid::new_v4(), i64::MAX / 4),
+        message(target, sender, Uuid::new_v4(), i64::MAX / 4),
+    ];
+    let outcomes = store.append(batch).await.unwrap();
+    assert!(matches!(outcomes[0], Appended::Stored(_)));
+    assert_eq!(outcomes[1], Appended::Duplicate);
+    assert_eq!(outcomes[2], Appended::NoSuchDevice);
+    let again = store
+        .append(vec![message(target, sender, dup, i64::MAX / 4)])
+        .await
+        .unwrap();
+    assert_eq!(again, vec![Appended::Duplicate], "dedup across requests");
+    let queued = store.fetch(target, None, 10, 0).await.unwrap();
+    assert_eq!(queued.len(), 2);
+    assert!(queued[0].seq < queued[1].seq);
+    assert_eq!(store.fetch(target, Some(queued[0].seq), 10, 0).await.unwrap().len(), 1);
+    assert_eq!(
+        store.ack(Uuid::now_v7(), vec![queued[0].id]).await.unwrap(),
+        0,
+        "acks are scoped to the device"
+    );
+    assert_eq!(store.ack(target, vec![queued[0].id, Uuid::new_v4()]).await.unwrap(), 1);
+    assert_eq!(store.fetch(target, None, 10, 0).await.unwrap().len(), 1);
+    let resent = store
+        .append(vec![message(target, sender, dup, i64::MAX / 4)])
+        .await
+        .unwrap();
+    assert!(
+        matches!(resent[0], Appended::Stored(_)),
+        "an acked pair can be stored again"
+    );
+}
+
+async fn mailbox_expiry_and_pruning(store: &dyn Store) {
+    let device = new_device(Uuid::now_v7(), 1, "e");
+    let target = device.device.id;
+    store.create_device(device, 10).await.unwrap();
+    let sender = Uuid::now_v7();
+    let batch: Vec<NewMessage> = (0..5)
+        .map(|i| message(target, sender, Uuid::new_v4(), if i == 0 { 100 } else { 10_000 }))
+        .collect();
+    store.append(batch).await.unwrap();
+    assert_eq!(
+        store.fetch(target, None, 10, 200).await.unwrap().len(),
+        4,
+        "expired messages are hidden"
+    );
+    assert_eq!(store.expire_messages(200, 10).await.unwrap(), 1);
+    let kept = store.fetch(target, None, 10, 0).await.unwrap();
+    assert_eq!(store.prune_mailbox(target, 2).await.unwrap(), 2);
+    let after = store.fetch(target, None, 10, 0).await.unwrap();
+    assert_eq!(
+        after.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        kept[2..].iter().map(|m| m.seq).collect::<Vec<_>>()
+    );
+    assert!(store.device_page(None, 100).await.unwrap().contains(&target));
+}
+
+async fn idempotency_and_tickets(store: &dyn Store) {
+    let (device, key) = (Uuid::now_v7(), Uuid::new_v4());
+    assert_eq!(store.idempotent_response(device, key, 0).await.unwrap(), None);
+    store
+        .remember_response(device, key, bytes::Bytes::from_static(b"answer"), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.idempotent_response(device, key, 50).await.unwrap().as_deref(),
+        Some(&b"answer"[..])
+    );
+    assert_eq!(
+        store.idempotent_response(Uuid::now_v7(), key, 50).await.unwrap(),
+        None,
+        "scoped to the device"
+    );
+    assert_eq!(
+        store.idempotent_response(device, key, 100).await.unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(store.purge_idempotency(200, 10).await.unwrap(), 1);
+    let ticket = Uuid::new_v4();
+    store.create_ticket(ticket, device, 30).await.unwrap();
+    assert_eq!(store.consume_ticket(ticket).await.unwrap(), Some(device));
+    assert_eq!(store.consume_ticket(ticket).await.unwrap(), None, "single use");
+    let expired = Uuid::new_v4();
+    store.create_ticket(expired, device, 0).await.unwrap();
+    assert_eq!(store.consume_ticket(expired).await.unwrap(), None);
 }
