@@ -1,0 +1,118 @@
+//! Mailbox append + ack per message on the embedded store (a temp dir on
+//! this machine's disk): batches of 10 appended to one device as one
+//! group-committed write, then acked as one write. Reported per message.
+//! 64 batches are in flight at once, so flushes are shared as under load.
+//! Run: `cargo bench --bench mailbox`.
+
+#![allow(missing_docs)] // criterion_group! generates an undocumented function
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use obscura_relay::config::Durability;
+use obscura_relay::crypto::public_key::{PublicKey, Signature};
+use obscura_relay::shard::runtime::{build, ChosenDriver};
+use obscura_relay::store::embedded::{EmbeddedOptions, EmbeddedStore};
+use obscura_relay::store::{DeviceRecord, Devices, Mailboxes, NewDevice, NewMessage, RefreshRecord, SignedPreKey};
+use uuid::Uuid;
+
+const BATCH: usize = 10;
+const IN_FLIGHT: u64 = 64;
+
+fn new_device() -> NewDevice {
+    let (id, user_id) = (Uuid::now_v7(), Uuid::now_v7());
+    NewDevice {
+        device: DeviceRecord {
+            id,
+            user_id,
+            name: None,
+            created_at_micros: 0,
+            identity_key: PublicKey([5; 33]),
+            registration_id: 1,
+        },
+        signed_prekey: SignedPreKey {
+            key_id: 1,
+            public_key: PublicKey([5; 33]),
+            signature: Signature([0; 64]),
+        },
+        one_time_prekeys: Vec::new(),
+        refresh: RefreshRecord {
+            hash: obscura_relay::auth::refresh::hash_text(&id.to_string()),
+            user_id,
+            device_id: Some(id),
+            family: Uuid::new_v4(),
+            expires_at_secs: i64::MAX / 4,
+        },
+    }
+}
+
+fn batch(target: Uuid) -> Vec<NewMessage> {
+    (0..BATCH)
+        .map(|_| NewMessage {
+            target,
+            sender_user: target,
+            sender_device: target,
+            submission_id: Uuid::new_v4(),
+            payload: bytes::Bytes::from(vec![0xef; 256]),
+            created_at_ms: 1_700_000_000_000,
+            expires_at_secs: i64::MAX / 4,
+        })
+        .collect()
+}
+
+fn bench_durability(c: &mut Criterion, durability: Durability) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = EmbeddedOptions {
+        durability,
+        read_threads: 1,
+        fault_delay: Duration::ZERO,
+    };
+    let (store, _threads) = EmbeddedStore::open(dir.path(), &options).expect("store");
+    let mut runtime = build(ChosenDriver::Epoll).expect("runtime");
+    let device = new_device();
+    let target = device.device.id;
+    runtime.block_on(store.create_device(device, 10)).expect("device");
+    let mut group = c.benchmark_group("mailbox append + ack");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.bench_function(format!("{durability:?}, batches of {BATCH}"), |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let start = Instant::now();
+                let mut done = 0;
+                while done < iters {
+                    let n = IN_FLIGHT.min(iters - done);
+                    let tasks: Vec<_> = (0..n)
+                        .map(|_| {
+                            let store = store.clone();
+                            monoio::spawn(async move {
+                                store.append(batch(target)).await.expect("append");
+                                let ids: Vec<Uuid> = store
+                                    .fetch(target, None, BATCH, 0)
+                                    .await
+                                    .expect("fetch")
+                                    .iter()
+                                    .map(|m| m.id)
+                                    .collect();
+                                store.ack(target, ids).await.expect("ack");
+                            })
+                        })
+                        .collect();
+                    for task in tasks {
+                        task.await;
+                    }
+                    done += n;
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.finish();
+}
+
+fn bench(c: &mut Criterion) {
+    bench_durability(c, Durability::Fsync);
+    bench_durability(c, Durability::Buffered);
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
