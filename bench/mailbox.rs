@@ -1,6 +1,8 @@
 //! Mailbox append + ack per message on the embedded store (a temp dir on
 //! this machine's disk): batches of 10 appended to one device as one
-//! group-committed write, then acked as one write. Reported per message.
+//! group-committed write, then acked by id as one write (the ids come from
+//! the append's positions, as the gateway would see them). Reported per
+//! message.
 //! 64 batches are in flight at once, so flushes are shared as under load.
 //! Run: `cargo bench --bench mailbox`.
 
@@ -12,12 +14,16 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use obscura_relay::config::Durability;
 use obscura_relay::crypto::public_key::{PublicKey, Signature};
 use obscura_relay::shard::runtime::{build, ChosenDriver};
+use obscura_relay::store::embedded::records::message_id;
 use obscura_relay::store::embedded::{EmbeddedOptions, EmbeddedStore};
-use obscura_relay::store::{DeviceRecord, Devices, Mailboxes, NewDevice, NewMessage, RefreshRecord, SignedPreKey};
+use obscura_relay::store::{
+    Appended, DeviceRecord, Devices, Mailboxes, NewDevice, NewMessage, RefreshRecord, SignedPreKey,
+};
 use uuid::Uuid;
 
 const BATCH: usize = 10;
 const IN_FLIGHT: u64 = 64;
+const CREATED_AT_MS: u64 = 1_700_000_000_000;
 
 fn new_device() -> NewDevice {
     let (id, user_id) = (Uuid::now_v7(), Uuid::now_v7());
@@ -54,7 +60,7 @@ fn batch(target: Uuid) -> Vec<NewMessage> {
             sender_device: target,
             submission_id: Uuid::new_v4(),
             payload: bytes::Bytes::from(vec![0xef; 256]),
-            created_at_ms: 1_700_000_000_000,
+            created_at_ms: CREATED_AT_MS,
             expires_at_secs: i64::MAX / 4,
         })
         .collect()

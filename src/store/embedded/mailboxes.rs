@@ -94,7 +94,8 @@ fn fetch(
     limit: usize,
     now: i64,
 ) -> Result<Vec<StoredMessage>, StoreError> {
-    let start = mailbox_key(device, after.map_or(0, |s| s.saturating_add(1)));
+    let from = after.map_or(0, |s| s.saturating_add(1)).max(t.mailbox_head(device));
+    let start = mailbox_key(device, from);
     let end = mailbox_key(device, u64::MAX);
     let mut out = Vec::with_capacity(limit.min(1024));
     for guard in t.mailboxes.range(start..=end) {
@@ -133,7 +134,21 @@ fn ack(t: &Tables, device: Uuid, ids: Vec<Uuid>) -> Result<usize, StoreError> {
         }
     }
     batch.commit().map_err(backend)?;
+    advance_head(t, device)?;
     Ok(deleted)
+}
+
+/// Moves the device's mailbox head to its first live row, so later fetches
+/// that start at the beginning do not walk the tombstones of acked rows.
+/// The head only moves forward, so each tombstone is walked here once.
+fn advance_head(t: &Tables, device: Uuid) -> Result<(), StoreError> {
+    let start = mailbox_key(device, t.mailbox_head(device));
+    let first_live = match t.mailboxes.range(start..=mailbox_key(device, u64::MAX)).next() {
+        Some(guard) => seq_of_mailbox_key(&guard.key().map_err(backend)?).unwrap_or_default(),
+        None => t.last_seq.load(std::sync::atomic::Ordering::Relaxed) + 1,
+    };
+    t.set_mailbox_head(device, first_live);
+    Ok(())
 }
 
 fn expire(t: &Tables, now: i64, limit: usize) -> Result<usize, StoreError> {

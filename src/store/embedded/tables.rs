@@ -5,7 +5,11 @@ use std::path::Path;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use uuid::Uuid;
 
 use super::keys::{KEYSPACES, META_SEQ};
 use crate::store::StoreError;
@@ -48,6 +52,10 @@ pub struct Tables {
     pub meta: Keyspace,
     /// The last sequence number handed out; only the writer advances it.
     pub last_seq: AtomicU64,
+    /// Per device, a mailbox position below which every row is deleted
+    /// (kept in memory; after a restart fetches start at 0 until the
+    /// device's next ack).
+    mailbox_heads: Mutex<HashMap<Uuid, u64>>,
 }
 
 /// A stored (key, value) pair.
@@ -96,6 +104,7 @@ impl Tables {
             idempotency_expiry: ks(idempotency_expiry)?,
             meta,
             last_seq: AtomicU64::new(last_seq),
+            mailbox_heads: Mutex::default(),
             db,
         })
     }
@@ -128,6 +137,24 @@ impl Tables {
         let first = self.last_seq.fetch_add(n, Ordering::Relaxed) + 1;
         batch.insert(&self.meta, META_SEQ.to_vec(), (first + n - 1).to_be_bytes().to_vec());
         first
+    }
+
+    /// The mailbox head of `device` (0 if unknown).
+    pub fn mailbox_head(&self, device: Uuid) -> u64 {
+        self.mailbox_heads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&device)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Records the mailbox head of `device` (writer thread only).
+    pub fn set_mailbox_head(&self, device: Uuid, head: u64) {
+        self.mailbox_heads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(device, head);
     }
 
     /// A point lookup.

@@ -1,14 +1,18 @@
 //! Harness shared by every integration test: the server process (`server`), an HTTP client with
 //! API helpers (`client`), raw-socket requests (`raw`), device key material (`keys`) and
-//! hand-made JWTs (`jwt`). Nothing here talks to anything but the server it started on
-//! 127.0.0.1.
+//! hand-made JWTs (`jwt`); for the data plane a protobuf codec (`wire`), a WebSocket client
+//! (`gateway`) and helpers for keys, bundles and messages (`data`). Nothing here talks to
+//! anything but the server it started on 127.0.0.1.
 #![allow(dead_code)]
 
 pub mod client;
+pub mod data;
+pub mod gateway;
 pub mod jwt;
 pub mod keys;
 pub mod raw;
 pub mod server;
+pub mod wire;
 
 pub use client::{Auth, Client, Resp};
 pub use server::TestServer;
