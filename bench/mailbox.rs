@@ -91,13 +91,13 @@ fn bench_durability(c: &mut Criterion, durability: Durability) {
                         .map(|_| {
                             let store = store.clone();
                             monoio::spawn(async move {
-                                store.append(batch(target)).await.expect("append");
-                                let ids: Vec<Uuid> = store
-                                    .fetch(target, None, BATCH, 0)
-                                    .await
-                                    .expect("fetch")
+                                let outcomes = store.append(batch(target)).await.expect("append");
+                                let ids: Vec<Uuid> = outcomes
                                     .iter()
-                                    .map(|m| m.id)
+                                    .filter_map(|o| match o {
+                                        Appended::Stored(seq) => Some(message_id(CREATED_AT_MS, *seq)),
+                                        _ => None,
+                                    })
                                     .collect();
                                 store.ack(target, ids).await.expect("ack");
                             })

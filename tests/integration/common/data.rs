@@ -131,7 +131,9 @@ pub fn fetch_bundles(client: &Client, token: &str, user_id: &str) -> Res<Resp> {
 /// Fetches and asserts 200 with a JSON array; returns the bundles.
 pub fn fetch_bundles_ok(client: &Client, token: &str, user_id: &str) -> Res<Vec<Value>> {
     let v = fetch_bundles(client, token, user_id)?.expect_json(200)?;
-    Ok(v.as_array().ok_or_else(|| format!("bundles are not an array: {v}"))?.clone())
+    Ok(v.as_array()
+        .ok_or_else(|| format!("bundles are not an array: {v}"))?
+        .clone())
 }
 
 /// The one bundle of `device_id` in `bundles`.

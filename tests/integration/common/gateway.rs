@@ -88,11 +88,9 @@ impl Gateway {
     pub fn open(port: u16, ticket: &str) -> Result<Gateway, Box<dyn std::error::Error>> {
         match Self::handshake(port, ticket)? {
             Handshake::Upgraded(g) => Ok(*g),
-            Handshake::Refused(status, body) => Err(format!(
-                "handshake refused with {status}: {:?}",
-                String::from_utf8_lossy(&body)
-            )
-            .into()),
+            Handshake::Refused(status, body) => {
+                Err(format!("handshake refused with {status}: {:?}", String::from_utf8_lossy(&body)).into())
+            }
         }
     }
 
@@ -236,13 +234,7 @@ impl Gateway {
                 }
                 Some(Event::Frame(FramePayload::PreKeyStatus { .. })) => {}
                 Some(Event::Ping(_) | Event::Pong(_)) => {}
-                Some(other) => {
-                    return Err(format!(
-                        "unexpected {other:?} after {} of {n} envelopes",
-                        out.len()
-                    )
-                    .into())
-                }
+                Some(other) => return Err(format!("unexpected {other:?} after {} of {n} envelopes", out.len()).into()),
             }
         }
         Ok(out)

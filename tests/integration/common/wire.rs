@@ -451,20 +451,32 @@ mod tests {
         let welcome = unhex("62 02 10 14");
         assert_eq!(
             decode_frame(&welcome),
-            Ok(FramePayload::PreKeyStatus { count: 0, threshold: 20 })
+            Ok(FramePayload::PreKeyStatus {
+                count: 0,
+                threshold: 20
+            })
         );
         assert_eq!(
-            encode_frame(&FramePayload::PreKeyStatus { count: 0, threshold: 20 }),
+            encode_frame(&FramePayload::PreKeyStatus {
+                count: 0,
+                threshold: 20
+            }),
             welcome
         );
 
         let five = unhex("62 04 08 05 10 14");
         assert_eq!(
             decode_frame(&five),
-            Ok(FramePayload::PreKeyStatus { count: 5, threshold: 20 })
+            Ok(FramePayload::PreKeyStatus {
+                count: 5,
+                threshold: 20
+            })
         );
         assert_eq!(
-            encode_frame(&FramePayload::PreKeyStatus { count: 5, threshold: 20 }),
+            encode_frame(&FramePayload::PreKeyStatus {
+                count: 5,
+                threshold: 20
+            }),
             five
         );
 
@@ -492,7 +504,10 @@ mod tests {
             decode_frame(&batch),
             Ok(FramePayload::EnvelopeBatch(vec![envelope.clone()]))
         );
-        assert_eq!(encode_frame(&FramePayload::EnvelopeBatch(vec![envelope.clone()])), batch);
+        assert_eq!(
+            encode_frame(&FramePayload::EnvelopeBatch(vec![envelope.clone()])),
+            batch
+        );
         assert_eq!(envelope.encoded_len(), 0x41);
     }
 
@@ -504,7 +519,11 @@ mod tests {
         assert_eq!(s.encode(), unhex(&format!("0A 03 01 02 03 12 10 {}", "04".repeat(16))));
         let req = encode_send_request(&[s.clone(), Submission::default()]);
         assert_eq!(req[0], 0x0A);
-        assert_eq!(&req[req.len() - 2..], &[0x0A, 0x00], "an all-empty submission is an empty message");
+        assert_eq!(
+            &req[req.len() - 2..],
+            &[0x0A, 0x00],
+            "an all-empty submission is an empty message"
+        );
         assert!(encode_send_request(&[]).is_empty());
 
         let failed = vec![
