@@ -83,8 +83,10 @@ pub const WS_WRITE_TIMEOUT_SECS: u64 = 30;
 /// which would let one socket pin 64 MiB of our memory.
 pub const WS_MESSAGE_BYTES_MAX: usize = 1024 * 1024;
 
-/// Bytes read from a gateway socket per read call.
-pub const WS_READ_CHUNK_BYTES: usize = 4 * 1024;
+/// Bytes read from a gateway socket per read call: clients send acks of a
+/// few hundred bytes, and an idle socket holds one such buffer in its
+/// pending read, so it is kept small (idle gateways must cost little).
+pub const WS_READ_CHUNK_BYTES: usize = 1024;
 
 /// Devices looked at per slice of the retention sweep, so a shard is never
 /// held for long by it.

@@ -157,6 +157,7 @@ pub fn start(config: Config, listeners: Listeners) -> Result<RunningServer, Star
     let cpus = runtime::allowed_cpus();
     let mut mgmt = Some(listeners.mgmt);
     let mut handles = Vec::with_capacity(shards);
+    let draining = Arc::new(AtomicUsize::new(shards));
     for (i, listener) in listeners.main.into_iter().enumerate() {
         let shard = ShardStart {
             id: i,
@@ -164,6 +165,7 @@ pub fn start(config: Config, listeners: Listeners) -> Result<RunningServer, Star
             driver,
             listener,
             mgmt: mgmt.take(),
+            draining: draining.clone(),
         };
         let (app, mesh, ready) = (app.clone(), mesh.clone(), ready_tx.clone());
         let handle = std::thread::Builder::new()
@@ -231,6 +233,9 @@ struct ShardStart {
     driver: ChosenDriver,
     listener: StdListener,
     mgmt: Option<StdListener>,
+    /// Shards still draining: a shard keeps serving its mesh inbox until
+    /// this is zero, so the others' last calls to it (acks, presence) land.
+    draining: Arc<AtomicUsize>,
 }
 
 impl ShardStart {
@@ -289,6 +294,10 @@ impl ShardStart {
             Duration::from_secs(config.server_shutdown_timeout_secs),
         )
         .await;
+        self.draining.fetch_sub(1, Ordering::AcqRel);
+        while self.draining.load(Ordering::Acquire) > 0 {
+            monoio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 }
 

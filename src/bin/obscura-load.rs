@@ -68,6 +68,16 @@ struct Args {
     /// Username prefix (runs against one server need distinct ones).
     #[arg(long, default_value = "load")]
     prefix: String,
+    /// Idle mode: instead of the workload, open this many gateway sockets
+    /// for one device and hold them for --duration-secs (for memory per
+    /// idle gateway). A process holds at most ~19,000 sockets here: run
+    /// several processes with different --source-ip.
+    #[arg(long)]
+    idle_gateways: Option<usize>,
+    /// Local address of idle-mode sockets (127.0.0.x spreads them over more
+    /// source ports).
+    #[arg(long, default_value = "127.0.0.1")]
+    source_ip: std::net::IpAddr,
 }
 
 /// A minimal keep-alive HTTP/1.1 client over one socket.
@@ -102,8 +112,9 @@ impl Http {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
         head.push_str("\r\n");
-        self.writer.write_all(head.as_bytes())?;
-        self.writer.write_all(body)?;
+        let mut request = head.into_bytes();
+        request.extend_from_slice(body);
+        self.writer.write_all(&request)?;
         let mut line = String::new();
         self.reader.read_line(&mut line)?;
         let status: u16 = line
@@ -316,6 +327,38 @@ fn send(
     Ok(sent)
 }
 
+/// Idle mode: `n` sockets of one device, held open, then closed.
+fn idle(args: &Args, n: usize) -> Result<(), Error> {
+    let device = setup(&Args {
+        users: 1,
+        ..args.clone()
+    })?
+    .pop()
+    .ok_or("no device")?;
+    let mut http = Http::connect(args.target)?;
+    let mut sockets = Vec::with_capacity(n);
+    for _ in 0..n {
+        let ticket = http.json("POST", "/v1/gateway/ticket", Some(&device.token), &json!({}))?;
+        let url = format!(
+            "ws://{}/v1/gateway?ticket={}",
+            args.target,
+            ticket["ticket"].as_str().ok_or("no ticket")?
+        );
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        socket.bind(&SocketAddr::new(args.source_ip, 0).into())?;
+        socket.connect(&args.target.into())?;
+        let (ws, _) =
+            tungstenite::client::client(url, TcpStream::from(socket)).map_err(|e| format!("handshake: {e}"))?;
+        sockets.push(ws);
+    }
+    println!(
+        "holding {n} idle gateway sockets from {} for {} s",
+        args.source_ip, args.duration_secs
+    );
+    std::thread::sleep(Duration::from_secs(args.duration_secs.min(600)));
+    Ok(())
+}
+
 fn cpu_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
@@ -333,6 +376,9 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 fn run(args: Args) -> Result<(), Error> {
     if !args.target.ip().is_loopback() {
         return Err("--target must be a loopback address (127.0.0.0/8 or ::1)".into());
+    }
+    if let Some(n) = args.idle_gateways {
+        return idle(&args, n);
     }
     let setup_started = Instant::now();
     let devices = Arc::new(setup(&args)?);

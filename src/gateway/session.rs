@@ -52,6 +52,8 @@ struct Inbox {
     acks_dropped: u64,
     last_seen: Option<Instant>,
     ended: bool,
+    /// The client sent a Close frame (answered with one, RFC 6455 §5.5.1).
+    closed_by_client: bool,
 }
 
 /// The session's bounds, from the configuration.
@@ -176,6 +178,7 @@ async fn read_loop(mut reader: FrameReader, inbox: Rc<RefCell<Inbox>>, signal: R
                 }
                 Ok(Inbound::Text | Inbound::Pong) => {}
                 Ok(Inbound::Close) | Err(_) => {
+                    inbox.closed_by_client = matches!(message, Ok(Inbound::Close));
                     inbox.ended = true;
                     drop(inbox);
                     signal.wake();
@@ -207,7 +210,7 @@ fn take_acks(inbox: &mut Inbox, bytes: &[u8], ack_buffer: usize) {
 
 impl Session {
     async fn serve(&mut self) {
-        let end = match self.greet().await {
+        let end = match Box::pin(self.greet()).await {
             Ok(()) => self.event_loop().await,
             Err(end) => end,
         };
@@ -232,7 +235,9 @@ impl Session {
 
     async fn event_loop(&mut self) -> End {
         loop {
-            if let Err(end) = self.step(self.signal.take()).await {
+            // Boxed so that an idle session holds only the small wait below.
+            let events = self.signal.take();
+            if let Err(end) = Box::pin(self.step(events)).await {
                 return end;
             }
             if self.local.shutdown.is_started() {
@@ -284,12 +289,13 @@ impl Session {
 
     /// Pongs owed, acks received, or the client's end.
     async fn answer_socket(&mut self) -> Result<(), End> {
-        let (pongs, acks, ended) = {
+        let (pongs, acks, ended, closed_by_client) = {
             let mut inbox = self.inbox.borrow_mut();
             (
                 std::mem::take(&mut inbox.pongs),
                 std::mem::take(&mut inbox.acks),
                 inbox.ended,
+                inbox.closed_by_client,
             )
         };
         for payload in pongs {
@@ -301,6 +307,9 @@ impl Session {
                 self.ack_due = Some(Instant::now() + self.limits.ack_flush);
             }
             self.acks.extend(acks);
+        }
+        if closed_by_client {
+            return Err(End::Close(websocket::close(None, "")));
         }
         if ended {
             return Err(End::ClientGone);

@@ -88,6 +88,9 @@ impl FrameReader {
         buf.reserve(limits::WS_READ_CHUNK_BYTES);
         let (result, slice) = self.half.read(buf.slice_mut(len..)).await;
         self.buf = slice.into_inner();
+        if self.buf.capacity() > 4 * limits::WS_READ_CHUNK_BYTES && self.buf.len() <= limits::WS_READ_CHUNK_BYTES {
+            self.buf.shrink_to(limits::WS_READ_CHUNK_BYTES);
+        }
         match result {
             Ok(n) if n > 0 => Ok(()),
             _ => Err(WsError::Closed),

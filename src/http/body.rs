@@ -172,6 +172,19 @@ impl<'a> Body<'a> {
         Ok(())
     }
 
+    /// Reads and drops the rest of the body, at most `max` bytes; whether the
+    /// body ended within that bound.
+    pub async fn discard(&mut self, max: usize) -> Result<bool, BodyError> {
+        let mut dropped = 0usize;
+        while let Some(chunk) = self.next_chunk().await? {
+            dropped += chunk.len();
+            if dropped > max {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// Drops the rest of a Content-Length body if all of it has already
     /// arrived, without waiting for the socket. Returns whether the body is
     /// now finished.

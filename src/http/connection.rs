@@ -4,11 +4,13 @@
 //! write the answer, repeat. Pipelined requests are read from the buffer in
 //! order, so answers go out in order.
 //!
-//! A body left unread is dropped when it has already arrived in full (so
-//! the connection stays usable); otherwise the answer goes out at once with
-//! `Connection: close` and the socket lingers, reading and dropping a
-//! bounded amount after a half-close, so the client reads our answer instead
-//! of a reset (RFC 9112 §9.6).
+//! A body left unread is dropped when it has already arrived in full.
+//! Otherwise the answer goes out at once; a rest of at most
+//! `HTTP_DISCARD_BYTES_MAX` is then read and dropped within
+//! `HTTP_DISCARD_TIMEOUT_MS` so the connection stays usable, and anything
+//! larger or slower ends the connection: it half-closes and lingers, reading
+//! and dropping a bounded amount, so the client reads our answer instead of
+//! a reset (RFC 9112 §9.6).
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -18,7 +20,7 @@ use http::{HeaderValue, Method, StatusCode};
 use monoio::net::TcpStream;
 
 use super::body::Body;
-use super::request::{parse_head, RequestHead};
+use super::request::{parse_head, Framing, RequestHead};
 use super::response::{Response, Upgrade};
 use super::wire::Wire;
 use super::{HttpLimits, Service};
@@ -51,7 +53,10 @@ fn fresh_request_id() -> HeaderValue {
     HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).unwrap_or(HeaderValue::from_static("-"))
 }
 
-/// Serves one accepted connection until it closes.
+/// Serves one accepted connection until it closes. Each request's work is
+/// boxed (`answer`): its state is large (every route's future), and a
+/// connection that becomes a long-lived WebSocket, or idles between
+/// keep-alive requests, would otherwise hold that much memory all along.
 pub async fn serve<S: Service>(
     stream: TcpStream,
     peer: SocketAddr,
@@ -73,7 +78,7 @@ pub async fn serve<S: Service>(
                 return;
             }
         };
-        match answer(&mut wire, head, peer, &*service, &limits, &shutdown).await {
+        match Box::pin(answer(&mut wire, head, peer, &*service, &limits, &shutdown)).await {
             After::KeepAlive => {}
             After::Close => return,
             After::Upgrade(upgrade) => {
@@ -107,11 +112,16 @@ async fn answer<S: Service>(
         Ok(response) => response,
         Err(_) => Response::error(StatusCode::REQUEST_TIMEOUT, "Request timeout").closing(),
     };
-    // A body the service left unread is dropped if it has fully arrived;
-    // otherwise we answer at once (the client may be waiting for us before
-    // sending it), close, and linger.
+    // A body the service left unread is dropped if it has fully arrived.
+    // Otherwise we answer at once (the client may be waiting for us before
+    // sending it); then a small rest is read and dropped so the connection
+    // stays usable, and anything else ends it with a lingering close.
     let unread = !body.discard_buffered();
-    let keep_alive = head.keep_alive && !response.close && !shutdown.is_started() && !unread;
+    let rest = body
+        .remaining()
+        .filter(|n| unread && *n <= limits::HTTP_DISCARD_BYTES_MAX as u64);
+    let small_rest = rest.is_some();
+    let keep_alive = head.keep_alive && !response.close && !shutdown.is_started() && (!unread || small_rest);
     let mut response = response;
     let upgrade = response.upgrade.take().filter(|_| !unread);
     let bytes = response.encode(&request_id, keep_alive, head.method == Method::HEAD);
@@ -121,14 +131,26 @@ async fn answer<S: Service>(
     if let Some(upgrade) = upgrade {
         return After::Upgrade(upgrade);
     }
-    if unread {
+    if unread && !(keep_alive && drop_rest(wire, rest.unwrap_or_default()).await) {
         linger(wire).await;
+        return After::Close;
     }
     if keep_alive {
         After::KeepAlive
     } else {
         After::Close
     }
+}
+
+/// Reads and drops the `rest` bytes of a body, within the discard time;
+/// whether they all came.
+async fn drop_rest(wire: &mut Wire, rest: u64) -> bool {
+    let mut body = Body::new(wire, Framing::Length(rest));
+    let time = Duration::from_millis(limits::HTTP_DISCARD_TIMEOUT_MS);
+    matches!(
+        monoio::time::timeout(time, body.discard(limits::HTTP_DISCARD_BYTES_MAX)).await,
+        Ok(Ok(true))
+    )
 }
 
 async fn next_head(wire: &mut Wire, limits: &HttpLimits, shutdown: &Shutdown) -> NextHead {

@@ -167,7 +167,8 @@ pub trait Devices {
     /// Renames a device of `user_id`; `None` if it is not theirs or absent.
     fn rename_device(&self, user_id: Uuid, id: Uuid, name: Option<String>) -> StoreFuture<'_, Option<DeviceRecord>>;
     /// Deletes a device of `user_id` and everything it owns (keys, refresh
-    /// tokens, its mailbox); `false` if it is not theirs or absent.
+    /// tokens, its mailbox, the messages it sent that are still queued);
+    /// `false` if it is not theirs or absent.
     fn delete_device(&self, user_id: Uuid, id: Uuid) -> StoreFuture<'_, bool>;
 }
 

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::accounts::insert_refresh;
 use super::keys::{device_key, pair};
-use super::mailboxes::wipe_mailbox;
+use super::mailboxes::{wipe_mailbox, wipe_sent};
 use super::records::{decode, uuid, DeviceValue, OneTimePreKeyValue, RefreshValue, SignedPreKeyValue};
 use super::refresh::remove_token;
 use super::tables::{backend, Tables};
@@ -78,6 +78,7 @@ fn delete(t: &Tables, user: Uuid, id: Uuid) -> Result<bool, StoreError> {
         batch.remove(&t.one_time_prekeys, key);
     }
     wipe_mailbox(t, &mut batch, id)?;
+    wipe_sent(t, &mut batch, id)?;
     for key in Tables::keys_with_prefix(&t.device_refresh, id.as_bytes())? {
         let hash = key.get(16..).unwrap_or_default();
         if let Some(v) = Tables::get(&t.refresh_tokens, hash)? {

@@ -18,6 +18,7 @@
 //! | `mailboxes` | device id ‖ seq | [`super::records::MessageValue`] |
 //! | `mailbox_dedup` | target ‖ sender device ‖ submission id | seq |
 //! | `mailbox_expiry` | expiry (s) ‖ device id ‖ seq | – |
+//! | `mailbox_by_sender` | sender device ‖ target ‖ seq | – |
 //! | `idempotency` | sender device ‖ key | [`super::records::IdempotencyValue`] |
 //! | `idempotency_expiry` | expiry (s) ‖ sender device ‖ key | – |
 //! | `meta` | name | value (`seq`: the last sequence number handed out) |
@@ -29,7 +30,7 @@
 use uuid::Uuid;
 
 /// Every keyspace name, in creation order.
-pub const KEYSPACES: [&str; 16] = [
+pub const KEYSPACES: [&str; 17] = [
     "users",
     "usernames",
     "devices",
@@ -46,6 +47,7 @@ pub const KEYSPACES: [&str; 16] = [
     "idempotency",
     "idempotency_expiry",
     "meta",
+    "mailbox_by_sender",
 ];
 
 /// The `meta` key of the sequence high-water mark.

@@ -20,9 +20,19 @@ fn dedup_key(target: Uuid, sender_device: &[u8], submission_id: &[u8]) -> Vec<u8
     key
 }
 
+/// `sender device ‖ target ‖ seq`.
+fn by_sender_key(sender_device: &[u8], target: Uuid, seq: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(40);
+    key.extend_from_slice(sender_device);
+    key.extend_from_slice(target.as_bytes());
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
 /// Removes one message and its index rows.
 fn remove_message(t: &Tables, batch: &mut fjall::OwnedWriteBatch, device: Uuid, seq: u64, value: &MessageValue) {
     batch.remove(&t.mailboxes, mailbox_key(device, seq));
+    batch.remove(&t.mailbox_by_sender, by_sender_key(&value.sender_device, device, seq));
     batch.remove(
         &t.mailbox_dedup,
         dedup_key(device, &value.sender_device, &value.submission_id),
@@ -38,6 +48,20 @@ pub(super) fn wipe_mailbox(t: &Tables, batch: &mut fjall::OwnedWriteBatch, devic
     for (key, value) in Tables::pairs_with_prefix(&t.mailboxes, device.as_bytes())? {
         let seq = seq_of_mailbox_key(&key).unwrap_or_default();
         remove_message(t, batch, device, seq, &decode::<MessageValue>("mailboxes", &value)?);
+    }
+    Ok(())
+}
+
+/// Removes every message `sender` still has queued for anybody (device
+/// deletion).
+pub(super) fn wipe_sent(t: &Tables, batch: &mut fjall::OwnedWriteBatch, sender: Uuid) -> Result<(), StoreError> {
+    for key in Tables::keys_with_prefix(&t.mailbox_by_sender, sender.as_bytes())? {
+        let target = uuid("mailbox_by_sender", key.get(16..32).unwrap_or_default())?;
+        let seq = seq_of_mailbox_key(key.get(16..).unwrap_or_default()).unwrap_or_default();
+        match Tables::get(&t.mailboxes, &mailbox_key(target, seq))? {
+            Some(value) => remove_message(t, batch, target, seq, &decode::<MessageValue>("mailboxes", &value)?),
+            None => batch.remove(&t.mailbox_by_sender, key),
+        }
     }
     Ok(())
 }
@@ -76,6 +100,11 @@ fn append(t: &Tables, messages: Vec<NewMessage>) -> Result<Vec<Appended>, StoreE
         };
         batch.insert(&t.mailboxes, mailbox_key(m.target, seq), value.encode_to_vec());
         batch.insert(&t.mailbox_dedup, dedup, seq.to_be_bytes().to_vec());
+        batch.insert(
+            &t.mailbox_by_sender,
+            by_sender_key(m.sender_device.as_bytes(), m.target, seq),
+            Vec::new(),
+        );
         batch.insert(
             &t.mailbox_expiry,
             expiry_key(m.expires_at_secs, m.target, &seq.to_be_bytes()),

@@ -50,6 +50,8 @@ pub struct Tables {
     pub idempotency_expiry: Keyspace,
     #[allow(missing_docs)]
     pub meta: Keyspace,
+    #[allow(missing_docs)]
+    pub mailbox_by_sender: Keyspace,
     /// The last sequence number handed out; only the writer advances it.
     pub last_seq: AtomicU64,
     /// Per device, a mailbox position below which every row is deleted
@@ -76,7 +78,7 @@ impl Tables {
             .open()
             .map_err(backend)?;
         let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).map_err(backend);
-        let [users, usernames, devices, user_devices, signed_prekeys, one_time_prekeys, refresh_tokens, refresh_families, device_refresh, refresh_expiry, mailboxes, mailbox_dedup, mailbox_expiry, idempotency, idempotency_expiry, meta] =
+        let [users, usernames, devices, user_devices, signed_prekeys, one_time_prekeys, refresh_tokens, refresh_families, device_refresh, refresh_expiry, mailboxes, mailbox_dedup, mailbox_expiry, idempotency, idempotency_expiry, meta, mailbox_by_sender] =
             KEYSPACES;
         let meta = ks(meta)?;
         let last_seq = match meta.get(META_SEQ).map_err(backend)? {
@@ -103,6 +105,7 @@ impl Tables {
             idempotency: ks(idempotency)?,
             idempotency_expiry: ks(idempotency_expiry)?,
             meta,
+            mailbox_by_sender: ks(mailbox_by_sender)?,
             last_seq: AtomicU64::new(last_seq),
             mailbox_heads: Mutex::default(),
             db,
