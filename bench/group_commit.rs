@@ -10,7 +10,7 @@
 
 #![allow(missing_docs)] // criterion_group! generates an undocumented function
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use obscura_relay::auth::refresh::hash_text;
@@ -35,7 +35,7 @@ fn writes(c: &mut Criterion, name: &str, durability: Durability, concurrency: u6
     let options = EmbeddedOptions {
         durability,
         read_threads: 1,
-        fault_delay: Duration::ZERO,
+        faults: Default::default(),
     };
     let (store, _threads) = EmbeddedStore::open(dir.path(), &options).expect("store");
     let mut runtime = build(ChosenDriver::Epoll).expect("runtime");

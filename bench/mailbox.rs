@@ -8,7 +8,7 @@
 
 #![allow(missing_docs)] // criterion_group! generates an undocumented function
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use obscura_relay::config::Durability;
@@ -71,7 +71,7 @@ fn bench_durability(c: &mut Criterion, durability: Durability) {
     let options = EmbeddedOptions {
         durability,
         read_threads: 1,
-        fault_delay: Duration::ZERO,
+        faults: Default::default(),
     };
     let (store, _threads) = EmbeddedStore::open(dir.path(), &options).expect("store");
     let mut runtime = build(ChosenDriver::Epoll).expect("runtime");

@@ -242,6 +242,21 @@ pub struct Config {
     #[cfg(debug_assertions)]
     #[arg(long, hide = true, default_value_t = 0)]
     pub test_fault_store_delay_ms: u64,
+
+    /// Test builds only: every journal flush fails (the store poisons
+    /// itself), to exercise the failed-fsync path. Compiled out of release builds.
+    #[cfg(debug_assertions)]
+    #[arg(long, hide = true)]
+    pub test_fault_store_fail_flush: bool,
+}
+
+/// Faults a test build can inject into the store; always none in release.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreFaults {
+    /// Every ping (the /readyz round trip) takes this long.
+    pub ping_delay: Duration,
+    /// Every journal flush fails.
+    pub fail_flushes: bool,
 }
 
 /// A configuration that cannot run.
@@ -326,11 +341,14 @@ impl Config {
         Duration::from_secs(self.server_global_timeout_secs)
     }
 
-    /// The configured store delay of test builds (always zero in release).
-    pub fn store_fault_delay(&self) -> Duration {
+    /// The store faults of test builds (none in release).
+    pub fn store_faults(&self) -> StoreFaults {
         #[cfg(debug_assertions)]
-        return Duration::from_millis(self.test_fault_store_delay_ms);
+        return StoreFaults {
+            ping_delay: Duration::from_millis(self.test_fault_store_delay_ms),
+            fail_flushes: self.test_fault_store_fail_flush,
+        };
         #[cfg(not(debug_assertions))]
-        return Duration::ZERO;
+        return StoreFaults::default();
     }
 }

@@ -120,7 +120,7 @@ fn open_app(config: Config) -> Result<Arc<App>, StartError> {
     let options = EmbeddedOptions {
         durability: config.durability,
         read_threads: config.store_read_threads,
-        fault_delay: config.store_fault_delay(),
+        faults: config.store_faults(),
     };
     let (store, _detached) = EmbeddedStore::open(&config.data_dir, &options)?;
     let pool = WorkerPool::start("password", config.password_worker_count(), limits::PASSWORD_QUEUE_DEPTH)

@@ -127,3 +127,21 @@ fn connect(server: &TestServer, token: &str, timeout_ms: u64) -> Result<Socket, 
     }
     Ok(socket)
 }
+
+/// Goal: after a failed journal flush the store refuses writes and
+/// `/readyz` says so, and nothing is answered as if it were durable.
+/// Method: the test-build fault switch fails every flush; a registration
+/// must get a 500 (not a 201), and `/readyz` must report `database: error`.
+#[test]
+fn failed_flush_poisons_the_store() -> TestResult {
+    let server = TestServer::start_with(&["--test-fault-store-fail-flush"])?;
+    let client = server.client();
+    let registered = client.register("poisoned", PASSWORD)?;
+    assert_eq!(registered.status, 500, "{}", registered.text());
+    assert_eq!(registered.json()?["error"], "Internal server error");
+    let ready = server.mgmt_client().get("/readyz").send()?.expect_json(503)?;
+    assert_eq!(ready["database"], "error");
+    let after = client.register("poisoned_too", PASSWORD)?;
+    assert_eq!(after.status, 500, "a poisoned store refuses every later write");
+    Ok(())
+}

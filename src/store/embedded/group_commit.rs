@@ -20,7 +20,7 @@ use crossbeam_channel::Receiver;
 use fjall::PersistMode;
 
 use super::tables::Tables;
-use crate::config::Durability;
+use crate::config::{Durability, StoreFaults};
 use crate::limits;
 use crate::store::StoreError;
 
@@ -31,7 +31,13 @@ pub type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 pub type WriteJob = Box<dyn FnOnce(&Tables) -> Completion + Send>;
 
 /// Runs the writer loop until every sender is dropped.
-pub fn run_writer(tables: Arc<Tables>, jobs: Receiver<WriteJob>, durability: Durability, poisoned: Arc<AtomicBool>) {
+pub fn run_writer(
+    tables: Arc<Tables>,
+    jobs: Receiver<WriteJob>,
+    durability: Durability,
+    poisoned: Arc<AtomicBool>,
+    faults: StoreFaults,
+) {
     let mode = match durability {
         Durability::Fsync => PersistMode::SyncAll,
         Durability::Buffered => PersistMode::Buffer,
@@ -45,7 +51,7 @@ pub fn run_writer(tables: Arc<Tables>, jobs: Receiver<WriteJob>, durability: Dur
                 Err(_) => break,
             }
         }
-        let flushed = flush(&tables, mode, &poisoned);
+        let flushed = flush(&tables, mode, &poisoned, faults);
         for complete in completions.drain(..) {
             complete(match &flushed {
                 Ok(()) => Ok(()),
@@ -55,11 +61,18 @@ pub fn run_writer(tables: Arc<Tables>, jobs: Receiver<WriteJob>, durability: Dur
     }
 }
 
-fn flush(tables: &Tables, mode: PersistMode, poisoned: &AtomicBool) -> Result<(), StoreError> {
+fn flush(tables: &Tables, mode: PersistMode, poisoned: &AtomicBool, faults: StoreFaults) -> Result<(), StoreError> {
     if poisoned.load(Ordering::Acquire) {
         return Err(StoreError::Poisoned);
     }
-    tables.db.persist(mode).map_err(|e| {
+    let persisted = if faults.fail_flushes {
+        Err(fjall::Error::Io(std::io::Error::other(
+            "injected flush failure (test build)",
+        )))
+    } else {
+        tables.db.persist(mode)
+    };
+    persisted.map_err(|e| {
         tracing::error!(error = %e, "journal flush failed: the store refuses writes until restart");
         poisoned.store(true, Ordering::Release);
         StoreError::Poisoned

@@ -31,7 +31,7 @@ use crossbeam_channel::{bounded, Sender, TrySendError};
 use self::group_commit::{Completion, WriteJob};
 use self::tables::{backend, Tables};
 use super::{Health, StoreError, StoreFuture};
-use crate::config::Durability;
+use crate::config::{Durability, StoreFaults};
 use crate::limits;
 use crate::offload::oneshot;
 
@@ -43,7 +43,7 @@ pub struct EmbeddedStore {
     writes: Sender<WriteJob>,
     reads: Sender<ReadJob>,
     poisoned: Arc<AtomicBool>,
-    fault_delay: Duration,
+    faults: StoreFaults,
     tickets: tickets::TicketTable,
 }
 
@@ -59,8 +59,8 @@ pub struct EmbeddedOptions {
     pub durability: Durability,
     /// Reader threads.
     pub read_threads: usize,
-    /// Test builds: delay every ping by this much.
-    pub fault_delay: Duration,
+    /// Injected faults (test builds).
+    pub faults: StoreFaults,
 }
 
 impl EmbeddedStore {
@@ -72,11 +72,11 @@ impl EmbeddedStore {
         let (reads, read_rx) = bounded::<ReadJob>(limits::STORE_QUEUE_DEPTH);
         let spawn_err = |e: std::io::Error| StoreError::Backend(Box::new(e));
         let mut handles = Vec::new();
-        let (t, p, durability) = (tables.clone(), poisoned.clone(), options.durability);
+        let (t, p, durability, faults) = (tables.clone(), poisoned.clone(), options.durability, options.faults);
         handles.push(
             std::thread::Builder::new()
                 .name("store-writer".into())
-                .spawn(move || group_commit::run_writer(t, write_rx, durability, p))
+                .spawn(move || group_commit::run_writer(t, write_rx, durability, p, faults))
                 .map_err(spawn_err)?,
         );
         for i in 0..options.read_threads.max(1) {
@@ -92,7 +92,7 @@ impl EmbeddedStore {
             writes,
             reads,
             poisoned,
-            fault_delay: options.fault_delay,
+            faults: options.faults,
             tickets: Default::default(),
         };
         Ok((Arc::new(store), StoreThreads { handles }))
@@ -155,7 +155,7 @@ async fn send_when_room<J>(channel: &Sender<J>, mut job: J) -> Result<(), StoreE
 
 impl Health for EmbeddedStore {
     fn ping(&self) -> StoreFuture<'_, ()> {
-        let delay = self.fault_delay;
+        let delay = self.faults.ping_delay;
         self.read(move |_| {
             if !delay.is_zero() {
                 std::thread::sleep(delay);
@@ -196,7 +196,7 @@ mod tests {
         EmbeddedOptions {
             durability,
             read_threads: 2,
-            fault_delay: Duration::ZERO,
+            faults: StoreFaults::default(),
         }
     }
 
