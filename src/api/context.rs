@@ -71,6 +71,8 @@ pub struct ShardLocal {
     /// Sends in flight per (sending device, Idempotency-Key), for devices
     /// this shard owns: later repeats wait for the first one's answer.
     pub in_flight: RefCell<HashMap<(Uuid, Uuid), Waiters>>,
+    /// Answers of finished sends whose idempotency record is being written.
+    pub recent_answers: RefCell<HashMap<(Uuid, Uuid), Bytes>>,
 }
 
 impl ShardLocal {
@@ -86,6 +88,7 @@ impl ShardLocal {
             sessions: RefCell::default(),
             next_session: Cell::new(0),
             in_flight: RefCell::default(),
+            recent_answers: RefCell::default(),
         }
     }
 

@@ -5,7 +5,10 @@
 //! The key belongs to the sending device, so its owner shard keeps it: the
 //! first request claims it there, a repeat that arrives meanwhile waits for
 //! the first one's answer, and a repeat after that gets the stored answer
-//! without queuing anything. Valid submissions are grouped by the owner
+//! without queuing anything. The answer is stored after the response (kept
+//! in the owner's memory until that write is in), so a send waits for one
+//! journal flush, not two; if the process dies before it is stored, a retry
+//! is processed again and the per-submission dedup queues nothing twice. Valid submissions are grouped by the owner
 //! shard of their target device and appended there (group-committed); the
 //! answer goes out when every group is durable. Deduplication is per
 //! (sender device, submission id, target device), kept with the target's
@@ -96,6 +99,9 @@ async fn claim_key(owner: Rc<ShardLocal>, device: Uuid, key: Uuid) -> Result<Cla
         waiters.push(tx);
         return Ok(Claim::Wait(rx));
     }
+    if let Some(answer) = owner.recent_answers.borrow().get(&(device, key)) {
+        return Ok(Claim::Replay(answer.clone()));
+    }
     owner.in_flight.borrow_mut().insert((device, key), Vec::new());
     match owner.app.store.idempotent_response(device, key, now_secs()).await {
         Ok(None) => Ok(Claim::Mine),
@@ -151,22 +157,28 @@ impl Drop for ClaimGuard {
 async fn release(mesh: Rc<MeshEndpoint<ShardLocal>>, device: Uuid, key: Uuid, answer: Option<Bytes>) {
     let owner = placement::device_owner(device, mesh.shards());
     let _ = mesh
-        .call(owner, move |o| async move {
-            if let Some(answer) = &answer {
-                let ttl = i64::try_from(o.app.config.messaging_idempotency_ttl_secs).unwrap_or(i64::MAX / 2);
-                let expires = now_secs().saturating_add(ttl);
-                if let Err(e) = o
-                    .app
-                    .store
-                    .remember_response(device, key, answer.clone(), expires)
-                    .await
-                {
-                    tracing::warn!(error = %e, "idempotent answer not stored; a retry would be processed again");
-                }
-            }
-            finish(&o, device, key, answer);
-        })
+        .call(owner, move |o| async move { settle(o, device, key, answer) })
         .await;
+}
+
+/// On the owner: ends the claim at once and stores a successful answer in
+/// the background. Until that write is in, the answer is replayed from
+/// memory, so the sender never waits for a second journal flush and a
+/// repeat in between still gets the same answer.
+fn settle(owner: Rc<ShardLocal>, device: Uuid, key: Uuid, answer: Option<Bytes>) {
+    finish(&owner, device, key, answer.clone());
+    let Some(answer) = answer else {
+        return;
+    };
+    owner.recent_answers.borrow_mut().insert((device, key), answer.clone());
+    monoio::spawn(async move {
+        let ttl = i64::try_from(owner.app.config.messaging_idempotency_ttl_secs).unwrap_or(i64::MAX / 2);
+        let expires = now_secs().saturating_add(ttl);
+        if let Err(e) = owner.app.store.remember_response(device, key, answer, expires).await {
+            tracing::warn!(error = %e, "idempotent answer not stored; a retry would be processed again");
+        }
+        owner.recent_answers.borrow_mut().remove(&(device, key));
+    });
 }
 
 fn failure(submission_id: &Bytes, code: ErrorCode, message: &str) -> FailedSubmission {
@@ -228,6 +240,10 @@ async fn accept(ctx: &RequestCtx<'_>, user: Uuid, device: Uuid, bytes: &[u8]) ->
         });
     }
     let outcomes = append_on_owners(ctx, &valid).await?;
+    if outcomes.contains(&Appended::NoSuchSender) {
+        // A still-valid token of a deleted device.
+        return Err(ApiError::Unauthorized);
+    }
     let stored = outcomes.iter().filter(|o| matches!(o, Appended::Stored(_))).count();
     for (m, outcome) in valid.iter().zip(&outcomes) {
         if *outcome == Appended::NoSuchDevice {

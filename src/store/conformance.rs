@@ -341,7 +341,10 @@ async fn mailbox_order_dedup_ack(store: &dyn Store) {
     let device = new_device(Uuid::now_v7(), 1, "m");
     let target = device.device.id;
     store.create_device(device, 10).await.unwrap();
-    let (sender, dup) = (Uuid::now_v7(), Uuid::new_v4());
+    let sender_device = new_device(Uuid::now_v7(), 1, "sender");
+    let sender = sender_device.device.id;
+    store.create_device(sender_device, 10).await.unwrap();
+    let dup = Uuid::new_v4();
     let batch = vec![
         message(target, sender, dup, i64::MAX / 4),
         message(target, sender, dup, i64::MAX / 4),
@@ -382,7 +385,7 @@ async fn mailbox_expiry_and_pruning(store: &dyn Store) {
     let device = new_device(Uuid::now_v7(), 1, "e");
     let target = device.device.id;
     store.create_device(device, 10).await.unwrap();
-    let sender = Uuid::now_v7();
+    let sender = target;
     let batch: Vec<NewMessage> = (0..5)
         .map(|i| message(target, sender, Uuid::new_v4(), if i == 0 { 100 } else { 10_000 }))
         .collect();

@@ -294,12 +294,15 @@ pub enum Appended {
     Duplicate,
     /// The target device does not exist.
     NoSuchDevice,
+    /// The sending device does not exist (any more): nothing is queued.
+    NoSuchSender,
 }
 
 /// Mailboxes: the queued messages of each device.
 pub trait Mailboxes {
     /// Appends messages (each to its target), skipping duplicates and
-    /// unknown targets, in one durable transaction.
+    /// unknown targets, in one durable transaction. Messages whose sending
+    /// device no longer exists are refused.
     fn append(&self, messages: Vec<NewMessage>) -> StoreFuture<'_, Vec<Appended>>;
     /// Up to `limit` unexpired messages of `device` after position `after`.
     fn fetch(

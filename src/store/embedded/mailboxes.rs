@@ -66,21 +66,26 @@ pub(super) fn wipe_sent(t: &Tables, batch: &mut fjall::OwnedWriteBatch, sender: 
     Ok(())
 }
 
+fn device_exists(t: &Tables, known: &mut std::collections::HashMap<Uuid, bool>, id: Uuid) -> Result<bool, StoreError> {
+    if let Some(exists) = known.get(&id) {
+        return Ok(*exists);
+    }
+    let exists = t.devices.contains_key(id.as_bytes()).map_err(backend)?;
+    known.insert(id, exists);
+    Ok(exists)
+}
+
 fn append(t: &Tables, messages: Vec<NewMessage>) -> Result<Vec<Appended>, StoreError> {
     let mut batch = t.db.batch();
     let mut outcomes = Vec::with_capacity(messages.len());
     let mut seen_in_batch = std::collections::HashSet::new();
     let mut known_devices = std::collections::HashMap::new();
     for m in messages {
-        let exists = match known_devices.get(&m.target) {
-            Some(e) => *e,
-            None => {
-                let e = t.devices.contains_key(m.target.as_bytes()).map_err(backend)?;
-                known_devices.insert(m.target, e);
-                e
-            }
-        };
-        if !exists {
+        if !device_exists(t, &mut known_devices, m.sender_device)? {
+            outcomes.push(Appended::NoSuchSender);
+            continue;
+        }
+        if !device_exists(t, &mut known_devices, m.target)? {
             outcomes.push(Appended::NoSuchDevice);
             continue;
         }
