@@ -8,14 +8,25 @@
 mod common;
 
 mod accounts;
+mod acks;
 mod admin;
 mod auth;
 mod bodies;
+mod bundles;
+mod crash;
+mod delivery;
 mod device_keys;
 mod devices;
+mod gateway_session;
 mod http_protocol;
+mod key_upload;
 mod limits;
+mod messages;
+mod prekey_status;
 mod rate_limit;
 mod restart;
+mod retention;
+mod scopes;
 mod sessions;
 mod smoke;
+mod tickets;

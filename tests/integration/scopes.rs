@@ -136,7 +136,9 @@ fn device_tokens_from_creation_and_from_login_fetch_own_bundles() -> TestResult 
     assert_eq!(own.len(), 1, "{own:?}");
     assert_eq!(own[0]["deviceId"].as_str(), Some(alice.device_id.as_str()));
 
-    let bound = client.login("alice", PASSWORD, Some(&alice.device_id))?.expect_json(200)?;
+    let bound = client
+        .login("alice", PASSWORD, Some(&alice.device_id))?
+        .expect_json(200)?;
     assert_eq!(bound["deviceId"].as_str(), Some(alice.device_id.as_str()));
     let token = bound["token"].as_str().ok_or("no token")?;
     let again = data::fetch_bundles_ok(&client, token, alice.user_id())?;

@@ -50,6 +50,16 @@ pub struct Gateway {
     pub ended: Option<String>,
     /// Set if a Close frame was received.
     pub close: Option<Option<(u16, String)>>,
+    /// Set once the client side closed (politely or not); `Drop` then does nothing.
+    abandoned: bool,
+}
+
+impl Drop for Gateway {
+    /// A socket still open at the end of a test is closed the way a client would close it,
+    /// so the server's shutdown never waits for a client that is gone.
+    fn drop(&mut self) {
+        self.close_politely(Duration::from_secs(1));
+    }
 }
 
 /// Asks for a ticket with a device token (asserting 201) and returns it.
@@ -118,6 +128,7 @@ impl Gateway {
                     pending: VecDeque::new(),
                     ended: None,
                     close: None,
+                    abandoned: false,
                 })))
             }
             Err(HandshakeError::Failure(tungstenite::Error::Http(resp))) => Ok(Handshake::Refused(
@@ -312,31 +323,55 @@ impl Gateway {
     }
 
     /// True if the server ends the connection (Close frame, EOF or error) within `timeout`.
-    /// Frames arriving meanwhile are consumed (envelopes kept).
+    /// Frames arriving meanwhile are consumed (envelopes kept). After a Close frame it goes on
+    /// reading until the TCP connection ends (briefly), which also sends tungstenite's Close
+    /// reply, as a real client would.
     pub fn wait_closed(&mut self, timeout: Duration) -> Result<bool, Box<dyn std::error::Error>> {
         let deadline = Instant::now() + timeout;
+        let mut close_seen_at: Option<Instant> = None;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let mut left = deadline.saturating_duration_since(Instant::now());
+            if let Some(at) = close_seen_at {
+                left = left.min((at + Duration::from_secs(1)).saturating_duration_since(Instant::now()));
+            }
             if left.is_zero() {
-                return Ok(false);
+                return Ok(close_seen_at.is_some());
             }
             match self.next_event(left)? {
                 None => {}
-                Some(Event::Close(_) | Event::Ended(_)) => return Ok(true),
+                Some(Event::Ended(_)) => return Ok(true),
+                Some(Event::Close(_)) => {
+                    close_seen_at.get_or_insert_with(Instant::now);
+                }
                 Some(Event::Frame(FramePayload::EnvelopeBatch(envs))) => self.pending.extend(envs),
                 Some(_) => {}
             }
         }
     }
 
-    /// Closes politely and waits (briefly) for the server's side of the close.
+    /// Closes politely (a Close frame) and waits up to 2 s for the server to end the
+    /// connection. Dropping a `Gateway` does the same; `abandon` does not.
     pub fn close(mut self) -> Result<(), Box<dyn std::error::Error>> {
-        if self.ended.is_some() {
-            return Ok(());
-        }
-        let _ = self.ws.close(None);
-        let _ = self.wait_closed(Duration::from_secs(2));
+        self.close_politely(Duration::from_secs(2));
         Ok(())
+    }
+
+    fn close_politely(&mut self, wait: Duration) {
+        if self.ended.is_some() || self.abandoned {
+            return;
+        }
+        self.abandoned = true;
+        let _ = self.ws.close(None);
+        // `wait_closed` waits for the end of the TCP connection, not just the server's Close
+        // frame: the server finishes the session (e.g. applies pending acks) before it lets
+        // the socket go.
+        let _ = self.wait_closed(wait);
+    }
+
+    /// Drops the TCP connection without a Close frame (an abrupt client exit).
+    pub fn abandon(mut self) {
+        self.abandoned = true;
+        let _ = self.ws.get_ref().shutdown(std::net::Shutdown::Both);
     }
 
     /// Envelopes received but not handed out yet.
