@@ -6,6 +6,8 @@
 use http::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::http::request::has_token;
+
 /// Why a request is not a WebSocket upgrade (answered 400).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandshakeError {
@@ -23,21 +25,12 @@ pub enum HandshakeError {
     Version,
 }
 
-fn contains_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
 /// Checks the upgrade headers and returns the `Sec-WebSocket-Accept` value.
 pub fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, HandshakeError> {
-    if !contains_token(headers, CONNECTION, "upgrade") {
+    if !has_token(headers, CONNECTION, "upgrade") {
         return Err(HandshakeError::Connection);
     }
-    if !contains_token(headers, UPGRADE, "websocket") {
+    if !has_token(headers, UPGRADE, "websocket") {
         return Err(HandshakeError::Upgrade);
     }
     let key = headers.get(SEC_WEBSOCKET_KEY).ok_or(HandshakeError::Key)?;

@@ -128,7 +128,8 @@ fn origin_form(target: &str) -> &str {
     rest.find('/').map_or("/", |i| &rest[i..])
 }
 
-fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+/// Whether a comma-separated header (all its lines) holds `token`, in any case.
+pub fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
     headers
         .get_all(name)
         .iter()
