@@ -30,11 +30,13 @@ impl Wire {
         &self.buf
     }
 
-    /// Drops the first `n` unconsumed bytes.
+    /// Drops the first `n` unconsumed bytes. An emptied buffer is freed:
+    /// an idle keep-alive connection then holds no read buffer but the small
+    /// one of its pending read.
     pub fn consume(&mut self, n: usize) {
         let n = n.min(self.buf.len());
         self.buf.drain(..n);
-        if self.buf.is_empty() && self.buf.capacity() > 4 * limits::HTTP_READ_CHUNK_BYTES {
+        if self.buf.is_empty() {
             self.buf = Vec::new();
         }
     }
@@ -42,15 +44,24 @@ impl Wire {
     /// Takes up to `n` unconsumed bytes.
     pub fn take(&mut self, n: usize) -> Vec<u8> {
         let n = n.min(self.buf.len());
+        if n == self.buf.len() {
+            return std::mem::take(&mut self.buf);
+        }
         let rest = self.buf.split_off(n);
         std::mem::replace(&mut self.buf, rest)
     }
 
-    /// Reads more bytes into the buffer; `Ok(0)` is end of stream.
+    /// Reads more bytes into the buffer; `Ok(0)` is end of stream. The
+    /// first read of a request uses a small buffer (most requests fit, and
+    /// an idle connection waits in this read), later reads a larger one.
     pub async fn fill(&mut self) -> io::Result<usize> {
         let mut buf = std::mem::take(&mut self.buf);
         let len = buf.len();
-        buf.reserve(limits::HTTP_READ_CHUNK_BYTES);
+        buf.reserve(if len == 0 {
+            limits::HTTP_FIRST_READ_BYTES
+        } else {
+            limits::HTTP_READ_CHUNK_BYTES
+        });
         let (result, slice) = self.stream.read(buf.slice_mut(len..)).await;
         self.buf = slice.into_inner();
         result
