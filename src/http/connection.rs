@@ -63,31 +63,35 @@ pub async fn serve<S: Service>(
     service: Rc<S>,
     limits: Rc<HttpLimits>,
     shutdown: Shutdown,
-) {
+) -> Option<Upgraded> {
     let _ = stream.set_nodelay(true);
     let mut wire = Wire::new(stream);
     loop {
         let head = match next_head(&mut wire, &limits, &shutdown).await {
             NextHead::Request(head) => head,
-            NextHead::Closed => return,
+            NextHead::Closed => return None,
             NextHead::Refused(response) => {
                 let bytes = response.encode(&fresh_request_id(), false, false);
                 if write(&mut wire, bytes, &limits).await {
                     linger(&mut wire).await;
                 }
-                return;
+                return None;
             }
         };
         match Box::pin(answer(&mut wire, head, peer, &*service, &limits, &shutdown)).await {
             After::KeepAlive => {}
-            After::Close => return,
+            After::Close => return None,
             After::Upgrade(upgrade) => {
                 let (stream, rest) = wire.into_parts();
-                return upgrade(stream, rest).await;
+                return Some(upgrade(stream, rest));
             }
         }
     }
 }
+
+/// The protocol a connection switched to, to be run as a task of its own
+/// (so the HTTP connection's state is freed while it runs).
+pub type Upgraded = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 
 /// What the connection does after an answer.
 enum After {

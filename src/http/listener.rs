@@ -66,8 +66,14 @@ pub async fn accept_loop<S: Service>(listener: TcpListener, serving: Serving<S>)
             serving.shutdown.clone(),
         );
         monoio::spawn(async move {
-            connection::serve(stream, peer, service, limits, shutdown).await;
-            drop(guard);
+            if let Some(upgraded) = connection::serve(stream, peer, service, limits, shutdown).await {
+                // A task of its own, holding only the upgraded protocol and
+                // the open-connection count.
+                monoio::spawn(async move {
+                    upgraded.await;
+                    drop(guard);
+                });
+            }
         });
     }
 }
