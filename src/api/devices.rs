@@ -15,6 +15,7 @@ use super::error::ApiError;
 use super::sessions::{auth_response, new_refresh};
 use super::{json, RequestCtx};
 use crate::admin::metrics::Counter;
+use crate::auth::refresh::RefreshToken;
 use crate::auth::tokens::Principal;
 use crate::crypto::public_key::{KeyError, PublicKey, Signature};
 use crate::crypto::xeddsa::verify_signed_prekey;
@@ -41,14 +42,87 @@ pub struct OneTimePreKeyJson {
     public_key: String,
 }
 
+/// The keys a device is created with, as the JSON API carries them.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
+pub struct DeviceKeysJson {
+    /// The identity key, base64.
+    pub identity_key: String,
+    /// Signal registration id.
+    pub registration_id: i32,
+    /// The signed prekey.
+    pub signed_pre_key: SignedPreKeyJson,
+    /// The one-time prekeys.
+    pub one_time_pre_keys: Vec<OneTimePreKeyJson>,
+}
+
+#[derive(Deserialize)]
 struct CreateDeviceRequest {
     name: Option<String>,
-    identity_key: String,
+    #[serde(flatten)]
+    keys: DeviceKeysJson,
+}
+
+/// A new device's keys, decoded and checked.
+pub struct DeviceKeys {
+    identity_key: PublicKey,
     registration_id: i32,
-    signed_pre_key: SignedPreKeyJson,
-    one_time_pre_keys: Vec<OneTimePreKeyJson>,
+    signed_prekey: SignedPreKey,
+    one_time_prekeys: Vec<OneTimePreKey>,
+}
+
+impl DeviceKeys {
+    /// Decodes the keys in the reference server's order: duplicate ids,
+    /// identity key, signed prekey, one-time prekeys.
+    pub fn decode(keys: &DeviceKeysJson) -> Result<Self, ApiError> {
+        check_unique_ids(&keys.one_time_pre_keys)?;
+        Ok(Self {
+            identity_key: PublicKey::from_base64(&keys.identity_key).map_err(bad_key)?,
+            registration_id: keys.registration_id,
+            signed_prekey: decode_signed_prekey(&keys.signed_pre_key)?,
+            one_time_prekeys: decode_one_time_prekeys(&keys.one_time_pre_keys)?,
+        })
+    }
+
+    /// Checks the signature and the one-time prekey batch size.
+    pub fn check(&self, pre_keys_max: usize) -> Result<(), ApiError> {
+        check_signature_and_batch(
+            &self.identity_key,
+            &self.signed_prekey,
+            self.one_time_prekeys.len(),
+            pre_keys_max,
+        )
+    }
+
+    /// A new device of `user_id` with these keys, its device-scoped
+    /// principal and refresh token.
+    pub fn into_new_device(
+        self,
+        ctx: &RequestCtx<'_>,
+        user_id: Uuid,
+        name: Option<String>,
+    ) -> Result<(NewDevice, Principal, RefreshToken), ApiError> {
+        let device = DeviceRecord {
+            id: Uuid::now_v7(),
+            user_id,
+            name,
+            created_at_micros: now_micros(),
+            identity_key: self.identity_key,
+            registration_id: self.registration_id,
+        };
+        let scoped = Principal {
+            user_id,
+            device_id: Some(device.id),
+        };
+        let (token, refresh) = new_refresh(ctx, scoped, Uuid::new_v4())?;
+        let new = NewDevice {
+            device,
+            signed_prekey: self.signed_prekey,
+            one_time_prekeys: self.one_time_prekeys,
+            refresh,
+        };
+        Ok((new, scoped, token))
+    }
 }
 
 #[derive(Deserialize)]
@@ -143,36 +217,14 @@ fn device_limit(max: usize) -> ApiError {
 pub async fn create(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Response, ApiError> {
     let principal = ctx.principal()?;
     let req: CreateDeviceRequest = json::read(ctx.head, body, ctx.app.config.http_body_bytes_max).await?;
-    check_unique_ids(&req.one_time_pre_keys)?;
-    let identity_key = PublicKey::from_base64(&req.identity_key).map_err(bad_key)?;
-    let signed_prekey = decode_signed_prekey(&req.signed_pre_key)?;
-    let one_time_prekeys = decode_one_time_prekeys(&req.one_time_pre_keys)?;
+    let keys = DeviceKeys::decode(&req.keys)?;
     check_name(&req.name)?;
     let max_devices = ctx.app.config.auth_max_devices_per_user;
     if ctx.app.store.devices_of(principal.user_id).await?.len() >= max_devices {
         return Err(device_limit(max_devices));
     }
-    let pre_keys_max = ctx.app.config.pre_keys_max;
-    check_signature_and_batch(&identity_key, &signed_prekey, one_time_prekeys.len(), pre_keys_max)?;
-    let device = DeviceRecord {
-        id: Uuid::now_v7(),
-        user_id: principal.user_id,
-        name: req.name,
-        created_at_micros: now_micros(),
-        identity_key,
-        registration_id: req.registration_id,
-    };
-    let scoped = Principal {
-        user_id: principal.user_id,
-        device_id: Some(device.id),
-    };
-    let (token, refresh) = new_refresh(ctx, scoped, Uuid::new_v4())?;
-    let new = NewDevice {
-        device,
-        signed_prekey,
-        one_time_prekeys,
-        refresh,
-    };
+    keys.check(ctx.app.config.pre_keys_max)?;
+    let (new, scoped, token) = keys.into_new_device(ctx, principal.user_id, req.name)?;
     let id = new.device.id;
     let created = ctx
         .on_device_owner(id, move |local| async move {

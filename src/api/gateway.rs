@@ -1,12 +1,17 @@
 //! `POST /v1/gateway/ticket` and `GET /v1/gateway?ticket=…` (BEHAVIOR.md
 //! §8.1–8.2): a single-use ticket for a device, then the WebSocket upgrade
-//! whose session [`crate::gateway::session`] runs on this shard.
+//! whose session [`crate::gateway::session`] runs on this shard. A legacy
+//! client connects with `?token=<access token>` instead (§17.2 item 8): the
+//! token's device, or the user's primary device, gets a session that sends
+//! one envelope per frame. A ticket wins when both are present.
 
 use http::StatusCode;
 use uuid::Uuid;
 
 use super::error::ApiError;
+use super::legacy::primary_device;
 use super::RequestCtx;
+use crate::gateway::delivery::Framing;
 use crate::gateway::{session, upgrade};
 use crate::http::Response;
 
@@ -37,21 +42,41 @@ pub fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
 /// `GET /v1/gateway`.
 pub async fn connect(ctx: &RequestCtx<'_>) -> Result<Response, ApiError> {
     let accept = upgrade::accept_key(&ctx.head.headers).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let Some(ticket) = query_param(ctx.head.query.as_deref(), "ticket") else {
-        return Err(ApiError::BadRequest(
-            "Failed to deserialize query string: missing field `ticket`".into(),
-        ));
+    let query = ctx.head.query.as_deref();
+    let (device, framing) = match (query_param(query, "ticket"), query_param(query, "token")) {
+        (Some(ticket), _) => (ticket_device(ctx, ticket).await?, Framing::Batches),
+        (None, Some(token)) => (token_device(ctx, token).await?, Framing::SingleEnvelopes),
+        (None, None) => {
+            return Err(ApiError::BadRequest(
+                "Failed to deserialize query string: missing field `ticket`".into(),
+            ))
+        }
     };
-    let ticket = Uuid::parse_str(ticket).map_err(|_| ApiError::Unauthorized)?;
-    let device = ctx
-        .app
-        .store
-        .consume_ticket(ticket)
-        .await?
-        .ok_or(ApiError::Unauthorized)?;
     let mesh = ctx.mesh.clone();
     Ok(Response::switching_protocols(
         upgrade::switching_headers(accept),
-        Box::new(move |stream, leftover| Box::pin(session::run(stream, leftover, device, mesh))),
+        Box::new(move |stream, leftover| Box::pin(session::run(stream, leftover, device, framing, mesh))),
     ))
+}
+
+/// The device a ticket was issued for, consuming the ticket (401 otherwise).
+async fn ticket_device(ctx: &RequestCtx<'_>, ticket: &str) -> Result<Uuid, ApiError> {
+    let ticket = Uuid::parse_str(ticket).map_err(|_| ApiError::Unauthorized)?;
+    ctx.app
+        .store
+        .consume_ticket(ticket)
+        .await?
+        .ok_or(ApiError::Unauthorized)
+}
+
+/// The device of a legacy socket's access token: its device claim, else the
+/// user's primary device (401 when the token is invalid or its device is
+/// gone).
+async fn token_device(ctx: &RequestCtx<'_>, token: &str) -> Result<Uuid, ApiError> {
+    let principal = ctx.app.tokens.verify(token).map_err(|_| ApiError::Unauthorized)?;
+    let device = match principal.device_id {
+        Some(device) => ctx.app.store.device(device).await?.map(|d| d.id),
+        None => primary_device(ctx.app.store.as_ref(), principal.user_id).await?,
+    };
+    device.ok_or(ApiError::Unauthorized)
 }

@@ -19,9 +19,10 @@ use crate::gateway::events::DeviceEvent;
 use crate::http::{Body, Response};
 use crate::store::{Bundle, KeyUpload, UploadOutcome, UploadRejection};
 
+/// A key upload as the JSON API carries it.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct UploadRequest {
+pub struct UploadRequest {
     identity_key: Option<String>,
     registration_id: Option<i32>,
     signed_pre_key: SignedPreKeyJson,
@@ -74,6 +75,11 @@ pub async fn upload(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Respons
     let principal = ctx.principal()?;
     let req: UploadRequest = json::read(ctx.head, body, ctx.app.config.http_body_bytes_max).await?;
     let (_, device) = RequestCtx::device_principal(principal)?;
+    upload_to(ctx, device, req).await
+}
+
+/// Refill or takeover of `device`, on its owner shard.
+pub async fn upload_to(ctx: &RequestCtx<'_>, device: Uuid, req: UploadRequest) -> Result<Response, ApiError> {
     let upload = decode_upload(req, ctx.app.config.pre_keys_max)?;
     let outcome = ctx
         .on_device_owner(device, move |local| async move {
@@ -112,10 +118,13 @@ struct OneTimePreKeyOut {
     public_key: String,
 }
 
+/// One bundle as the JSON API carries it (the legacy API omits the device).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct BundleOut {
-    device_id: Uuid,
+pub struct BundleOut {
+    /// The device; `None` only in legacy answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<Uuid>,
     registration_id: i32,
     identity_key: String,
     signed_pre_key: SignedPreKeyOut,
@@ -125,7 +134,7 @@ struct BundleOut {
 impl From<Bundle> for BundleOut {
     fn from(b: Bundle) -> Self {
         Self {
-            device_id: b.device.id,
+            device_id: Some(b.device.id),
             registration_id: b.device.registration_id,
             identity_key: b.device.identity_key.to_base64(),
             signed_pre_key: SignedPreKeyOut {

@@ -13,7 +13,9 @@
 //! answer goes out when every group is durable. Deduplication is per
 //! (sender device, submission id, target device), kept with the target's
 //! mailbox: the reference's rule, narrowed to one target, since clients give
-//! every target its own submission id.
+//! every target its own submission id. A target that names a user instead of
+//! a device (a legacy client, BEHAVIOR.md §17.2) reaches that user's primary
+//! device.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -24,6 +26,7 @@ use prost::Message;
 use uuid::Uuid;
 
 use super::error::{device_scope_required, ApiError};
+use super::legacy::primary_device;
 use super::{RequestCtx, ShardLocal};
 use crate::admin::metrics::Counter;
 use crate::gateway::events::DeviceEvent;
@@ -239,7 +242,8 @@ async fn accept(ctx: &RequestCtx<'_>, user: Uuid, device: Uuid, bytes: &[u8]) ->
             expires_at_secs,
         });
     }
-    let outcomes = append_on_owners(ctx, &valid).await?;
+    let mut outcomes = append_on_owners(ctx, &valid).await?;
+    redirect_to_primary_devices(ctx, &mut valid, &mut outcomes).await?;
     if outcomes.contains(&Appended::NoSuchSender) {
         // A still-valid token of a deleted device.
         return Err(ApiError::Unauthorized);
@@ -259,6 +263,45 @@ async fn accept(ctx: &RequestCtx<'_>, user: Uuid, device: Uuid, bytes: &[u8]) ->
     }
     .encode_to_vec();
     Ok(Response::bytes(StatusCode::OK, PROTOBUF, answer))
+}
+
+/// Legacy addressing (BEHAVIOR.md §17.2 item 5): a submission whose target
+/// names no device but a user goes to that user's primary device.
+async fn redirect_to_primary_devices(
+    ctx: &RequestCtx<'_>,
+    messages: &mut [NewMessage],
+    outcomes: &mut [Appended],
+) -> Result<(), ApiError> {
+    let mut primaries: HashMap<Uuid, Option<Uuid>> = HashMap::new();
+    let mut redirected = Vec::new();
+    for (i, (m, outcome)) in messages.iter_mut().zip(outcomes.iter()).enumerate() {
+        if *outcome != Appended::NoSuchDevice {
+            continue;
+        }
+        let primary = match primaries.get(&m.target) {
+            Some(known) => *known,
+            None => {
+                let found = primary_device(ctx.app.store.as_ref(), m.target).await?;
+                primaries.insert(m.target, found);
+                found
+            }
+        };
+        if let Some(device) = primary {
+            m.target = device;
+            redirected.push(i);
+        }
+    }
+    if redirected.is_empty() {
+        return Ok(());
+    }
+    let retried: Vec<NewMessage> = redirected.iter().filter_map(|i| messages.get(*i).cloned()).collect();
+    let retried_outcomes = append_on_owners(ctx, &retried).await?;
+    for (i, outcome) in redirected.into_iter().zip(retried_outcomes) {
+        if let Some(slot) = outcomes.get_mut(i) {
+            *slot = outcome;
+        }
+    }
+    Ok(())
 }
 
 /// Appends `messages` on the owner shards of their targets, all groups at

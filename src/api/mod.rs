@@ -11,6 +11,7 @@ pub mod error;
 pub mod gateway;
 pub mod json;
 pub mod keys;
+pub mod legacy;
 pub mod messages;
 pub mod openapi;
 pub mod routes;
@@ -126,6 +127,8 @@ async fn handle(route: Route, ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Resu
         Route::SendMessages => messages::send(ctx, body).await,
         Route::CreateTicket => gateway::ticket(ctx).await,
         Route::Gateway => gateway::connect(ctx).await,
+        Route::LegacyUploadKeys => legacy::upload(ctx, body).await,
+        Route::LegacyFetchBundle => legacy::bundle(ctx).await,
     }
 }
 

@@ -41,11 +41,15 @@ pub enum Route {
     CreateTicket,
     /// `GET /v1/gateway`
     Gateway,
+    /// `POST /v1/keys` (legacy API)
+    LegacyUploadKeys,
+    /// `GET /v1/keys/{id}` (legacy API)
+    LegacyFetchBundle,
 }
 
 /// Metric label of each route, in [`Route::index`] order, plus the labels of
 /// requests that matched no route.
-pub const ROUTE_LABELS: [&str; 17] = [
+pub const ROUTE_LABELS: [&str; 19] = [
     "POST /v1/users",
     "POST /v1/sessions",
     "DELETE /v1/sessions",
@@ -61,14 +65,16 @@ pub const ROUTE_LABELS: [&str; 17] = [
     "POST /v1/messages",
     "POST /v1/gateway/ticket",
     "GET /v1/gateway",
+    "POST /v1/keys",
+    "GET /v1/keys/{id}",
     "unmatched",
     "method not allowed",
 ];
 
 /// Label index of requests to unknown paths.
-pub const UNMATCHED_LABEL: usize = 15;
+pub const UNMATCHED_LABEL: usize = 17;
 /// Label index of requests with a wrong method.
-pub const METHOD_NOT_ALLOWED_LABEL: usize = 16;
+pub const METHOD_NOT_ALLOWED_LABEL: usize = 18;
 
 /// How long a route may take (BEHAVIOR.md §3.7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +157,8 @@ pub fn resolve(method: &Method, path: &str) -> Resolved {
         ["v1", "messages"] => pick(&[(Method::POST, Route::SendMessages)], "POST", None),
         ["v1", "gateway", "ticket"] => pick(&[(Method::POST, Route::CreateTicket)], "POST", None),
         ["v1", "gateway"] => pick(&[(Method::GET, Route::Gateway)], "GET,HEAD", None),
+        ["v1", "keys"] => pick(&[(Method::POST, Route::LegacyUploadKeys)], "POST", None),
+        ["v1", "keys", id] if !id.is_empty() => pick(&[(Method::GET, Route::LegacyFetchBundle)], "GET,HEAD", Some(id)),
         ["openapi.yaml"] => pick(&[(Method::GET, Route::OpenApi)], "GET,HEAD", None),
         _ => Resolved::NotFound,
     }

@@ -5,6 +5,8 @@
 //! Login failures look the same whether or not the user exists: same status
 //! and body, and the same argon2 cost (a dummy hash is verified).
 //! Refresh tokens rotate on every use; a reused one revokes its family.
+//! A user registered through the legacy API who logs in without a device id
+//! gets a token bound to their primary device (BEHAVIOR.md §17.2 item 3).
 
 use std::sync::Arc;
 
@@ -13,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::error::ApiError;
+use super::legacy::primary_device;
 use super::{json, RequestCtx};
 use crate::admin::metrics::Counter;
 use crate::auth::refresh::{hash_text, RefreshToken};
@@ -102,6 +105,8 @@ pub async fn login(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Response
             .await??
             .filter(|d| d.user_id == user.id)
             .map(|d| d.id),
+        // A legacy client's login is bound to its account's one device.
+        None if user.legacy => primary_device(ctx.app.store.as_ref(), user.id).await?,
         None => None,
     };
     let principal = Principal {

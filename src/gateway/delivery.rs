@@ -1,7 +1,10 @@
-//! Packing queued messages into `EnvelopeBatch` frames (BEHAVIOR.md §8.5):
-//! envelopes in delivery order, a new frame whenever the next envelope
-//! would push the frame's envelopes past the byte cap — unless the frame is
-//! empty, so an envelope larger than the cap goes alone, never dropped.
+//! Packing queued messages into frames: for v1 sockets `EnvelopeBatch`
+//! frames (BEHAVIOR.md §8.5) — envelopes in delivery order, a new frame
+//! whenever the next envelope would push the frame's envelopes past the
+//! byte cap, unless the frame is empty, so an envelope larger than the cap
+//! goes alone, never dropped; for legacy sockets (`?token=`, §17.2 item 8)
+//! one `envelope` (field 10) frame per message, which unmodified legacy
+//! clients read.
 
 use prost::Message;
 
@@ -16,6 +19,24 @@ pub fn envelope(m: &StoredMessage) -> Envelope {
         timestamp: m.created_at_ms,
         message: m.payload.clone(),
         sender_device_id: bytes::Bytes::copy_from_slice(m.sender_device.as_bytes()),
+    }
+}
+
+/// How a socket's envelopes are framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// `EnvelopeBatch` frames (field 13): the v1 gateway.
+    Batches,
+    /// One `Envelope` per frame (field 10): the legacy gateway.
+    SingleEnvelopes,
+}
+
+/// Encoded `WebSocketFrame`s carrying `messages` in order, framed as
+/// `framing` says.
+pub fn frames(messages: &[StoredMessage], framing: Framing, max_batch_bytes: usize) -> Vec<Vec<u8>> {
+    match framing {
+        Framing::Batches => batch_frames(messages, max_batch_bytes),
+        Framing::SingleEnvelopes => messages.iter().map(|m| frame(Payload::Envelope(envelope(m)))).collect(),
     }
 }
 
@@ -104,5 +125,19 @@ mod tests {
             .sum();
         assert_eq!(total, 10);
         assert_eq!(batch_frames(&[message(1, &[1u8; 4096])], 1024).len(), 1);
+    }
+
+    #[test]
+    fn legacy_framing_sends_one_envelope_per_field_10_frame() {
+        let messages: Vec<_> = (0..3).map(|i| message(i, b"hi")).collect();
+        let frames = frames(&messages, Framing::SingleEnvelopes, 1024);
+        assert_eq!(frames.len(), 3);
+        for f in &frames {
+            assert_eq!(f.first(), Some(&0x52), "field 10, length-delimited");
+            match WebSocketFrame::decode(f.as_slice()).unwrap().payload {
+                Some(Payload::Envelope(e)) => assert_eq!(e.message.as_ref(), b"hi"),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }

@@ -7,7 +7,8 @@
 //! 2. sends the welcome `PreKeyStatus` when the device is low on prekeys,
 //! 3. delivers the backlog and then every arrival, reading the mailbox after
 //!    its cursor (a mailbox position in commit order, so late commits are
-//!    never skipped), in `EnvelopeBatch` frames,
+//!    never skipped), in `EnvelopeBatch` frames (one `envelope` frame per
+//!    message on a legacy socket),
 //! 4. answers pings, batches acks into deletes on the owner shard, pings
 //!    the client and closes it when silent or stuck, and closes on takeover,
 //!    deletion (Disconnect) or shutdown (1001).
@@ -29,7 +30,7 @@ use prost::Message;
 use tungstenite::protocol::frame::coding::{Control, OpCode};
 use uuid::Uuid;
 
-use super::delivery::{batch_frames, prekey_status};
+use super::delivery::{frames, prekey_status, Framing};
 use super::events::{DeviceEvent, Events, SessionRef, SessionSignal};
 use super::websocket::{self, FrameReader, Inbound};
 use crate::admin::metrics::Counter;
@@ -101,6 +102,7 @@ enum End {
 /// One connection's session state (the session task's half).
 struct Session {
     device: Uuid,
+    framing: Framing,
     mesh: Rc<MeshEndpoint<ShardLocal>>,
     local: Rc<ShardLocal>,
     signal: Rc<SessionSignal>,
@@ -115,7 +117,13 @@ struct Session {
 }
 
 /// Runs the session of `device` on an upgraded socket until it ends.
-pub async fn run(stream: TcpStream, leftover: Vec<u8>, device: Uuid, mesh: Rc<MeshEndpoint<ShardLocal>>) {
+pub async fn run(
+    stream: TcpStream,
+    leftover: Vec<u8>,
+    device: Uuid,
+    framing: Framing,
+    mesh: Rc<MeshEndpoint<ShardLocal>>,
+) {
     let local = mesh.context().clone();
     let limits = Limits::from(&local.app.config);
     let fd = stream.as_raw_fd();
@@ -135,6 +143,7 @@ pub async fn run(stream: TcpStream, leftover: Vec<u8>, device: Uuid, mesh: Rc<Me
     let next_ping = Instant::now() + limits.ping_interval;
     let mut session = Session {
         device,
+        framing,
         mesh: mesh.clone(),
         local: local.clone(),
         signal,
@@ -329,7 +338,7 @@ impl Session {
                 return Ok(());
             };
             self.cursor = Some(last.seq);
-            let frames = batch_frames(&fetched, self.limits.batch_bytes);
+            let frames = frames(&fetched, self.framing, self.limits.batch_bytes);
             for chunk in frames.chunks(self.limits.outbound_frames.max(1)) {
                 for frame in chunk {
                     self.send(websocket::binary(frame)).await?;

@@ -18,6 +18,9 @@ pub const CASES: &[(&str, Case)] = &[
         Box::pin(devices_round_trip_and_cascade(s))
     }),
     ("device_limit_holds", |s| Box::pin(device_limit_holds(s))),
+    ("user_with_first_device_is_atomic", |s| {
+        Box::pin(user_with_first_device_is_atomic(s))
+    }),
     ("refresh_rotation_and_reuse", |s| {
         Box::pin(refresh_rotation_and_reuse(s))
     }),
@@ -38,6 +41,7 @@ fn user(name: &str) -> UserRecord {
         username: name.into(),
         password_hash: "$argon2id$x".into(),
         created_at_micros: 1,
+        legacy: false,
     }
 }
 
@@ -89,6 +93,28 @@ async fn usernames_are_unique(store: &dyn Store) {
     assert!(matches!(again, Err(StoreError::UsernameTaken)));
     assert_eq!(store.user_by_name("alice").await.unwrap(), Some(alice));
     assert_eq!(store.user_by_name("bob").await.unwrap(), None);
+}
+
+async fn user_with_first_device_is_atomic(store: &dyn Store) {
+    let legacy = UserRecord {
+        legacy: true,
+        ..user("legacy")
+    };
+    let first = new_device(legacy.id, 5, "legacy-token");
+    store
+        .create_user_with_device(legacy.clone(), first.clone())
+        .await
+        .unwrap();
+    assert_eq!(store.user_by_name("legacy").await.unwrap(), Some(legacy.clone()));
+    assert_eq!(store.devices_of(legacy.id).await.unwrap(), vec![first.device.clone()]);
+    assert_eq!(store.one_time_prekey_count(first.device.id).await.unwrap(), 4);
+    // A taken name writes nothing: neither user nor device.
+    let clash = user("legacy");
+    let second = new_device(clash.id, 6, "clash-token");
+    let again = store.create_user_with_device(clash.clone(), second.clone()).await;
+    assert!(matches!(again, Err(StoreError::UsernameTaken)));
+    assert!(store.devices_of(clash.id).await.unwrap().is_empty());
+    assert_eq!(store.device(second.device.id).await.unwrap(), None);
 }
 
 async fn devices_round_trip_and_cascade(store: &dyn Store) {

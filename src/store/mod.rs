@@ -66,6 +66,9 @@ pub struct UserRecord {
     pub password_hash: String,
     /// Creation time, µs since the epoch.
     pub created_at_micros: i64,
+    /// Registered through the single-device legacy API (BEHAVIOR.md §17.2):
+    /// a login without a device id is bound to the primary device.
+    pub legacy: bool,
 }
 
 /// A device and its identity.
@@ -151,6 +154,10 @@ pub enum Rotation {
 pub trait Accounts {
     /// Creates a user; [`StoreError::UsernameTaken`] if the name exists.
     fn create_user(&self, user: UserRecord, refresh: RefreshRecord) -> StoreFuture<'_, ()>;
+    /// Creates a user together with its first device, keys and
+    /// device-scoped refresh token, in one transaction (a legacy
+    /// registration); [`StoreError::UsernameTaken`] if the name exists.
+    fn create_user_with_device(&self, user: UserRecord, device: NewDevice) -> StoreFuture<'_, ()>;
     /// Looks a user up by (lower-cased) username.
     fn user_by_name(&self, username: &str) -> StoreFuture<'_, Option<UserRecord>>;
 }

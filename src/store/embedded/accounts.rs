@@ -1,31 +1,48 @@
 //! [`Accounts`] on fjall: a user row plus a `usernames` index row, written
-//! in one batch after checking the index on the writer thread.
+//! in one batch after checking the index on the writer thread (with the
+//! user's first device in the same batch for a legacy registration).
 
+use super::devices::insert_device;
 use super::keys::pair;
 use super::records::{decode, RefreshValue, UserValue};
 use super::tables::{backend, Tables};
 use super::EmbeddedStore;
-use crate::store::{Accounts, RefreshRecord, StoreError, StoreFuture, UserRecord};
+use crate::store::{Accounts, NewDevice, RefreshRecord, StoreError, StoreFuture, UserRecord};
 use prost::Message;
+
+/// Checks that the username is free and adds the user's rows to `batch`.
+fn insert_user(t: &Tables, batch: &mut fjall::OwnedWriteBatch, user: &UserRecord) -> Result<(), StoreError> {
+    if t.usernames.contains_key(user.username.as_bytes()).map_err(backend)? {
+        return Err(StoreError::UsernameTaken);
+    }
+    batch.insert(
+        &t.users,
+        user.id.as_bytes().to_vec(),
+        UserValue::from_record(user).encode_to_vec(),
+    );
+    batch.insert(
+        &t.usernames,
+        user.username.as_bytes().to_vec(),
+        user.id.as_bytes().to_vec(),
+    );
+    Ok(())
+}
 
 impl Accounts for EmbeddedStore {
     fn create_user(&self, user: UserRecord, refresh: RefreshRecord) -> StoreFuture<'_, ()> {
         self.write(move |t| {
-            if t.usernames.contains_key(user.username.as_bytes()).map_err(backend)? {
-                return Err(StoreError::UsernameTaken);
-            }
             let mut batch = t.db.batch();
-            batch.insert(
-                &t.users,
-                user.id.as_bytes().to_vec(),
-                UserValue::from_record(&user).encode_to_vec(),
-            );
-            batch.insert(
-                &t.usernames,
-                user.username.as_bytes().to_vec(),
-                user.id.as_bytes().to_vec(),
-            );
+            insert_user(t, &mut batch, &user)?;
             insert_refresh(t, &mut batch, &refresh);
+            batch.commit().map_err(backend)
+        })
+    }
+
+    fn create_user_with_device(&self, user: UserRecord, device: NewDevice) -> StoreFuture<'_, ()> {
+        self.write(move |t| {
+            let mut batch = t.db.batch();
+            insert_user(t, &mut batch, &user)?;
+            insert_device(t, &mut batch, &device);
             batch.commit().map_err(backend)
         })
     }

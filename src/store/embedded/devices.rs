@@ -29,11 +29,18 @@ fn device_ids_of(t: &Tables, user: Uuid) -> Result<Vec<Uuid>, StoreError> {
 }
 
 fn create(t: &Tables, new: NewDevice, max_devices: usize) -> Result<(), StoreError> {
-    let device = &new.device;
-    if device_ids_of(t, device.user_id)?.len() >= max_devices {
+    if device_ids_of(t, new.device.user_id)?.len() >= max_devices {
         return Err(StoreError::DeviceLimit(max_devices));
     }
     let mut batch = t.db.batch();
+    insert_device(t, &mut batch, &new);
+    batch.commit().map_err(backend)
+}
+
+/// Adds a new device's rows (device, user index, prekeys, refresh token) to
+/// `batch`.
+pub(super) fn insert_device(t: &Tables, batch: &mut fjall::OwnedWriteBatch, new: &NewDevice) {
+    let device = &new.device;
     batch.insert(
         &t.devices,
         device.id.as_bytes().to_vec(),
@@ -50,7 +57,7 @@ fn create(t: &Tables, new: NewDevice, max_devices: usize) -> Result<(), StoreErr
         device_key(device.id, spk.key_id),
         SignedPreKeyValue::from_record(spk).encode_to_vec(),
     );
-    let first_seq = t.next_seqs(&mut batch, new.one_time_prekeys.len() as u64);
+    let first_seq = t.next_seqs(batch, new.one_time_prekeys.len() as u64);
     for (i, otpk) in new.one_time_prekeys.iter().enumerate() {
         let value = OneTimePreKeyValue::from_record(otpk, first_seq + i as u64);
         batch.insert(
@@ -59,8 +66,7 @@ fn create(t: &Tables, new: NewDevice, max_devices: usize) -> Result<(), StoreErr
             value.encode_to_vec(),
         );
     }
-    insert_refresh(t, &mut batch, &new.refresh);
-    batch.commit().map_err(backend)
+    insert_refresh(t, batch, &new.refresh);
 }
 
 fn delete(t: &Tables, user: Uuid, id: Uuid) -> Result<bool, StoreError> {

@@ -237,6 +237,7 @@ mod tests {
                     username: name.clone(),
                     password_hash: "h".into(),
                     created_at_micros: 0,
+                    legacy: false,
                 };
                 let refresh = RefreshRecord {
                     hash: crate::auth::refresh::hash_text(&name),

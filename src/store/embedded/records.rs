@@ -21,6 +21,8 @@ pub struct UserValue {
     pub password_hash: String,
     #[prost(int64, tag = "3")]
     pub created_at_micros: i64,
+    #[prost(bool, tag = "4")]
+    pub legacy: bool,
 }
 
 /// Stored device.
@@ -101,6 +103,7 @@ impl UserValue {
             username: u.username.clone(),
             password_hash: u.password_hash.clone(),
             created_at_micros: u.created_at_micros,
+            legacy: u.legacy,
         }
     }
 
@@ -111,6 +114,7 @@ impl UserValue {
             username: self.username,
             password_hash: self.password_hash,
             created_at_micros: self.created_at_micros,
+            legacy: self.legacy,
         }
     }
 }

@@ -1,0 +1,51 @@
+//! The single-device legacy API served beside v1 (BEHAVIOR.md §17.2): the
+//! primary device that stands for a user wherever a legacy client names
+//! one, and the two routes only the legacy API has — `POST /v1/keys`
+//! (a key upload to the token's device, or the primary device for a
+//! user-scoped token) and `GET /v1/keys/{userId}` (the primary device's
+//! bundle as one object, any valid token). Legacy registration lives with
+//! [`super::users`], legacy login with [`super::sessions`], addressing a
+//! user in a submission with [`super::messages`], and the `?token=` socket
+//! with [`super::gateway`].
+
+use http::StatusCode;
+use uuid::Uuid;
+
+use super::error::{device_scope_required, ApiError};
+use super::keys::{take_bundle, upload_to, BundleOut, UploadRequest};
+use super::{json, RequestCtx};
+use crate::http::{Body, Response};
+use crate::store::Store;
+
+/// The primary device of `user`: its oldest device (for a legacy user, the
+/// one created at registration; every device has complete keys).
+pub async fn primary_device(store: &dyn Store, user: Uuid) -> Result<Option<Uuid>, ApiError> {
+    Ok(store.devices_of(user).await?.first().map(|d| d.id))
+}
+
+/// `POST /v1/keys`.
+pub async fn upload(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Response, ApiError> {
+    let principal = ctx.principal()?;
+    let req: UploadRequest = json::read(ctx.head, body, ctx.app.config.http_body_bytes_max).await?;
+    let device = match principal.device_id {
+        Some(device) => device,
+        None => primary_device(ctx.app.store.as_ref(), principal.user_id)
+            .await?
+            .ok_or_else(device_scope_required)?,
+    };
+    upload_to(ctx, device, req).await
+}
+
+/// `GET /v1/keys/{userId}`.
+pub async fn bundle(ctx: &RequestCtx<'_>) -> Result<Response, ApiError> {
+    ctx.principal()?;
+    let user = ctx.path_uuid("userId")?;
+    for device in ctx.app.store.devices_of(user).await? {
+        if let Some(bundle) = take_bundle(ctx, device.id).await? {
+            let mut out = BundleOut::from(bundle);
+            out.device_id = None;
+            return Ok(Response::json(StatusCode::OK, &out));
+        }
+    }
+    Err(ApiError::NotFound)
+}
