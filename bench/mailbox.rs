@@ -62,6 +62,7 @@ fn batch(target: Uuid) -> Vec<NewMessage> {
             payload: bytes::Bytes::from(vec![0xef; 256]),
             created_at_ms: CREATED_AT_MS,
             expires_at_secs: i64::MAX / 4,
+            wake_at_ms: Some(CREATED_AT_MS + 2000),
         })
         .collect()
 }

@@ -229,6 +229,60 @@ pub struct Config {
     #[arg(long, env = "OBSCURA_WS_MESSAGE_BYTES_MAX", default_value_t = limits::WS_MESSAGE_BYTES_MAX)]
     pub ws_message_bytes_max: usize,
 
+    // ----- push notifications -----
+    /// Delay before a wake-up push, seconds: events of a device within it
+    /// share one push, and a session or an ack before it cancels it.
+    #[arg(long, env = "OBSCURA_NOTIFICATIONS_PUSH_DELAY_SECS", default_value_t = 2)]
+    pub notifications_push_delay_secs: u64,
+    /// Period of the push worker's poll for due jobs, seconds.
+    #[arg(long, env = "OBSCURA_NOTIFICATIONS_WORKER_INTERVAL_SECS", default_value_t = 1)]
+    pub notifications_worker_interval_secs: u64,
+    /// Pushes in flight at most (= jobs leased per poll).
+    #[arg(long, env = "OBSCURA_NOTIFICATIONS_WORKER_CONCURRENCY", default_value_t = 100)]
+    pub notifications_worker_concurrency: usize,
+    /// Lease of a job being sent, seconds: a failed push is retried after it.
+    #[arg(long, env = "OBSCURA_NOTIFICATIONS_VISIBILITY_TIMEOUT_SECS", default_value_t = 30)]
+    pub notifications_visibility_timeout_secs: u64,
+    /// Dead push tokens are deleted at least this often, seconds.
+    #[arg(
+        long,
+        env = "OBSCURA_NOTIFICATIONS_INVALID_TOKEN_CLEANUP_INTERVAL_SECS",
+        default_value_t = 5
+    )]
+    pub notifications_invalid_token_cleanup_interval_secs: u64,
+    /// Dead push tokens are deleted at once when this many are waiting.
+    #[arg(
+        long,
+        env = "OBSCURA_NOTIFICATIONS_INVALID_TOKEN_CLEANUP_BATCH_SIZE",
+        default_value_t = 50
+    )]
+    pub notifications_invalid_token_cleanup_batch_size: usize,
+    /// Firebase project; pushes go through FCM only when this and
+    /// --fcm-credentials-file are set (else they are logged and counted).
+    #[arg(long, env = "OBSCURA_FCM_PROJECT_ID")]
+    pub fcm_project_id: Option<String>,
+    /// Service-account JSON file of the Firebase project.
+    #[arg(long, env = "OBSCURA_FCM_CREDENTIALS_FILE")]
+    pub fcm_credentials_file: Option<PathBuf>,
+    /// TTL of an FCM message, seconds.
+    #[arg(long, env = "OBSCURA_FCM_TTL_SECS", default_value_t = 604_800)]
+    pub fcm_ttl_secs: u64,
+    /// Base URL of the FCM HTTP v1 API (changed only to test against a
+    /// stand-in).
+    #[arg(long, env = "OBSCURA_FCM_API_URL", default_value = "https://fcm.googleapis.com")]
+    pub fcm_api_url: String,
+    /// OAuth2 token endpoint; the service-account file's `token_uri` wins
+    /// when it has one.
+    #[arg(
+        long,
+        env = "OBSCURA_FCM_TOKEN_URL",
+        default_value = "https://oauth2.googleapis.com/token"
+    )]
+    pub fcm_token_url: String,
+    /// Timeout of one call to FCM or its token endpoint, seconds.
+    #[arg(long, env = "OBSCURA_FCM_TIMEOUT_SECS", default_value_t = 10)]
+    pub fcm_timeout_secs: u64,
+
     // ----- health and telemetry -----
     /// /readyz database probe timeout, ms.
     #[arg(long, env = "OBSCURA_HEALTH_DB_TIMEOUT_MS", default_value_t = 2000)]
@@ -305,6 +359,27 @@ impl Config {
             ("ws-ack-batch-size", self.ws_ack_batch_size as u64),
             ("ws-message-fetch-batch-size", self.ws_message_fetch_batch_size as u64),
             ("ws-write-timeout-secs", self.ws_write_timeout_secs),
+            (
+                "notifications-worker-interval-secs",
+                self.notifications_worker_interval_secs,
+            ),
+            (
+                "notifications-worker-concurrency",
+                self.notifications_worker_concurrency as u64,
+            ),
+            (
+                "notifications-visibility-timeout-secs",
+                self.notifications_visibility_timeout_secs,
+            ),
+            (
+                "notifications-invalid-token-cleanup-interval-secs",
+                self.notifications_invalid_token_cleanup_interval_secs,
+            ),
+            (
+                "notifications-invalid-token-cleanup-batch-size",
+                self.notifications_invalid_token_cleanup_batch_size as u64,
+            ),
+            ("fcm-timeout-secs", self.fcm_timeout_secs),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Zero(name));

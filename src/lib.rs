@@ -26,6 +26,7 @@
 //! - [`crypto`]: public-key formats and XEdDSA signature checks.
 //! - [`gateway`]: the WebSocket: handshake, framing, sessions, delivery.
 //! - [`mailbox`]: message retention (expiry, inbox limits).
+//! - [`push`]: wake-up push jobs and their providers (FCM).
 //! - [`store`]: the storage interface and its embedded backend (guards invariant 1).
 //! - [`offload`]: work that must not run on a shard, and the channel that returns it.
 //! - [`admin`]: `/livez`, `/readyz`, `/metrics` on the management port.
@@ -44,6 +45,7 @@ pub mod limits;
 pub mod mailbox;
 pub mod offload;
 pub mod proto;
+pub mod push;
 pub mod server;
 pub mod shard;
 pub mod store;

@@ -72,6 +72,13 @@ pub const RATE_LIMIT_CLIENTS_MAX: usize = 100_000;
 /// Device names: the contract's `maxLength` (BEHAVIOR.md §5.1).
 pub const DEVICE_NAME_CHARS_MAX: usize = 100;
 
+/// Most push sender threads: provider calls block, so in-flight pushes
+/// (`--notifications-worker-concurrency`) beyond this wait for a thread.
+pub const PUSH_THREADS_MAX: usize = 16;
+
+/// Push tokens, trimmed, in bytes (BEHAVIOR.md §11.1).
+pub const PUSH_TOKEN_BYTES_MAX: usize = 4096;
+
 /// Incoming `x-request-id` values longer than this are replaced.
 pub const REQUEST_ID_BYTES_MAX: usize = 128;
 

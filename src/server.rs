@@ -30,6 +30,9 @@ use crate::http::listener::{accept_loop, Serving};
 use crate::http::HttpLimits;
 use crate::limits;
 use crate::offload::workers::WorkerPool;
+use crate::push::fcm::FcmSetupError;
+use crate::push::worker::Pusher;
+use crate::push::{self, Provider};
 use crate::shard::mesh::{Job, Mesh};
 use crate::shard::runtime::{self, ChosenDriver};
 use crate::shard::shutdown::Shutdown;
@@ -62,6 +65,9 @@ pub enum StartError {
     /// The store could not be opened.
     #[error("opening the store failed: {0}")]
     Store(#[from] StoreError),
+    /// FCM is configured but unusable.
+    #[error("{0}")]
+    Push(#[from] FcmSetupError),
 }
 
 fn io_err(context: &'static str) -> impl FnOnce(io::Error) -> StartError {
@@ -125,7 +131,11 @@ fn open_app(config: Config) -> Result<Arc<App>, StartError> {
     let (store, _detached) = EmbeddedStore::open(&config.data_dir, &options)?;
     let pool = WorkerPool::start("password", config.password_worker_count(), limits::PASSWORD_QUEUE_DEPTH)
         .map_err(io_err("starting password workers"))?;
+    let push_threads = config.notifications_worker_concurrency.min(limits::PUSH_THREADS_MAX);
+    let pusher =
+        Pusher::start(Provider::from_config(&config)?, push_threads).map_err(io_err("starting push workers"))?;
     let app = Arc::new(App {
+        pusher,
         tokens: TokenKeys::new(&config.auth_jwt_secret, config.auth_token_ttl_secs),
         passwords: Passwords::new(pool),
         metrics: Metrics::new(config.shard_count(), &ROUTE_LABELS),
@@ -276,6 +286,7 @@ impl ShardStart {
                 return tracing::error!(error = %e, "management listener setup failed");
             }
             monoio::spawn(purge_refresh_tokens(app.clone(), shutdown.clone()));
+            monoio::spawn(push::worker::run(app.clone(), shutdown.clone()));
         }
         let open = app
             .shard_metrics(self.id)

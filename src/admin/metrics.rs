@@ -46,9 +46,15 @@ pub enum Counter {
     RateLimitAllowed,
     /// `obscura_rate_limit_decisions_total{status="throttled"}`
     RateLimitThrottled,
+    /// `obscura_push_notifications_sent_total`
+    PushesSent,
+    /// `obscura_push_notification_errors_total`
+    PushErrors,
+    /// `obscura_push_invalid_tokens_total`
+    PushInvalidTokens,
 }
 
-const COUNTER_NAMES: [(&str, &str); 11] = [
+const COUNTER_NAMES: [(&str, &str); 14] = [
     ("obscura_registrations_total", ""),
     ("obscura_logins_total", ""),
     ("obscura_token_refreshes_total", ""),
@@ -60,6 +66,9 @@ const COUNTER_NAMES: [(&str, &str); 11] = [
     ("obscura_websocket_acks_received_total", ""),
     ("obscura_rate_limit_decisions_total", "status=\"allowed\""),
     ("obscura_rate_limit_decisions_total", "status=\"throttled\""),
+    ("obscura_push_notifications_sent_total", ""),
+    ("obscura_push_notification_errors_total", ""),
+    ("obscura_push_invalid_tokens_total", ""),
 ];
 
 /// One shard's slots.

@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::gateway::events::{DeviceEvent, Presence, SessionSignal};
 use crate::http::RequestHead;
 use crate::offload::oneshot;
+use crate::push::worker::Pusher;
 use crate::shard::mesh::{Job, Mesh, MeshEndpoint};
 use crate::shard::placement;
 use crate::shard::shutdown::Shutdown;
@@ -39,6 +40,8 @@ pub struct App {
     pub passwords: Passwords,
     /// Every shard's metrics.
     pub metrics: Arc<Metrics>,
+    /// Wake-up push sending (the worker runs on shard 0).
+    pub pusher: Pusher,
 }
 
 impl App {

@@ -5,6 +5,8 @@
 //! when a fetch leaves it below the threshold).
 
 use http::StatusCode;
+use std::rc::Rc;
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -12,12 +14,13 @@ use super::devices::{
     check_unique_ids, decode_one_time_prekeys, decode_signed_prekey, OneTimePreKeyJson, SignedPreKeyJson,
 };
 use super::error::ApiError;
-use super::{json, RequestCtx};
+use super::{json, RequestCtx, ShardLocal};
 use crate::crypto::public_key::PublicKey;
 use crate::crypto::xeddsa::verify_signed_prekey;
 use crate::gateway::events::DeviceEvent;
 use crate::http::{Body, Response};
 use crate::store::{Bundle, KeyUpload, UploadOutcome, UploadRejection};
+use crate::util::time::{millis_after, now_millis};
 
 /// A key upload as the JSON API carries it.
 #[derive(Deserialize)]
@@ -160,12 +163,24 @@ pub async fn take_bundle(ctx: &RequestCtx<'_>, device: Uuid) -> Result<Option<Bu
             if let Ok(Some(b)) = &bundle {
                 if b.remaining < threshold {
                     local.notify(device, DeviceEvent::PreKeysLow);
+                    schedule_wake_up(&local, device);
                 }
             }
             bundle
         })
         .await??;
     Ok(bundle)
+}
+
+/// A prekey-low event schedules a wake-up push (§11.2), in the background.
+fn schedule_wake_up(local: &Rc<ShardLocal>, device: Uuid) {
+    let app = local.app.clone();
+    let due = millis_after(now_millis(), app.config.notifications_push_delay_secs);
+    monoio::spawn(async move {
+        if let Err(e) = app.store.schedule_push(device, due).await {
+            tracing::warn!(error = %e, "scheduling a push job failed");
+        }
+    });
 }
 
 /// `GET /v1/users/{userId}`.

@@ -15,7 +15,8 @@
 //! mailbox: the reference's rule, narrowed to one target, since clients give
 //! every target its own submission id. A target that names a user instead of
 //! a device (a legacy client, BEHAVIOR.md §17.2) reaches that user's primary
-//! device.
+//! device: targets are resolved in one store read before anything is
+//! appended.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -26,7 +27,6 @@ use prost::Message;
 use uuid::Uuid;
 
 use super::error::{device_scope_required, ApiError};
-use super::legacy::primary_device;
 use super::{RequestCtx, ShardLocal};
 use crate::admin::metrics::Counter;
 use crate::gateway::events::DeviceEvent;
@@ -37,7 +37,7 @@ use crate::proto::{SendMessageRequest, SendMessageResponse};
 use crate::shard::mesh::MeshEndpoint;
 use crate::shard::{placement, ShardId};
 use crate::store::{Appended, NewMessage, StoreError};
-use crate::util::time::{now_micros, now_secs};
+use crate::util::time::{millis_after, now_millis, now_secs};
 
 /// `Content-Type` of the answer, as the contract says.
 const PROTOBUF: HeaderValue = HeaderValue::from_static("application/x-protobuf");
@@ -199,9 +199,48 @@ async fn accept(ctx: &RequestCtx<'_>, user: Uuid, device: Uuid, bytes: &[u8]) ->
     if request.messages.len() > ctx.app.config.messaging_send_batch_limit {
         return Err(ApiError::PayloadTooLarge);
     }
-    let created_at_ms = (now_micros() / 1000) as u64;
+    let created_at_ms = now_millis();
     let ttl_secs = i64::try_from(ctx.app.config.ttl_days.saturating_mul(86_400)).unwrap_or(i64::MAX / 2);
-    let expires_at_secs = now_secs().saturating_add(ttl_secs);
+    let template = NewMessage {
+        target: Uuid::nil(),
+        sender_user: user,
+        sender_device: device,
+        submission_id: Uuid::nil(),
+        payload: Bytes::new(),
+        created_at_ms,
+        expires_at_secs: now_secs().saturating_add(ttl_secs),
+        wake_at_ms: Some(millis_after(
+            created_at_ms,
+            ctx.app.config.notifications_push_delay_secs,
+        )),
+    };
+    let (mut valid, mut failed) = check_submissions(&request, &template);
+    resolve_targets(ctx, &mut valid).await?;
+    let outcomes = append_on_owners(ctx, &valid).await?;
+    if outcomes.contains(&Appended::NoSuchSender) {
+        // A still-valid token of a deleted device.
+        return Err(ApiError::Unauthorized);
+    }
+    let stored = outcomes.iter().filter(|o| matches!(o, Appended::Stored(_))).count();
+    for (m, outcome) in valid.iter().zip(&outcomes) {
+        if *outcome == Appended::NoSuchDevice {
+            let id = Bytes::copy_from_slice(m.submission_id.as_bytes());
+            failed.push(failure(&id, ErrorCode::InvalidDevice, "Device not found"));
+        }
+    }
+    if let Some(metrics) = ctx.app.shard_metrics(ctx.mesh.me()) {
+        metrics.add(Counter::MessagesSent, stored as u64);
+    }
+    let answer = SendMessageResponse {
+        failed_submissions: failed,
+    }
+    .encode_to_vec();
+    Ok(Response::bytes(StatusCode::OK, PROTOBUF, answer))
+}
+
+/// Splits submissions into messages to queue (filled in from `template`)
+/// and per-submission failures (§7.2).
+fn check_submissions(request: &SendMessageRequest, template: &NewMessage) -> (Vec<NewMessage>, Vec<FailedSubmission>) {
     let mut failed = Vec::new();
     let mut valid = Vec::with_capacity(request.messages.len());
     for s in &request.messages {
@@ -231,74 +270,27 @@ async fn accept(ctx: &RequestCtx<'_>, user: Uuid, device: Uuid, bytes: &[u8]) ->
             ));
             continue;
         }
-        let payload = s.message.clone();
         valid.push(NewMessage {
             target,
-            sender_user: user,
-            sender_device: device,
             submission_id,
-            payload,
-            created_at_ms,
-            expires_at_secs,
+            payload: s.message.clone(),
+            ..template.clone()
         });
     }
-    let mut outcomes = append_on_owners(ctx, &valid).await?;
-    redirect_to_primary_devices(ctx, &mut valid, &mut outcomes).await?;
-    if outcomes.contains(&Appended::NoSuchSender) {
-        // A still-valid token of a deleted device.
-        return Err(ApiError::Unauthorized);
-    }
-    let stored = outcomes.iter().filter(|o| matches!(o, Appended::Stored(_))).count();
-    for (m, outcome) in valid.iter().zip(&outcomes) {
-        if *outcome == Appended::NoSuchDevice {
-            let id = Bytes::copy_from_slice(m.submission_id.as_bytes());
-            failed.push(failure(&id, ErrorCode::InvalidDevice, "Device not found"));
-        }
-    }
-    if let Some(metrics) = ctx.app.shard_metrics(ctx.mesh.me()) {
-        metrics.add(Counter::MessagesSent, stored as u64);
-    }
-    let answer = SendMessageResponse {
-        failed_submissions: failed,
-    }
-    .encode_to_vec();
-    Ok(Response::bytes(StatusCode::OK, PROTOBUF, answer))
+    (valid, failed)
 }
 
-/// Legacy addressing (BEHAVIOR.md §17.2 item 5): a submission whose target
-/// names no device but a user goes to that user's primary device.
-async fn redirect_to_primary_devices(
-    ctx: &RequestCtx<'_>,
-    messages: &mut [NewMessage],
-    outcomes: &mut [Appended],
-) -> Result<(), ApiError> {
-    let mut primaries: HashMap<Uuid, Option<Uuid>> = HashMap::new();
-    let mut redirected = Vec::new();
-    for (i, (m, outcome)) in messages.iter_mut().zip(outcomes.iter()).enumerate() {
-        if *outcome != Appended::NoSuchDevice {
-            continue;
-        }
-        let primary = match primaries.get(&m.target) {
-            Some(known) => *known,
-            None => {
-                let found = primary_device(ctx.app.store.as_ref(), m.target).await?;
-                primaries.insert(m.target, found);
-                found
-            }
-        };
-        if let Some(device) = primary {
+/// Points every message at a device before anything is appended: a target
+/// that names a user instead (legacy addressing, BEHAVIOR.md §17.2 item 5)
+/// becomes that user's primary device, so the request keeps its order and
+/// its duplicates rule whichever way a device is named. Targets that name
+/// nothing stay as they are and fail in the append.
+async fn resolve_targets(ctx: &RequestCtx<'_>, messages: &mut [NewMessage]) -> Result<(), ApiError> {
+    let ids = messages.iter().map(|m| m.target).collect();
+    let resolved = ctx.app.store.resolve_targets(ids).await?;
+    for (m, device) in messages.iter_mut().zip(resolved) {
+        if let Some(device) = device {
             m.target = device;
-            redirected.push(i);
-        }
-    }
-    if redirected.is_empty() {
-        return Ok(());
-    }
-    let retried: Vec<NewMessage> = redirected.iter().filter_map(|i| messages.get(*i).cloned()).collect();
-    let retried_outcomes = append_on_owners(ctx, &retried).await?;
-    for (i, outcome) in redirected.into_iter().zip(retried_outcomes) {
-        if let Some(slot) = outcomes.get_mut(i) {
-            *slot = outcome;
         }
     }
     Ok(())

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod legacy;
 pub mod messages;
 pub mod openapi;
+pub mod push_tokens;
 pub mod routes;
 pub mod sessions;
 pub mod users;
@@ -129,6 +130,7 @@ async fn handle(route: Route, ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Resu
         Route::Gateway => gateway::connect(ctx).await,
         Route::LegacyUploadKeys => legacy::upload(ctx, body).await,
         Route::LegacyFetchBundle => legacy::bundle(ctx).await,
+        Route::SetPushToken => push_tokens::put(ctx, body).await,
     }
 }
 

@@ -45,11 +45,13 @@ pub enum Route {
     LegacyUploadKeys,
     /// `GET /v1/keys/{id}` (legacy API)
     LegacyFetchBundle,
+    /// `PUT /v1/push-tokens`
+    SetPushToken,
 }
 
 /// Metric label of each route, in [`Route::index`] order, plus the labels of
 /// requests that matched no route.
-pub const ROUTE_LABELS: [&str; 19] = [
+pub const ROUTE_LABELS: [&str; 20] = [
     "POST /v1/users",
     "POST /v1/sessions",
     "DELETE /v1/sessions",
@@ -67,14 +69,15 @@ pub const ROUTE_LABELS: [&str; 19] = [
     "GET /v1/gateway",
     "POST /v1/keys",
     "GET /v1/keys/{id}",
+    "PUT /v1/push-tokens",
     "unmatched",
     "method not allowed",
 ];
 
 /// Label index of requests to unknown paths.
-pub const UNMATCHED_LABEL: usize = 17;
+pub const UNMATCHED_LABEL: usize = 18;
 /// Label index of requests with a wrong method.
-pub const METHOD_NOT_ALLOWED_LABEL: usize = 18;
+pub const METHOD_NOT_ALLOWED_LABEL: usize = 19;
 
 /// How long a route may take (BEHAVIOR.md §3.7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +162,7 @@ pub fn resolve(method: &Method, path: &str) -> Resolved {
         ["v1", "gateway"] => pick(&[(Method::GET, Route::Gateway)], "GET,HEAD", None),
         ["v1", "keys"] => pick(&[(Method::POST, Route::LegacyUploadKeys)], "POST", None),
         ["v1", "keys", id] if !id.is_empty() => pick(&[(Method::GET, Route::LegacyFetchBundle)], "GET,HEAD", Some(id)),
+        ["v1", "push-tokens"] => pick(&[(Method::PUT, Route::SetPushToken)], "PUT", None),
         ["openapi.yaml"] => pick(&[(Method::GET, Route::OpenApi)], "GET,HEAD", None),
         _ => Resolved::NotFound,
     }

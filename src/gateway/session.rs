@@ -157,6 +157,7 @@ pub async fn run(
         next_ping,
     };
     if joined.is_ok() {
+        cancel_pending_push(&local, device);
         session.serve().await;
     }
     session.flush_acks().await;
@@ -168,6 +169,16 @@ pub async fn run(
     // SAFETY: `fd` belongs to the socket whose halves are still alive here.
     unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
     let _ = reading.await;
+}
+
+/// A session opening cancels the device's pending wake-up push (§11.2).
+fn cancel_pending_push(local: &Rc<ShardLocal>, device: Uuid) {
+    let app = local.app.clone();
+    monoio::spawn(async move {
+        if let Err(e) = app.store.cancel_push(device).await {
+            tracing::warn!(error = %e, "cancelling a push job failed");
+        }
+    });
 }
 
 /// The reader task: turns client frames into [`Inbox`] entries.

@@ -33,6 +33,10 @@ pub const CASES: &[(&str, Case)] = &[
         Box::pin(mailbox_expiry_and_pruning(s))
     }),
     ("idempotency_and_tickets", |s| Box::pin(idempotency_and_tickets(s))),
+    ("push_tokens_and_jobs", |s| Box::pin(push_tokens_and_jobs(s))),
+    ("dead_push_tokens_and_cascade", |s| {
+        Box::pin(dead_push_tokens_and_cascade(s))
+    }),
 ];
 
 fn user(name: &str) -> UserRecord {
@@ -108,6 +112,15 @@ async fn user_with_first_device_is_atomic(store: &dyn Store) {
     assert_eq!(store.user_by_name("legacy").await.unwrap(), Some(legacy.clone()));
     assert_eq!(store.devices_of(legacy.id).await.unwrap(), vec![first.device.clone()]);
     assert_eq!(store.one_time_prekey_count(first.device.id).await.unwrap(), 4);
+    let nobody = Uuid::now_v7();
+    assert_eq!(
+        store
+            .resolve_targets(vec![first.device.id, legacy.id, nobody])
+            .await
+            .unwrap(),
+        vec![Some(first.device.id), Some(first.device.id), None],
+        "a device names itself, a user its oldest device"
+    );
     // A taken name writes nothing: neither user nor device.
     let clash = user("legacy");
     let second = new_device(clash.id, 6, "clash-token");
@@ -300,6 +313,7 @@ fn message(target: Uuid, sender: Uuid, submission: Uuid, expires: i64) -> NewMes
         payload: bytes::Bytes::from_static(b"ciphertext"),
         created_at_ms: 1_700_000_000_000,
         expires_at_secs: expires,
+        wake_at_ms: Some(1_700_000_002_000),
     }
 }
 
@@ -461,4 +475,86 @@ async fn idempotency_and_tickets(store: &dyn Store) {
     let expired = Uuid::new_v4();
     store.create_ticket(expired, device, 0).await.unwrap();
     assert_eq!(store.consume_ticket(expired).await.unwrap(), None);
+}
+
+async fn push_tokens_and_jobs(store: &dyn Store) {
+    let target = new_device(Uuid::now_v7(), 1, "push-target");
+    let device = target.device.id;
+    store.create_device(target, 10).await.unwrap();
+    assert!(!store.set_push_token(Uuid::now_v7(), "t".into()).await.unwrap());
+    // Without a token, messages schedule nothing.
+    store
+        .append(vec![message(device, device, Uuid::new_v4(), i64::MAX / 4)])
+        .await
+        .unwrap();
+    assert_eq!(store.pending_push(device).await.unwrap(), None);
+    assert!(store.set_push_token(device, "first".into()).await.unwrap());
+    assert!(store.set_push_token(device, " second ".into()).await.unwrap());
+    assert_eq!(store.push_token(device).await.unwrap().as_deref(), Some(" second "));
+    // Coalescing: the first message's due time holds for the next ones.
+    let mut early = message(device, device, Uuid::new_v4(), i64::MAX / 4);
+    early.wake_at_ms = Some(1_000);
+    let mut late = message(device, device, Uuid::new_v4(), i64::MAX / 4);
+    late.wake_at_ms = Some(9_000);
+    store.append(vec![early]).await.unwrap();
+    store.append(vec![late]).await.unwrap();
+    assert_eq!(store.pending_push(device).await.unwrap(), Some(1_000));
+    // An ack cancels it.
+    let queued = store.fetch(device, None, 1, 0).await.unwrap();
+    store.ack(device, vec![queued[0].id]).await.unwrap();
+    assert_eq!(store.pending_push(device).await.unwrap(), None);
+    // A lease hands a due job out once and makes it due again later.
+    store.schedule_push(device, 2_000).await.unwrap();
+    store.schedule_push(device, 5_000).await.unwrap();
+    assert!(store.lease_pushes(1_999, 10, 60_000).await.unwrap().is_empty());
+    let mut winners = 0;
+    for _ in 0..10 {
+        winners += store.lease_pushes(2_000, 10, 60_000).await.unwrap().len();
+    }
+    assert_eq!(winners, 1, "one of ten competing leases gets the job");
+    assert_eq!(store.pending_push(device).await.unwrap(), Some(60_000));
+    assert_eq!(
+        store.lease_pushes(60_000, 10, 90_000).await.unwrap(),
+        vec![(device, " second ".to_string())],
+        "an unfinished lease is retried"
+    );
+    store.complete_push(device).await.unwrap();
+    assert_eq!(store.pending_push(device).await.unwrap(), None);
+    store.schedule_push(device, 3_000).await.unwrap();
+    store.cancel_push(device).await.unwrap();
+    assert_eq!(store.pending_push(device).await.unwrap(), None);
+}
+
+async fn dead_push_tokens_and_cascade(store: &dyn Store) {
+    let (a, b, c) = (
+        new_device(Uuid::now_v7(), 1, "dead-a"),
+        new_device(Uuid::now_v7(), 1, "dead-b"),
+        new_device(Uuid::now_v7(), 1, "dead-c"),
+    );
+    let (a_id, b_id, c_id, c_user) = (a.device.id, b.device.id, c.device.id, c.device.user_id);
+    for d in [a, b, c] {
+        store.create_device(d, 10).await.unwrap();
+    }
+    store.set_push_token(a_id, "shared".into()).await.unwrap();
+    store.set_push_token(b_id, "shared".into()).await.unwrap();
+    store.set_push_token(c_id, "own".into()).await.unwrap();
+    // A job whose token is gone by the lease is removed without a push.
+    store.schedule_push(a_id, 10).await.unwrap();
+    assert_eq!(store.remove_push_tokens(vec!["shared".into()]).await.unwrap(), 2);
+    assert_eq!(store.push_token(a_id).await.unwrap(), None);
+    assert_eq!(store.push_token(b_id).await.unwrap(), None);
+    assert_eq!(store.push_token(c_id).await.unwrap().as_deref(), Some("own"));
+    assert!(store.lease_pushes(10, 10, 100).await.unwrap().is_empty());
+    assert_eq!(store.pending_push(a_id).await.unwrap(), None);
+    // A replaced token is not removed with its old string.
+    store.set_push_token(b_id, "old".into()).await.unwrap();
+    store.set_push_token(b_id, "new".into()).await.unwrap();
+    assert_eq!(store.remove_push_tokens(vec!["old".into()]).await.unwrap(), 0);
+    assert_eq!(store.push_token(b_id).await.unwrap().as_deref(), Some("new"));
+    // Deleting a device removes its token and job.
+    store.schedule_push(c_id, 10).await.unwrap();
+    assert!(store.delete_device(c_user, c_id).await.unwrap());
+    assert_eq!(store.push_token(c_id).await.unwrap(), None);
+    assert_eq!(store.pending_push(c_id).await.unwrap(), None);
+    assert!(store.lease_pushes(10, 10, 100).await.unwrap().is_empty());
 }

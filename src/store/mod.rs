@@ -171,10 +171,15 @@ pub trait Devices {
     fn device(&self, id: Uuid) -> StoreFuture<'_, Option<DeviceRecord>>;
     /// A user's devices, oldest first.
     fn devices_of(&self, user_id: Uuid) -> StoreFuture<'_, Vec<DeviceRecord>>;
+    /// Message targets as devices: each id itself if it names a device,
+    /// else the primary (oldest) device of the user it names (legacy
+    /// addressing, BEHAVIOR.md §17.2), else `None`.
+    fn resolve_targets(&self, ids: Vec<Uuid>) -> StoreFuture<'_, Vec<Option<Uuid>>>;
     /// Renames a device of `user_id`; `None` if it is not theirs or absent.
     fn rename_device(&self, user_id: Uuid, id: Uuid, name: Option<String>) -> StoreFuture<'_, Option<DeviceRecord>>;
     /// Deletes a device of `user_id` and everything it owns (keys, refresh
-    /// tokens, its mailbox, the messages it sent that are still queued);
+    /// tokens, its mailbox, the messages it sent that are still queued, its
+    /// push token and pending push);
     /// `false` if it is not theirs or absent.
     fn delete_device(&self, user_id: Uuid, id: Uuid) -> StoreFuture<'_, bool>;
 }
@@ -273,6 +278,9 @@ pub struct NewMessage {
     pub created_at_ms: u64,
     /// Expiry, Unix seconds.
     pub expires_at_secs: i64,
+    /// A wake-up push for the target, due at this time (ms since the epoch),
+    /// if it has a push token and none is pending (BEHAVIOR.md §11.2).
+    pub wake_at_ms: Option<u64>,
 }
 
 /// A queued message.
@@ -320,7 +328,8 @@ pub trait Mailboxes {
         now_secs: i64,
     ) -> StoreFuture<'_, Vec<StoredMessage>>;
     /// Deletes the messages of `device` with these ids; ids that name no
-    /// message of this device are skipped.
+    /// message of this device are skipped. An ack also cancels the device's
+    /// pending wake-up push.
     fn ack(&self, device: Uuid, ids: Vec<Uuid>) -> StoreFuture<'_, usize>;
     /// Deletes up to `limit` messages that expired before `now_secs`.
     fn expire_messages(&self, now_secs: i64, limit: usize) -> StoreFuture<'_, usize>;
@@ -344,6 +353,39 @@ pub trait Idempotency {
     ) -> StoreFuture<'_, ()>;
     /// Deletes up to `limit` expired records.
     fn purge_idempotency(&self, now_secs: i64, limit: usize) -> StoreFuture<'_, usize>;
+}
+
+/// Push tokens of devices (BEHAVIOR.md §11.1): one per device; one token
+/// string may be registered for several devices.
+pub trait PushTokens {
+    /// Sets the device's token, replacing any; `false` if the device does
+    /// not exist.
+    fn set_push_token(&self, device: Uuid, token: String) -> StoreFuture<'_, bool>;
+    /// The device's token.
+    fn push_token(&self, device: Uuid) -> StoreFuture<'_, Option<String>>;
+    /// Deletes these tokens from every device that carries them; returns how
+    /// many devices lost theirs.
+    fn remove_push_tokens(&self, tokens: Vec<String>) -> StoreFuture<'_, usize>;
+}
+
+/// Wake-up push jobs (BEHAVIOR.md §11.2): at most one per device, due at a
+/// time. Jobs are also scheduled by [`Mailboxes::append`] and cancelled by
+/// [`Mailboxes::ack`] and by deleting the device.
+pub trait PushJobs {
+    /// Schedules a job due at `due_at_ms` for the device if it has a push
+    /// token and no job is pending (a pending job keeps its due time).
+    fn schedule_push(&self, device: Uuid, due_at_ms: u64) -> StoreFuture<'_, ()>;
+    /// Cancels the device's pending job.
+    fn cancel_push(&self, device: Uuid) -> StoreFuture<'_, ()>;
+    /// Leases up to `limit` jobs due at `now_ms`, atomically: each becomes
+    /// due again at `lease_until_ms` (a retry) unless completed first, so
+    /// of competing workers only one gets a job. Jobs of devices without a
+    /// token are removed instead. Returns each leased device with its token.
+    fn lease_pushes(&self, now_ms: u64, limit: usize, lease_until_ms: u64) -> StoreFuture<'_, Vec<(Uuid, String)>>;
+    /// Removes a device's job (its push was delivered or is moot).
+    fn complete_push(&self, device: Uuid) -> StoreFuture<'_, ()>;
+    /// The due time of the device's pending job, ms.
+    fn pending_push(&self, device: Uuid) -> StoreFuture<'_, Option<u64>>;
 }
 
 /// Gateway tickets: short-lived, single use.
@@ -386,11 +428,33 @@ pub trait Health {
 
 /// A complete backend.
 pub trait Store:
-    Accounts + Devices + Keys + Mailboxes + Idempotency + Tickets + RefreshTokens + Health + Send + Sync
+    Accounts
+    + Devices
+    + Keys
+    + Mailboxes
+    + Idempotency
+    + Tickets
+    + RefreshTokens
+    + PushTokens
+    + PushJobs
+    + Health
+    + Send
+    + Sync
 {
 }
 
 impl<T> Store for T where
-    T: Accounts + Devices + Keys + Mailboxes + Idempotency + Tickets + RefreshTokens + Health + Send + Sync
+    T: Accounts
+        + Devices
+        + Keys
+        + Mailboxes
+        + Idempotency
+        + Tickets
+        + RefreshTokens
+        + PushTokens
+        + PushJobs
+        + Health
+        + Send
+        + Sync
 {
 }

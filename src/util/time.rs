@@ -12,6 +12,16 @@ pub fn now_micros() -> i64 {
         .unwrap_or(0)
 }
 
+/// Milliseconds since the Unix epoch, now (message times, push due times).
+pub fn now_millis() -> u64 {
+    u64::try_from(now_micros() / 1000).unwrap_or(0)
+}
+
+/// `secs` later than `millis`, in milliseconds.
+pub fn millis_after(millis: u64, secs: u64) -> u64 {
+    millis.saturating_add(secs.saturating_mul(1000))
+}
+
 /// Seconds since the Unix epoch, now.
 pub fn now_secs() -> i64 {
     now_micros().div_euclid(1_000_000)

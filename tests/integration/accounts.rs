@@ -2,8 +2,6 @@
 //! response shape, username and password rules with their exact messages, and case-insensitive
 //! uniqueness.
 
-use serde_json::json;
-
 use crate::common::{jwt, now_secs, uuid_version, TestResult, TestServer, PASSWORD};
 
 #[test]

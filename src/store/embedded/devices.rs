@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::accounts::insert_refresh;
 use super::keys::{device_key, pair};
 use super::mailboxes::{wipe_mailbox, wipe_sent};
+use super::push::wipe_push;
 use super::records::{decode, uuid, DeviceValue, OneTimePreKeyValue, RefreshValue, SignedPreKeyValue};
 use super::refresh::remove_token;
 use super::tables::{backend, Tables};
@@ -26,6 +27,23 @@ fn device_ids_of(t: &Tables, user: Uuid) -> Result<Vec<Uuid>, StoreError> {
         .iter()
         .map(|k| uuid("user_devices", k.get(16..).unwrap_or_default()))
         .collect()
+}
+
+/// A user's devices, oldest first.
+fn devices_of(t: &Tables, user: Uuid) -> Result<Vec<DeviceRecord>, StoreError> {
+    let mut devices = Vec::new();
+    for id in device_ids_of(t, user)? {
+        devices.extend(load_device(t, id)?);
+    }
+    devices.sort_by_key(|d| (d.created_at_micros, d.id));
+    Ok(devices)
+}
+
+fn resolve_target(t: &Tables, id: Uuid) -> Result<Option<Uuid>, StoreError> {
+    if t.devices.contains_key(id.as_bytes()).map_err(backend)? {
+        return Ok(Some(id));
+    }
+    Ok(devices_of(t, id)?.first().map(|d| d.id))
 }
 
 fn create(t: &Tables, new: NewDevice, max_devices: usize) -> Result<(), StoreError> {
@@ -85,6 +103,7 @@ fn delete(t: &Tables, user: Uuid, id: Uuid) -> Result<bool, StoreError> {
     }
     wipe_mailbox(t, &mut batch, id)?;
     wipe_sent(t, &mut batch, id)?;
+    wipe_push(t, &mut batch, id)?;
     for key in Tables::keys_with_prefix(&t.device_refresh, id.as_bytes())? {
         let hash = key.get(16..).unwrap_or_default();
         if let Some(v) = Tables::get(&t.refresh_tokens, hash)? {
@@ -121,14 +140,11 @@ impl Devices for EmbeddedStore {
     }
 
     fn devices_of(&self, user_id: Uuid) -> StoreFuture<'_, Vec<DeviceRecord>> {
-        self.read(move |t| {
-            let mut devices = Vec::new();
-            for id in device_ids_of(t, user_id)? {
-                devices.extend(load_device(t, id)?);
-            }
-            devices.sort_by_key(|d| (d.created_at_micros, d.id));
-            Ok(devices)
-        })
+        self.read(move |t| devices_of(t, user_id))
+    }
+
+    fn resolve_targets(&self, ids: Vec<Uuid>) -> StoreFuture<'_, Vec<Option<Uuid>>> {
+        self.read(move |t| ids.into_iter().map(|id| resolve_target(t, id)).collect())
     }
 
     fn rename_device(&self, user_id: Uuid, id: Uuid, name: Option<String>) -> StoreFuture<'_, Option<DeviceRecord>> {

@@ -22,6 +22,10 @@
 //! | `idempotency` | sender device ‖ key | [`super::records::IdempotencyValue`] |
 //! | `idempotency_expiry` | expiry (s) ‖ sender device ‖ key | – |
 //! | `meta` | name | value (`seq`: the last sequence number handed out) |
+//! | `push_tokens` | device id | token (UTF-8) |
+//! | `push_token_devices` | sha256(token) ‖ device id | – |
+//! | `push_jobs` | device id | due (ms) |
+//! | `push_due` | due (ms) ‖ device id | – |
 //!
 //! `seq` is one process-wide counter that only the writer thread advances,
 //! so within a mailbox the order of seqs is the order of commits: a cursor
@@ -30,7 +34,7 @@
 use uuid::Uuid;
 
 /// Every keyspace name, in creation order.
-pub const KEYSPACES: [&str; 17] = [
+pub const KEYSPACES: [&str; 21] = [
     "users",
     "usernames",
     "devices",
@@ -48,6 +52,10 @@ pub const KEYSPACES: [&str; 17] = [
     "idempotency_expiry",
     "meta",
     "mailbox_by_sender",
+    "push_tokens",
+    "push_token_devices",
+    "push_jobs",
+    "push_due",
 ];
 
 /// The `meta` key of the sequence high-water mark.

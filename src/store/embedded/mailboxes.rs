@@ -7,6 +7,7 @@ use prost::Message;
 use uuid::Uuid;
 
 use super::keys::{expiry_key, mailbox_key, ordered_i64, pair, seq_of_mailbox_key};
+use super::push::{remove_job, schedule_wake_up};
 use super::records::{decode, message_id, seq_of_message_id, uuid, MessageValue};
 use super::tables::{backend, Tables};
 use super::EmbeddedStore;
@@ -80,6 +81,7 @@ fn append(t: &Tables, messages: Vec<NewMessage>) -> Result<Vec<Appended>, StoreE
     let mut outcomes = Vec::with_capacity(messages.len());
     let mut seen_in_batch = std::collections::HashSet::new();
     let mut known_devices = std::collections::HashMap::new();
+    let mut woken = std::collections::HashSet::new();
     for m in messages {
         if !device_exists(t, &mut known_devices, m.sender_device)? {
             outcomes.push(Appended::NoSuchSender);
@@ -115,6 +117,11 @@ fn append(t: &Tables, messages: Vec<NewMessage>) -> Result<Vec<Appended>, StoreE
             expiry_key(m.expires_at_secs, m.target, &seq.to_be_bytes()),
             Vec::new(),
         );
+        if let Some(due) = m.wake_at_ms {
+            if woken.insert(m.target) {
+                schedule_wake_up(t, &mut batch, m.target, due)?;
+            }
+        }
         outcomes.push(Appended::Stored(seq));
     }
     batch.commit().map_err(backend)?;
@@ -167,6 +174,7 @@ fn ack(t: &Tables, device: Uuid, ids: Vec<Uuid>) -> Result<usize, StoreError> {
             }
         }
     }
+    remove_job(t, &mut batch, device)?;
     batch.commit().map_err(backend)?;
     advance_head(t, device)?;
     Ok(deleted)

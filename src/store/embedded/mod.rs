@@ -15,6 +15,7 @@ mod idempotency;
 pub mod keys;
 mod mailboxes;
 mod prekeys;
+mod push;
 pub mod records;
 mod refresh;
 pub mod tables;

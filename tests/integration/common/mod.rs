@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod data;
+pub mod fcm;
 pub mod gateway;
 pub mod jwt;
 pub mod keys;
