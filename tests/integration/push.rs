@@ -299,7 +299,12 @@ fn push_tokens_are_validated_replaced_and_stored_untrimmed() -> TestResult {
         200
     );
     assert_eq!(put_token(&client, bob.token(), "  second\t")?, 200);
-    assert_eq!(put_token(&client, &bob.user.token, "user-scoped")?, 403);
+    client
+        .put("/v1/push-tokens")
+        .bearer(&bob.user.token)
+        .json(&json!({"token": "user-scoped"}))
+        .send()?
+        .expect_error_text(403, "Device-scoped token required")?;
     let anonymous = client.put("/v1/push-tokens").json(&json!({"token": "x"})).send()?;
     assert_eq!(anonymous.status, 401);
     let shape = client
@@ -384,5 +389,53 @@ fn without_fcm_pushes_are_logged_and_counted() -> TestResult {
     let log = server.log_tail(1 << 20);
     assert!(log.contains("wake-up push"), "{log}");
     assert!(!log.contains("secret-bob-push-token"), "the token leaked into the log");
+    Ok(())
+}
+
+#[test]
+fn bundle_fetches_that_leave_a_device_low_push_it() -> TestResult {
+    // Goal: E51 — an offline device with 21 one-time prekeys and a push token whose bundle is
+    // fetched twice (19 left, below the threshold of 20) gets a wake-up push (delay 0); one
+    // fetch (20 left) does not. Method: two subscribed devices, one fetched once, one twice.
+    let s = setup(&["--notifications-push-delay-secs", "0"])?;
+    let client = s.server.client();
+    let alice = member(&client, "alice", 5)?;
+    let once = member(&client, "once", 21)?;
+    let twice = member(&client, "twice", 21)?;
+    assert_eq!(put_token(&client, once.token(), "once-token")?, 200);
+    assert_eq!(put_token(&client, twice.token(), "twice-token")?, 200);
+    data::fetch_bundles_ok(&client, alice.token(), once.user_id())?;
+    for _ in 0..2 {
+        data::fetch_bundles_ok(&client, alice.token(), twice.user_id())?;
+    }
+    let sends = s.fcm.wait_sends(1, Duration::from_secs(10));
+    assert_eq!(sends.iter().map(|p| p.token()).collect::<Vec<_>>(), ["twice-token"]);
+    assert_no_more_sends(&s.fcm, 1, Duration::from_secs(2));
+    Ok(())
+}
+
+#[test]
+fn an_offline_burst_pushes_once_and_an_online_acking_client_never_again() -> TestResult {
+    // Goal: I92, I94, I95 on one node — 49 messages accepted while the receiver is offline
+    // yield exactly one push within 4 s (delay 2 s); after it connects and acks, further
+    // messages are delivered live and acked, and no second push follows. Method: count the
+    // stand-in's pushes 3 s after the last ack.
+    let s = setup(&["--notifications-push-delay-secs", "2"])?;
+    let client = s.server.client();
+    let alice = member(&client, "alice", 5)?;
+    let bob = subscribed(&client, "bob", "bob-token")?;
+    let burst: Vec<_> = (0..49)
+        .map(|i| crate::common::wire::Submission::to(&bob.id, format!("m{i}").as_bytes()))
+        .collect();
+    for chunk in burst.chunks(10) {
+        data::send_all(&client, alice.token(), chunk)?;
+    }
+    let sends = s.fcm.wait_sends(1, Duration::from_secs(4));
+    assert_eq!(sends.len(), 1, "one push within 4 s");
+    let mut socket = Gateway::connect(&s.server, bob.token())?;
+    socket.collect_envelopes(49, Duration::from_secs(10), true)?;
+    send_text(&client, alice.token(), &bob.id, "live")?;
+    socket.collect_envelopes(1, Duration::from_secs(5), true)?;
+    assert_no_more_sends(&s.fcm, 1, Duration::from_secs(3));
     Ok(())
 }

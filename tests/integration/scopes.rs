@@ -1,6 +1,6 @@
 //! Authentication and token scope on the data-plane routes (BEHAVIOR §3.3-3.4, §6.3, §6.4, §7.1,
 //! §8.1; TEST-CASES A4, A15, B16-B19 for `POST /v1/devices/keys`, `GET /v1/users/{id}`,
-//! `POST /v1/messages`, `POST /v1/gateway/ticket`): no token → 401, a user token → 403
+//! `POST /v1/messages`, `POST /v1/gateway/ticket`, `PUT /v1/push-tokens`): no token → 401, a user token → 403
 //! `Device-scoped token required`, a device token (from device creation or from a login bound
 //! to the device) → the route works; and the order of those checks against body errors.
 
@@ -27,6 +27,7 @@ fn data_routes_need_a_bearer_token() -> TestResult {
         ("POST", "/v1/devices/keys".into(), keys),
         ("POST", "/v1/messages".into(), msg),
         ("POST", "/v1/gateway/ticket".into(), vec![]),
+        ("PUT", "/v1/push-tokens".into(), br#"{"token":"t"}"#.to_vec()),
     ];
     let bad: Vec<Option<String>> = vec![
         None,
