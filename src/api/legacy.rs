@@ -11,11 +11,14 @@
 use http::StatusCode;
 use uuid::Uuid;
 
-use super::error::{device_scope_required, ApiError};
+use super::error::ApiError;
 use super::keys::{take_bundle, upload_to, BundleOut, UploadRequest};
 use super::{json, RequestCtx};
 use crate::http::{Body, Response};
 use crate::store::Store;
+
+/// The 400 of a key upload for a user without devices.
+const NO_DEVICE: &str = "No device to upload keys to; create one with POST /v1/devices";
 
 /// The primary device of `user`: its oldest device (for a legacy user, the
 /// one created at registration; every device has complete keys).
@@ -29,9 +32,10 @@ pub async fn upload(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Respons
     let req: UploadRequest = json::read(ctx.head, body, ctx.app.config.http_body_bytes_max).await?;
     let device = match principal.device_id {
         Some(device) => device,
+        // The legacy contract knows no 403 here.
         None => primary_device(ctx.app.store.as_ref(), principal.user_id)
             .await?
-            .ok_or_else(device_scope_required)?,
+            .ok_or_else(|| ApiError::BadRequest(NO_DEVICE.into()))?,
     };
     upload_to(ctx, device, req).await
 }

@@ -29,6 +29,7 @@ use crate::common::{jwt, now_secs, random_uuid, uuid_version, Auth, Client, Resp
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
+const NO_DEVICE: &str = "No device to upload keys to; create one with POST /v1/devices";
 const WAIT: Duration = Duration::from_secs(5);
 
 /// The four key fields whose presence makes a registration legacy.
@@ -654,7 +655,7 @@ fn legacy_key_upload_refills_the_primary_device() -> TestResult {
     // rules: a refill must raise the SPK id (400 with the same text otherwise), identityKey
     // needs registrationId; the device token uploads to its device, and a token with only
     // `sub` and `exp` (as legacy tokens were) uploads to the primary device; a user without
-    // devices gets 403; no token is 401. Method: uploads, then bundles (v1 array, to see which
+    // devices gets 400 (the legacy contract has no 403 here); no token is 401. Method: uploads, then bundles (v1 array, to see which
     // device changed).
     let server = data::server_with(&[])?;
     let client = server.client();
@@ -699,7 +700,7 @@ fn legacy_key_upload_refills_the_primary_device() -> TestResult {
     assert_eq!(handed, vec![None, Some(1), Some(10), Some(20)]);
 
     let lonely = client.register_ok("lonely")?;
-    post_keys(&client, &lonely.token, &upload_body(1, Some(1), 1, 1, 0))?.expect_error_text(403, DEVICE_SCOPE)?;
+    post_keys(&client, &lonely.token, &upload_body(1, Some(1), 1, 1, 0))?.expect_error_text(400, NO_DEVICE)?;
     let resp = client.post("/v1/keys").json(&upload_body(1, None, 9, 30, 0)).send()?;
     resp.expect_error_text(401, "Unauthorized")?;
     Ok(())
