@@ -21,6 +21,10 @@
 //! | `mailbox_by_sender` | sender device ‖ target ‖ seq | – |
 //! | `idempotency` | sender device ‖ key | [`super::records::IdempotencyValue`] |
 //! | `idempotency_expiry` | expiry (s) ‖ sender device ‖ key | – |
+//! | `attachments` | attachment id | expiry (s), big-endian |
+//! | `attachment_expiry` | expiry (s) ‖ attachment id | – |
+//! | `backups` | device id | [`super::records::BackupValue`] |
+//! | `backup_uploads` | device id | – (the rows with an upload in progress) |
 //! | `meta` | name | value (`seq`: the last sequence number handed out) |
 //!
 //! `seq` is one process-wide counter that only the writer thread advances,
@@ -30,7 +34,7 @@
 use uuid::Uuid;
 
 /// Every keyspace name, in creation order.
-pub const KEYSPACES: [&str; 17] = [
+pub const KEYSPACES: [&str; 21] = [
     "users",
     "usernames",
     "devices",
@@ -48,6 +52,10 @@ pub const KEYSPACES: [&str; 17] = [
     "idempotency_expiry",
     "meta",
     "mailbox_by_sender",
+    "attachments",
+    "attachment_expiry",
+    "backups",
+    "backup_uploads",
 ];
 
 /// The `meta` key of the sequence high-water mark.
