@@ -41,11 +41,21 @@ pub enum Route {
     CreateTicket,
     /// `GET /v1/gateway`
     Gateway,
+    /// `POST /v1/attachments`
+    UploadAttachment,
+    /// `GET /v1/attachments/{id}`
+    GetAttachment,
+    /// `GET /v1/backup`
+    GetBackup,
+    /// `HEAD /v1/backup`
+    HeadBackup,
+    /// `POST /v1/backup`
+    UploadBackup,
 }
 
 /// Metric label of each route, in [`Route::index`] order, plus the labels of
 /// requests that matched no route.
-pub const ROUTE_LABELS: [&str; 17] = [
+pub const ROUTE_LABELS: [&str; 22] = [
     "POST /v1/users",
     "POST /v1/sessions",
     "DELETE /v1/sessions",
@@ -61,14 +71,19 @@ pub const ROUTE_LABELS: [&str; 17] = [
     "POST /v1/messages",
     "POST /v1/gateway/ticket",
     "GET /v1/gateway",
+    "POST /v1/attachments",
+    "GET /v1/attachments/{id}",
+    "GET /v1/backup",
+    "HEAD /v1/backup",
+    "POST /v1/backup",
     "unmatched",
     "method not allowed",
 ];
 
 /// Label index of requests to unknown paths.
-pub const UNMATCHED_LABEL: usize = 15;
+pub const UNMATCHED_LABEL: usize = 20;
 /// Label index of requests with a wrong method.
-pub const METHOD_NOT_ALLOWED_LABEL: usize = 16;
+pub const METHOD_NOT_ALLOWED_LABEL: usize = 21;
 
 /// How long a route may take (BEHAVIOR.md §3.7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +92,10 @@ pub enum TimeoutClass {
     Standard,
     /// The global timeout only.
     Global,
+    /// `--attachment-timeout-secs` (and the global timeout).
+    Attachment,
+    /// `--backup-timeout-secs` (and the global timeout).
+    Backup,
 }
 
 impl Route {
@@ -89,7 +108,12 @@ impl Route {
     pub fn tier(self) -> Option<Tier> {
         match self {
             Self::Register | Self::Login | Self::Logout | Self::Refresh => Some(Tier::Auth),
-            Self::OpenApi => None,
+            Self::OpenApi
+            | Self::UploadAttachment
+            | Self::GetAttachment
+            | Self::GetBackup
+            | Self::HeadBackup
+            | Self::UploadBackup => None,
             _ => Some(Tier::Standard),
         }
     }
@@ -98,6 +122,8 @@ impl Route {
     pub fn timeout(self) -> TimeoutClass {
         match self {
             Self::OpenApi => TimeoutClass::Global,
+            Self::UploadAttachment | Self::GetAttachment => TimeoutClass::Attachment,
+            Self::GetBackup | Self::HeadBackup | Self::UploadBackup => TimeoutClass::Backup,
             _ => TimeoutClass::Standard,
         }
     }
@@ -151,6 +177,19 @@ pub fn resolve(method: &Method, path: &str) -> Resolved {
         ["v1", "messages"] => pick(&[(Method::POST, Route::SendMessages)], "POST", None),
         ["v1", "gateway", "ticket"] => pick(&[(Method::POST, Route::CreateTicket)], "POST", None),
         ["v1", "gateway"] => pick(&[(Method::GET, Route::Gateway)], "GET,HEAD", None),
+        ["v1", "attachments"] => pick(&[(Method::POST, Route::UploadAttachment)], "POST", None),
+        ["v1", "attachments", id] if !id.is_empty() => {
+            pick(&[(Method::GET, Route::GetAttachment)], "GET,HEAD", Some(id))
+        }
+        ["v1", "backup"] => pick(
+            &[
+                (Method::HEAD, Route::HeadBackup),
+                (Method::GET, Route::GetBackup),
+                (Method::POST, Route::UploadBackup),
+            ],
+            "GET,HEAD,POST",
+            None,
+        ),
         ["openapi.yaml"] => pick(&[(Method::GET, Route::OpenApi)], "GET,HEAD", None),
         _ => Resolved::NotFound,
     }
@@ -189,6 +228,10 @@ mod tests {
             resolve(&Method::GET, "/v1/devices/keys"),
             Resolved::MethodNotAllowed("POST", _)
         ));
+        assert_eq!(
+            resolve(&Method::DELETE, "/v1/backup"),
+            Resolved::MethodNotAllowed("GET,HEAD,POST", None)
+        );
         for (i, label) in ROUTE_LABELS.iter().enumerate().take(UNMATCHED_LABEL) {
             let (m, p) = label.split_once(' ').unwrap();
             let p = p.replace("{id}", "x");

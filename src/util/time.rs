@@ -12,6 +12,11 @@ pub fn now_micros() -> i64 {
         .unwrap_or(0)
 }
 
+/// Milliseconds since the Unix epoch, now.
+pub fn now_millis() -> i64 {
+    now_micros().div_euclid(1_000)
+}
+
 /// Seconds since the Unix epoch, now.
 pub fn now_secs() -> i64 {
     now_micros().div_euclid(1_000_000)
