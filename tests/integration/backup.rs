@@ -170,32 +170,40 @@ fn size_limits_are_checked_before_anything_changes() -> TestResult {
     Ok(())
 }
 
-/// Starts an upload of `length` bytes with `precondition` and sends its first 10 bytes; the
-/// slot is reserved once the server has read the head (waited for here).
+/// Starts an upload of `length` bytes with `precondition` and sends its first 10 bytes; returns
+/// once the upload has begun in storage, so its version slot is reserved.
 fn start_upload(server: &BlobServer, token: &str, precondition: (&str, &str), length: usize) -> Res<RawConn> {
     let mut conn = RawConn::connect(server.main_port)?;
     conn.send(&upload_head("/v1/backup", token, length, &[precondition]))?;
     conn.send(&[0xAA; 10])?;
-    std::thread::sleep(Duration::from_millis(300));
+    server.wait_upload_begun("backups/")?;
     Ok(conn)
 }
 
 fn takeover_of_a_stale_upload(backend: Backend) -> TestResult {
     // Goal: M128, M129, M139 and the lost race — with the default 30-minute threshold an
     // upload in progress makes another `If-Match: 1` a 409 `Upload already in progress` (and a
-    // wrong version still 412), and then commits itself. With a 0-minute threshold a second
-    // upload takes the slot over (200, `"2"`); when the overtaken upload's body completes, its
-    // commit loses: 409 `Concurrent modification`, the winner stays current, and storage ends
-    // with the winner's blob only.
+    // wrong version still 412), readers keep getting version 1, and then it commits itself.
+    // With a 0-minute threshold a second upload takes the slot over (200, `"2"`); when the
+    // overtaken upload's body completes, its commit loses: 409 `Concurrent modification`, the
+    // winner stays current, storage ends with the winner's blob only, and a next upload right
+    // away is version 3.
     let server = BlobServer::start(backend, &[])?;
     let client = server.client();
     let alice = member(&client, "alice", 0)?;
     let t = alice.token();
-    etag_of(&post(&client, t, &[("if-none-match", "*")], &backup_body(1, 40))?)?;
+    let v1 = backup_body(1, 40);
+    etag_of(&post(&client, t, &[("if-none-match", "*")], &v1)?)?;
     let mut slow = start_upload(&server, t, ("If-Match", "1"), 50)?;
     post(&client, t, &[("if-match", "1")], &backup_body(2, 40))?
         .expect_error_text(409, "Upload already in progress")?;
     post(&client, t, &[("if-match", "7")], &backup_body(2, 40))?.expect_error_text(412, "Precondition failed")?;
+    let during = get(&client, t, None)?;
+    assert_eq!(
+        (during.header("etag"), during.body.as_slice()),
+        (Some("\"1\""), v1.as_slice())
+    );
+    assert_eq!(get(&client, t, Some("\"1\""))?.status, 304, "decided from metadata");
     slow.send(&[0xAA; 40])?;
     assert_eq!(etag_of(&slow.read_response()?)?, "\"2\"");
     assert_eq!(get(&client, t, None)?.body, vec![0xAA; 50]);
@@ -236,9 +244,10 @@ fn takeover_of_a_stale_upload(backend: Backend) -> TestResult {
 
 fn failed_uploads_free_the_slot(backend: Backend) -> TestResult {
     // Goal: §10.2 (a failed upload never replaces the last good backup; we release its slot)
-    // and §3.7 — an upload whose client disconnects mid-body, and one that hits the 1 s backup
-    // timeout (408), each leave version 1 current and readable, and the next `If-Match: 1`
-    // upload is accepted (not 409) without waiting for the stale threshold.
+    // and §3.7 — after an upload whose client disconnects mid-body, and after one that hits the
+    // 1 s backup timeout (408), the last good version stays current and readable, and the next
+    // upload on it is accepted (not 409) without waiting for the stale threshold. The release
+    // runs in the background, so the next upload is retried for up to 3 s while it answers 409.
     let server = BlobServer::start(backend, &["--backup-timeout-secs", "1"])?;
     let client = server.client();
     let alice = member(&client, "alice", 0)?;
@@ -246,20 +255,30 @@ fn failed_uploads_free_the_slot(backend: Backend) -> TestResult {
     let v1 = backup_body(1, 40);
     etag_of(&post(&client, t, &[("if-none-match", "*")], &v1)?)?;
     drop(start_upload(&server, t, ("If-Match", "1"), 64)?);
-    let mut stalled = start_upload(&server, t, ("If-Match", "1"), 64)?;
-    assert_eq!(stalled.read_response()?.status, 408);
     assert_eq!(get(&client, t, None)?.body, v1);
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let next = loop {
-        let resp = post(&client, t, &[("if-match", "1")], &backup_body(2, 40))?;
-        if resp.status != 409 || Instant::now() > deadline {
-            break resp;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(etag_of(&next)?, "\"2\"");
+    let v2 = backup_body(2, 40);
+    assert_eq!(etag_of(&post_when_free(&client, t, "1", &v2)?)?, "\"2\"");
+    let mut stalled = start_upload(&server, t, ("If-Match", "2"), 64)?;
+    assert_eq!(stalled.read_response()?.status, 408);
+    assert_eq!(get(&client, t, None)?.body, v2);
+    assert_eq!(
+        etag_of(&post_when_free(&client, t, "2", &backup_body(3, 40))?)?,
+        "\"3\""
+    );
     server.wait_keys(&folder(&alice), |keys| keys.len() == 1)?;
     Ok(())
+}
+
+/// Uploads `body` with `If-Match: version`, retrying for up to 3 s while the answer is 409.
+fn post_when_free(client: &Client, token: &str, version: &str, body: &[u8]) -> Res<Resp> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let resp = post(client, token, &[("if-match", version)], body)?;
+        if resp.status != 409 || Instant::now() > deadline {
+            return Ok(resp);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn cleanup_resets_stale_uploads(backend: Backend) -> TestResult {

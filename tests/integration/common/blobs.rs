@@ -179,6 +179,25 @@ impl BlobServer {
         }
     }
 
+    /// Waits up to 5 s until an upload under `prefix` has begun in storage (a staging file on
+    /// the local backend, an open multipart upload on S3): the server has taken the request.
+    pub fn wait_upload_begun(&self, prefix: &str) -> Res<()> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let begun = match self.backend {
+                Backend::Local => self.keys(prefix)?.iter().any(|k| k.contains('#')),
+                Backend::S3 => self.open_uploads()? > 0,
+            };
+            if begun {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("no upload under {prefix:?} began").into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Deletes the object `key` behind the server's back.
     pub fn remove(&self, key: &str) -> Res<()> {
         match &self.moto {
