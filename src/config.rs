@@ -36,6 +36,15 @@ pub enum IoDriver {
     Epoll,
 }
 
+/// Where attachments and backups are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StorageBackend {
+    /// The local filesystem (`--storage-local-dir`).
+    Local,
+    /// An S3 bucket (`--storage-bucket` and the other `--storage-*` options).
+    S3,
+}
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -118,6 +127,69 @@ pub struct Config {
     #[arg(long, env = "OBSCURA_STORE_READ_THREADS", default_value_t = limits::STORE_READ_THREADS)]
     pub store_read_threads: usize,
 
+    // ----- attachments, backups and blob storage -----
+    /// Object-key prefix of attachments.
+    #[arg(long, env = "OBSCURA_ATTACHMENT_PREFIX", default_value = "attachments/")]
+    pub attachment_prefix: String,
+    /// Largest attachment, bytes; 413 above.
+    #[arg(long, env = "OBSCURA_ATTACHMENT_MAX_SIZE_BYTES", default_value_t = limits::ATTACHMENT_BYTES_MAX)]
+    pub attachment_max_size_bytes: u64,
+    /// Smallest attachment, bytes; 400 below.
+    #[arg(long, env = "OBSCURA_ATTACHMENT_MIN_SIZE_BYTES", default_value_t = 1)]
+    pub attachment_min_size_bytes: u64,
+    /// Attachment route timeout (408), seconds, body included.
+    #[arg(long, env = "OBSCURA_ATTACHMENT_TIMEOUT_SECS", default_value_t = 120)]
+    pub attachment_timeout_secs: u64,
+    /// Period of the expired-attachment clean-up, seconds.
+    #[arg(long, env = "OBSCURA_ATTACHMENT_CLEANUP_INTERVAL_SECS", default_value_t = 3600)]
+    pub attachment_cleanup_interval_secs: u64,
+    /// Expired attachments deleted per batch of the clean-up.
+    #[arg(long, env = "OBSCURA_ATTACHMENT_CLEANUP_BATCH_SIZE", default_value_t = 100)]
+    pub attachment_cleanup_batch_size: usize,
+    /// Object-key prefix of backups.
+    #[arg(long, env = "OBSCURA_BACKUP_PREFIX", default_value = "backups/")]
+    pub backup_prefix: String,
+    /// Largest backup, bytes; 413 above.
+    #[arg(long, env = "OBSCURA_BACKUP_MAX_SIZE_BYTES", default_value_t = limits::BACKUP_BYTES_MAX)]
+    pub backup_max_size_bytes: u64,
+    /// Smallest backup, bytes; 400 below.
+    #[arg(long, env = "OBSCURA_BACKUP_MIN_SIZE_BYTES", default_value_t = 32)]
+    pub backup_min_size_bytes: u64,
+    /// Backup route timeout (408), seconds, body included.
+    #[arg(long, env = "OBSCURA_BACKUP_TIMEOUT_SECS", default_value_t = 60)]
+    pub backup_timeout_secs: u64,
+    /// Age after which an unfinished backup upload may be taken over or is
+    /// reset by the clean-up, minutes.
+    #[arg(long, env = "OBSCURA_BACKUP_STALE_THRESHOLD_MINS", default_value_t = 30)]
+    pub backup_stale_threshold_mins: u64,
+    /// Period of the stale-backup-upload clean-up, seconds.
+    #[arg(long, env = "OBSCURA_BACKUP_CLEANUP_INTERVAL_SECS", default_value_t = 300)]
+    pub backup_cleanup_interval_secs: u64,
+    /// Where blobs live: `local` (a directory) or `s3`.
+    #[arg(long, env = "OBSCURA_STORAGE_BACKEND", value_enum, default_value_t = StorageBackend::Local)]
+    pub storage_backend: StorageBackend,
+    /// Directory of the local backend; default: `<data-dir>/blobs`.
+    #[arg(long, env = "OBSCURA_STORAGE_LOCAL_DIR")]
+    pub storage_local_dir: Option<PathBuf>,
+    /// S3 bucket.
+    #[arg(long, env = "OBSCURA_STORAGE_BUCKET", default_value = "obscura-storage")]
+    pub storage_bucket: String,
+    /// S3 region.
+    #[arg(long, env = "OBSCURA_STORAGE_REGION", default_value = "us-east-1")]
+    pub storage_region: String,
+    /// Custom S3 endpoint (MinIO, moto...), addressed path-style; `http://` is allowed.
+    #[arg(long, env = "OBSCURA_STORAGE_ENDPOINT")]
+    pub storage_endpoint: Option<String>,
+    /// S3 access key (used only if the secret key is set too; else `AWS_*` variables).
+    #[arg(long, env = "OBSCURA_STORAGE_ACCESS_KEY", hide_env_values = true)]
+    pub storage_access_key: Option<String>,
+    /// S3 secret key.
+    #[arg(long, env = "OBSCURA_STORAGE_SECRET_KEY", hide_env_values = true)]
+    pub storage_secret_key: Option<String>,
+    /// Path-style bucket addressing on AWS (always so with --storage-endpoint).
+    #[arg(long, env = "OBSCURA_STORAGE_FORCE_PATH_STYLE")]
+    pub storage_force_path_style: bool,
+
     // ----- auth -----
     /// HS256 key of access tokens (UTF-8 bytes).
     #[arg(
@@ -174,7 +246,7 @@ pub struct Config {
         default_value_t = 20
     )]
     pub pre_key_refill_threshold: usize,
-    /// Lifetime of messages, days.
+    /// Lifetime of messages and attachments, days.
     #[arg(long, env = "OBSCURA_TTL_DAYS", default_value_t = 30)]
     pub ttl_days: u64,
     /// Submissions per POST /v1/messages (413 above).
@@ -323,6 +395,9 @@ pub enum ConfigError {
     /// A bound that must be positive was zero.
     #[error("--{0} must be greater than 0")]
     Zero(&'static str),
+    /// A minimum above its maximum.
+    #[error("--{0}-min-size-bytes must not exceed --{0}-max-size-bytes")]
+    SizeRange(&'static str),
     /// More shards than the process can reasonably run.
     #[error("--shards must be between 1 and {max}, got {got}")]
     Shards {
@@ -342,7 +417,28 @@ impl Config {
         if self.auth_rate_limit_burst == 0 {
             return Err(ConfigError::ZeroBurst("auth-rate-limit-burst"));
         }
-        let positive = [
+        if let Some((name, _)) = self.must_be_positive().iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError::Zero(name));
+        }
+        if self.attachment_min_size_bytes > self.attachment_max_size_bytes {
+            return Err(ConfigError::SizeRange("attachment"));
+        }
+        if self.backup_min_size_bytes > self.backup_max_size_bytes {
+            return Err(ConfigError::SizeRange("backup"));
+        }
+        let shards = self.shard_count();
+        if shards == 0 || shards > limits::SHARDS_MAX {
+            return Err(ConfigError::Shards {
+                max: limits::SHARDS_MAX,
+                got: shards,
+            });
+        }
+        Ok(())
+    }
+
+    /// The options that must not be 0, with their values.
+    fn must_be_positive(&self) -> Vec<(&'static str, u64)> {
+        vec![
             ("http-header-bytes-max", self.http_header_bytes_max as u64),
             ("http-headers-count-max", self.http_headers_count_max as u64),
             ("http-request-head-timeout-ms", self.http_request_head_timeout_ms),
@@ -380,18 +476,18 @@ impl Config {
                 self.notifications_invalid_token_cleanup_batch_size as u64,
             ),
             ("fcm-timeout-secs", self.fcm_timeout_secs),
-        ];
-        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
-            return Err(ConfigError::Zero(name));
-        }
-        let shards = self.shard_count();
-        if shards == 0 || shards > limits::SHARDS_MAX {
-            return Err(ConfigError::Shards {
-                max: limits::SHARDS_MAX,
-                got: shards,
-            });
-        }
-        Ok(())
+            ("attachment-timeout-secs", self.attachment_timeout_secs),
+            (
+                "attachment-cleanup-interval-secs",
+                self.attachment_cleanup_interval_secs,
+            ),
+            (
+                "attachment-cleanup-batch-size",
+                self.attachment_cleanup_batch_size as u64,
+            ),
+            ("backup-timeout-secs", self.backup_timeout_secs),
+            ("backup-cleanup-interval-secs", self.backup_cleanup_interval_secs),
+        ]
     }
 
     /// The number of shards to run: the flag, else the CPUs we may use.
@@ -416,6 +512,21 @@ impl Config {
         Duration::from_secs(self.server_global_timeout_secs)
     }
 
+    /// Attachment route timeout.
+    pub fn attachment_timeout(&self) -> Duration {
+        Duration::from_secs(self.attachment_timeout_secs)
+    }
+
+    /// Backup route timeout.
+    pub fn backup_timeout(&self) -> Duration {
+        Duration::from_secs(self.backup_timeout_secs)
+    }
+
+    /// Age after which an unfinished backup upload is stale, ms.
+    pub fn backup_stale_threshold_ms(&self) -> i64 {
+        i64::try_from(self.backup_stale_threshold_mins.saturating_mul(60_000)).unwrap_or(i64::MAX)
+    }
+
     /// The store faults of test builds (none in release).
     pub fn store_faults(&self) -> StoreFaults {
         #[cfg(debug_assertions)]
@@ -425,5 +536,44 @@ impl Config {
         };
         #[cfg(not(debug_assertions))]
         return StoreFaults::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &[&str]) -> Config {
+        Config::parse_from(std::iter::once("obscura-relay").chain(extra.iter().copied()))
+    }
+
+    /// Goal: the blob options default to BEHAVIOR.md §14.7, and `validate`
+    /// refuses an inverted size range and zero periods, batch or timeouts.
+    #[test]
+    fn blob_options_default_and_validate() {
+        let config = parse(&[]);
+        assert_eq!(config.attachment_max_size_bytes, 52_428_800);
+        assert_eq!(
+            (config.backup_min_size_bytes, config.backup_max_size_bytes),
+            (32, 2_097_152)
+        );
+        assert_eq!(config.storage_backend, StorageBackend::Local);
+        assert!(config.validate().is_ok());
+        let inverted = parse(&["--backup-min-size-bytes", "10", "--backup-max-size-bytes", "9"]);
+        assert!(matches!(inverted.validate(), Err(ConfigError::SizeRange("backup"))));
+        let inverted = parse(&["--attachment-min-size-bytes", "2", "--attachment-max-size-bytes", "1"]);
+        assert!(matches!(inverted.validate(), Err(ConfigError::SizeRange("attachment"))));
+        for flag in [
+            "--attachment-timeout-secs",
+            "--attachment-cleanup-interval-secs",
+            "--attachment-cleanup-batch-size",
+            "--backup-timeout-secs",
+            "--backup-cleanup-interval-secs",
+        ] {
+            assert!(
+                matches!(parse(&[flag, "0"]).validate(), Err(ConfigError::Zero(_))),
+                "{flag}"
+            );
+        }
     }
 }

@@ -28,6 +28,7 @@
 //! - [`mailbox`]: message retention (expiry, inbox limits).
 //! - [`push`]: wake-up push jobs and their providers (FCM).
 //! - [`store`]: the storage interface and its embedded backend (guards invariant 1).
+//! - [`blob`]: attachments and backups in object storage (local or S3), streamed.
 //! - [`offload`]: work that must not run on a shard, and the channel that returns it.
 //! - [`admin`]: `/livez`, `/readyz`, `/metrics` on the management port.
 //! - [`proto`]: the protobuf wire contract.
@@ -37,6 +38,7 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod blob;
 pub mod config;
 pub mod crypto;
 pub mod gateway;

@@ -107,5 +107,33 @@ pub const SWEEP_DEVICES_PER_SLICE: usize = 256;
 /// Expired rows deleted per store transaction by the retention sweep.
 pub const SWEEP_EXPIRED_PER_SLICE: usize = 1_000;
 
+/// Attachments: the reference server's 50 MiB cap (BEHAVIOR.md §14.7).
+pub const ATTACHMENT_BYTES_MAX: u64 = 50 * 1024 * 1024;
+
+/// Backups: the reference server's 2 MiB cap (BEHAVIOR.md §14.7).
+pub const BACKUP_BYTES_MAX: u64 = 2 * 1024 * 1024;
+
+/// Body chunks queued between a shard and its upload on the side runtime:
+/// with reads of `HTTP_READ_CHUNK_BYTES` that is 64 KiB per upload.
+pub const BLOB_UPLOAD_QUEUE_CHUNKS: usize = 8;
+
+/// Object chunks queued between a download on the side runtime and the
+/// shard that writes them to the client.
+pub const BLOB_DOWNLOAD_QUEUE_CHUNKS: usize = 4;
+
+/// Part size of uploads to the local filesystem: small, so ten concurrent
+/// 50 MiB uploads hold a few MiB each, not their bodies.
+pub const BLOB_LOCAL_PART_BYTES: usize = 256 * 1024;
+
+/// Part size of S3 multipart uploads: S3 refuses parts under 5 MiB (but the last).
+pub const BLOB_S3_PART_BYTES: usize = 5 * 1024 * 1024;
+
+/// Parts of one upload written concurrently; the upload waits beyond this,
+/// which bounds its memory to about (this + 1) parts.
+pub const BLOB_PARTS_IN_FLIGHT: usize = 2;
+
+/// Threads the side runtime may use for blocking filesystem calls.
+pub const SIDE_RUNTIME_BLOCKING_THREADS: usize = 8;
+
 const _: () = assert!(HTTP_DISCARD_BYTES_MAX >= HTTP_READ_CHUNK_BYTES);
 const _: () = assert!(HTTP_HEADER_BYTES_MAX >= 1024, "a request line needs room");

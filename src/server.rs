@@ -4,7 +4,8 @@
 //! finish, flush the store and join every thread
 //! ([`RunningServer::shutdown`]).
 //!
-//! Shard 0 also serves the management port and runs the periodic jobs.
+//! Shard 0 also serves the management port and runs the periodic jobs. The
+//! side runtime (object_store's tokio) starts with the store.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -25,10 +26,12 @@ use crate::api::{ApiService, App, ShardLocal};
 use crate::auth::passwords::Passwords;
 use crate::auth::rate_limit::{Buckets, Rate};
 use crate::auth::tokens::TokenKeys;
+use crate::blob::{BlobError, Blobs};
 use crate::config::Config;
 use crate::http::listener::{accept_loop, Serving};
 use crate::http::HttpLimits;
 use crate::limits;
+use crate::offload::side_runtime::SideRuntime;
 use crate::offload::workers::WorkerPool;
 use crate::push::fcm::FcmSetupError;
 use crate::push::worker::Pusher;
@@ -68,6 +71,9 @@ pub enum StartError {
     /// FCM is configured but unusable.
     #[error("{0}")]
     Push(#[from] FcmSetupError),
+    /// Blob storage could not be set up.
+    #[error("opening blob storage failed: {0}")]
+    Blobs(#[from] BlobError),
 }
 
 fn io_err(context: &'static str) -> impl FnOnce(io::Error) -> StartError {
@@ -129,6 +135,8 @@ fn open_app(config: Config) -> Result<Arc<App>, StartError> {
         faults: config.store_faults(),
     };
     let (store, _detached) = EmbeddedStore::open(&config.data_dir, &options)?;
+    let side = SideRuntime::start().map_err(io_err("starting the side runtime"))?;
+    let blobs = Blobs::open(&config, side)?;
     let pool = WorkerPool::start("password", config.password_worker_count(), limits::PASSWORD_QUEUE_DEPTH)
         .map_err(io_err("starting password workers"))?;
     let push_threads = config.notifications_worker_concurrency.min(limits::PUSH_THREADS_MAX);
@@ -140,6 +148,7 @@ fn open_app(config: Config) -> Result<Arc<App>, StartError> {
         passwords: Passwords::new(pool),
         metrics: Metrics::new(config.shard_count(), &ROUTE_LABELS),
         store: store as Arc<dyn Store>,
+        blobs,
         config: Arc::new(config),
     });
     Ok(app)
@@ -287,6 +296,7 @@ impl ShardStart {
             }
             monoio::spawn(purge_refresh_tokens(app.clone(), shutdown.clone()));
             monoio::spawn(push::worker::run(app.clone(), shutdown.clone()));
+            crate::blob::retention::spawn(&app, &shutdown);
         }
         let open = app
             .shard_metrics(self.id)

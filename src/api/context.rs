@@ -1,5 +1,5 @@
 //! What a handler works with: [`App`] (shared by every shard: config, store,
-//! token keys, password pool, metrics), [`ShardLocal`] (one shard's own
+//! blobs, token keys, password pool, metrics), [`ShardLocal`] (one shard's own
 //! state, reached over the mesh) and [`RequestCtx`] (one request, with the
 //! authentication and placement helpers every handler uses).
 
@@ -17,6 +17,7 @@ use crate::admin::metrics::{Counter, Metrics, ShardMetrics};
 use crate::auth::passwords::Passwords;
 use crate::auth::rate_limit::Buckets;
 use crate::auth::tokens::{bearer_token, Principal, TokenKeys};
+use crate::blob::Blobs;
 use crate::config::Config;
 use crate::gateway::events::{DeviceEvent, Presence, SessionSignal};
 use crate::http::RequestHead;
@@ -34,6 +35,8 @@ pub struct App {
     pub config: Arc<Config>,
     /// The storage backend.
     pub store: Arc<dyn Store>,
+    /// Blob storage (attachments, backups).
+    pub blobs: Blobs,
     /// Access-token keys.
     pub tokens: TokenKeys,
     /// Password hashing on the worker pool.

@@ -17,6 +17,7 @@ use super::{json, RequestCtx};
 use crate::admin::metrics::Counter;
 use crate::auth::refresh::RefreshToken;
 use crate::auth::tokens::Principal;
+use crate::blob::backup_folder;
 use crate::crypto::public_key::{KeyError, PublicKey, Signature};
 use crate::crypto::xeddsa::verify_signed_prekey;
 use crate::gateway::events::DeviceEvent;
@@ -288,7 +289,8 @@ pub async fn rename(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Respons
     }
 }
 
-/// `DELETE /v1/devices/{deviceId}`.
+/// `DELETE /v1/devices/{deviceId}`; the device's backup blobs are
+/// deleted in the background.
 pub async fn delete(ctx: &RequestCtx<'_>) -> Result<Response, ApiError> {
     let principal = ctx.principal()?;
     let id = ctx.path_uuid("deviceId")?;
@@ -305,6 +307,8 @@ pub async fn delete(ctx: &RequestCtx<'_>) -> Result<Response, ApiError> {
     if !deleted {
         return Err(ApiError::NotFound);
     }
+    let folder = backup_folder(&ctx.app.config.backup_prefix, id);
+    ctx.app.blobs.delete_folder_in_background(folder);
     ctx.count(Counter::DevicesDeleted);
     Ok(Response::empty(StatusCode::OK))
 }

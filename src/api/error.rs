@@ -35,6 +35,12 @@ pub enum ApiError {
     /// 409 with an endpoint-specific text.
     #[error("{0}")]
     Conflict(String),
+    /// 411: a streamed upload without a Content-Length.
+    #[error("Length required")]
+    LengthRequired,
+    /// 412: an upload's version precondition does not hold.
+    #[error("Precondition failed")]
+    PreconditionFailed,
     /// 413.
     #[error("Payload too large")]
     PayloadTooLarge,
@@ -68,6 +74,8 @@ impl ApiError {
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::LengthRequired => StatusCode::LENGTH_REQUIRED,
+            Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -140,6 +148,8 @@ mod tests {
             (ApiError::Conflict("x".into()), 409),
             (ApiError::Forbidden("x".into()), 403),
             (ApiError::Timeout, 408),
+            (ApiError::LengthRequired, 411),
+            (ApiError::PreconditionFailed, 412),
             (ApiError::PayloadTooLarge, 413),
             (ApiError::UnsupportedMediaType, 415),
             (ApiError::Unprocessable("x".into()), 422),

@@ -1,10 +1,14 @@
 //! The Obscura API: one file per resource of `openapi-v1.yaml`, each with
-//! the decoding, checks and store calls of its routes. [`ApiService`] is the
+//! the decoding, checks and store calls of its routes ([`blob_body`] is the
+//! streaming glue that attachments and backups share). [`ApiService`] is the
 //! [`Service`] the HTTP layer calls: it routes ([`routes`]), rate-limits on
 //! the client's owner shard, dispatches, maps errors ([`error`]) and records
 //! metrics. Checks run in the reference server's order (BEHAVIOR.md §3.4):
 //! route, rate limit, (timeout), authentication, path, body, handler.
 
+pub mod attachments;
+pub mod backup;
+pub mod blob_body;
 pub mod context;
 pub mod devices;
 pub mod error;
@@ -131,15 +135,27 @@ async fn handle(route: Route, ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Resu
         Route::LegacyUploadKeys => legacy::upload(ctx, body).await,
         Route::LegacyFetchBundle => legacy::bundle(ctx).await,
         Route::SetPushToken => push_tokens::put(ctx, body).await,
+        Route::UploadAttachment => attachments::upload(ctx, body).await,
+        Route::GetAttachment => attachments::download(ctx).await,
+        Route::GetBackup => backup::download(ctx, true).await,
+        Route::HeadBackup => backup::download(ctx, false).await,
+        Route::UploadBackup => backup::upload(ctx, body).await,
     }
 }
 
 impl Service for ApiService {
     fn deadline(&self, head: &RequestHead) -> Duration {
         let global = self.app.config.global_timeout();
-        match routes::resolve(&head.method, &head.path) {
-            Resolved::Route(route, _) if route.timeout() == TimeoutClass::Global => global,
-            _ => self.app.config.request_timeout().min(global),
+        let config = &self.app.config;
+        let class = match routes::resolve(&head.method, &head.path) {
+            Resolved::Route(route, _) => route.timeout(),
+            _ => TimeoutClass::Standard,
+        };
+        match class {
+            TimeoutClass::Global => global,
+            TimeoutClass::Standard => config.request_timeout().min(global),
+            TimeoutClass::Attachment => config.attachment_timeout().min(global),
+            TimeoutClass::Backup => config.backup_timeout().min(global),
         }
     }
 

@@ -47,11 +47,21 @@ pub enum Route {
     LegacyFetchBundle,
     /// `PUT /v1/push-tokens`
     SetPushToken,
+    /// `POST /v1/attachments`
+    UploadAttachment,
+    /// `GET /v1/attachments/{id}`
+    GetAttachment,
+    /// `GET /v1/backup`
+    GetBackup,
+    /// `HEAD /v1/backup`
+    HeadBackup,
+    /// `POST /v1/backup`
+    UploadBackup,
 }
 
 /// Metric label of each route, in [`Route::index`] order, plus the labels of
 /// requests that matched no route.
-pub const ROUTE_LABELS: [&str; 20] = [
+pub const ROUTE_LABELS: [&str; 25] = [
     "POST /v1/users",
     "POST /v1/sessions",
     "DELETE /v1/sessions",
@@ -70,14 +80,19 @@ pub const ROUTE_LABELS: [&str; 20] = [
     "POST /v1/keys",
     "GET /v1/keys/{id}",
     "PUT /v1/push-tokens",
+    "POST /v1/attachments",
+    "GET /v1/attachments/{id}",
+    "GET /v1/backup",
+    "HEAD /v1/backup",
+    "POST /v1/backup",
     "unmatched",
     "method not allowed",
 ];
 
 /// Label index of requests to unknown paths.
-pub const UNMATCHED_LABEL: usize = 18;
+pub const UNMATCHED_LABEL: usize = 23;
 /// Label index of requests with a wrong method.
-pub const METHOD_NOT_ALLOWED_LABEL: usize = 19;
+pub const METHOD_NOT_ALLOWED_LABEL: usize = 24;
 
 /// How long a route may take (BEHAVIOR.md §3.7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +101,10 @@ pub enum TimeoutClass {
     Standard,
     /// The global timeout only.
     Global,
+    /// `--attachment-timeout-secs` (and the global timeout).
+    Attachment,
+    /// `--backup-timeout-secs` (and the global timeout).
+    Backup,
 }
 
 impl Route {
@@ -98,7 +117,12 @@ impl Route {
     pub fn tier(self) -> Option<Tier> {
         match self {
             Self::Register | Self::Login | Self::Logout | Self::Refresh => Some(Tier::Auth),
-            Self::OpenApi => None,
+            Self::OpenApi
+            | Self::UploadAttachment
+            | Self::GetAttachment
+            | Self::GetBackup
+            | Self::HeadBackup
+            | Self::UploadBackup => None,
             _ => Some(Tier::Standard),
         }
     }
@@ -107,6 +131,8 @@ impl Route {
     pub fn timeout(self) -> TimeoutClass {
         match self {
             Self::OpenApi => TimeoutClass::Global,
+            Self::UploadAttachment | Self::GetAttachment => TimeoutClass::Attachment,
+            Self::GetBackup | Self::HeadBackup | Self::UploadBackup => TimeoutClass::Backup,
             _ => TimeoutClass::Standard,
         }
     }
@@ -163,6 +189,19 @@ pub fn resolve(method: &Method, path: &str) -> Resolved {
         ["v1", "keys"] => pick(&[(Method::POST, Route::LegacyUploadKeys)], "POST", None),
         ["v1", "keys", id] if !id.is_empty() => pick(&[(Method::GET, Route::LegacyFetchBundle)], "GET,HEAD", Some(id)),
         ["v1", "push-tokens"] => pick(&[(Method::PUT, Route::SetPushToken)], "PUT", None),
+        ["v1", "attachments"] => pick(&[(Method::POST, Route::UploadAttachment)], "POST", None),
+        ["v1", "attachments", id] if !id.is_empty() => {
+            pick(&[(Method::GET, Route::GetAttachment)], "GET,HEAD", Some(id))
+        }
+        ["v1", "backup"] => pick(
+            &[
+                (Method::HEAD, Route::HeadBackup),
+                (Method::GET, Route::GetBackup),
+                (Method::POST, Route::UploadBackup),
+            ],
+            "GET,HEAD,POST",
+            None,
+        ),
         ["openapi.yaml"] => pick(&[(Method::GET, Route::OpenApi)], "GET,HEAD", None),
         _ => Resolved::NotFound,
     }
@@ -201,6 +240,10 @@ mod tests {
             resolve(&Method::GET, "/v1/devices/keys"),
             Resolved::MethodNotAllowed("POST", _)
         ));
+        assert_eq!(
+            resolve(&Method::DELETE, "/v1/backup"),
+            Resolved::MethodNotAllowed("GET,HEAD,POST", None)
+        );
         for (i, label) in ROUTE_LABELS.iter().enumerate().take(UNMATCHED_LABEL) {
             let (m, p) = label.split_once(' ').unwrap();
             let p = p.replace("{id}", "x");

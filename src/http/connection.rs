@@ -1,7 +1,7 @@
 //! One connection's life: wait for a request head (keep-alive idle timeout,
 //! then the head timeout: slow clients get 408), hand it to the [`Service`]
 //! under the route's deadline, deal with any body the service left unread,
-//! write the answer, repeat. Pipelined requests are read from the buffer in
+//! write the answer (a streamed body chunk by chunk, never for HEAD), repeat. Pipelined requests are read from the buffer in
 //! order, so answers go out in order.
 //!
 //! A body left unread is dropped when it has already arrived in full.
@@ -17,11 +17,12 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Method, StatusCode};
+use monoio::buf::IoBuf;
 use monoio::net::TcpStream;
 
 use super::body::Body;
 use super::request::{parse_head, Framing, RequestHead};
-use super::response::{Response, Upgrade};
+use super::response::{Response, Streamed, Upgrade};
 use super::wire::Wire;
 use super::{HttpLimits, Service};
 use crate::limits;
@@ -128,9 +129,19 @@ async fn answer<S: Service>(
     let keep_alive = head.keep_alive && !response.close && !shutdown.is_started() && (!unread || small_rest);
     let mut response = response;
     let upgrade = response.upgrade.take().filter(|_| !unread);
-    let bytes = response.encode(&request_id, keep_alive, head.method == Method::HEAD);
+    let head_only = head.method == Method::HEAD;
+    let bytes = response.encode(&request_id, keep_alive, head_only);
     if !write(wire, bytes, limits).await {
         return After::Close;
+    }
+    let streamed = response
+        .streamed
+        .take()
+        .filter(|_| !head_only && !response.is_bodyless());
+    if let Some(streamed) = streamed {
+        if !write_streamed(wire, streamed, limits).await {
+            return After::Close;
+        }
     }
     if let Some(upgrade) = upgrade {
         return After::Upgrade(upgrade);
@@ -190,11 +201,27 @@ async fn next_head(wire: &mut Wire, limits: &HttpLimits, shutdown: &Shutdown) ->
 }
 
 /// Writes within the write timeout; `false` if the client is gone or stuck.
-async fn write(wire: &mut Wire, bytes: Vec<u8>, limits: &HttpLimits) -> bool {
+async fn write<B: IoBuf>(wire: &mut Wire, bytes: B, limits: &HttpLimits) -> bool {
     matches!(
         monoio::time::timeout(limits.write_timeout, wire.write_all(bytes)).await,
         Ok(Ok(()))
     )
+}
+
+/// Writes a streamed body, each chunk within the write timeout; `false` if
+/// the client is gone or stuck, or the source failed or broke its length.
+async fn write_streamed(wire: &mut Wire, mut body: Streamed, limits: &HttpLimits) -> bool {
+    let mut written = 0u64;
+    while let Some(chunk) = body.source.next_chunk().await {
+        let Ok(chunk) = chunk else {
+            return false;
+        };
+        written += chunk.len() as u64;
+        if written > body.length || !write(wire, chunk, limits).await {
+            return false;
+        }
+    }
+    written == body.length
 }
 
 /// Half-closes, then reads and drops what the client still sends, bounded

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 pub use body::Body;
 pub use request::RequestHead;
-pub use response::Response;
+pub use response::{ChunkSource, Response, Streamed};
 
 /// The bounds the HTTP layer enforces (from [`crate::config::Config`]).
 #[derive(Debug, Clone)]

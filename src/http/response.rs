@@ -1,7 +1,10 @@
 //! Responses: status, headers, body, and their HTTP/1.1 encoding. Every
 //! error answer of the server is [`Response::error`]: JSON `{"error": ...}`.
+//! A body is bytes in memory, or [`Streamed`]: a known length whose chunks
+//! the connection writes as a [`ChunkSource`] yields them.
 
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 
 use bytes::Bytes;
@@ -13,6 +16,22 @@ use monoio::net::TcpStream;
 /// the stream and any bytes the client sent after the request head.
 pub type Upgrade = Box<dyn FnOnce(TcpStream, Vec<u8>) -> Pin<Box<dyn Future<Output = ()>>>>;
 
+/// Yields a streamed body's chunks; `None` at the end.
+pub trait ChunkSource {
+    /// The next chunk.
+    fn next_chunk(&mut self) -> Pin<Box<dyn Future<Output = Option<io::Result<Bytes>>> + '_>>;
+}
+
+/// A body of known length, written chunk by chunk after the head. A source
+/// that fails or yields a different length ends the connection (the framing
+/// is lost).
+pub struct Streamed {
+    /// The Content-Length.
+    pub length: u64,
+    /// The chunks.
+    pub source: Box<dyn ChunkSource>,
+}
+
 /// A complete response.
 pub struct Response {
     /// Status code.
@@ -22,6 +41,8 @@ pub struct Response {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Body bytes (omitted on the wire for HEAD and 1xx/204/304).
     pub body: Bytes,
+    /// A streamed body instead of `body`.
+    pub streamed: Option<Streamed>,
     /// Close the connection after this response.
     pub close: bool,
     /// For a 101: the protocol that takes the socket over.
@@ -33,7 +54,7 @@ impl std::fmt::Debug for Response {
         f.debug_struct("Response")
             .field("status", &self.status)
             .field("headers", &self.headers)
-            .field("body_len", &self.body.len())
+            .field("body_len", &self.body_length())
             .field("close", &self.close)
             .field("upgrade", &self.upgrade.is_some())
             .finish()
@@ -50,6 +71,7 @@ impl Response {
             status,
             headers: Vec::new(),
             body: Bytes::new(),
+            streamed: None,
             close: false,
             upgrade: None,
         }
@@ -61,6 +83,7 @@ impl Response {
             status,
             headers: vec![(CONTENT_TYPE, content_type)],
             body: body.into(),
+            streamed: None,
             close: false,
             upgrade: None,
         }
@@ -75,6 +98,26 @@ impl Response {
     /// The error answer: `{"error": message}`.
     pub fn error(status: StatusCode, message: &str) -> Self {
         Self::json(status, &serde_json::json!({ "error": message }))
+    }
+
+    /// A streamed body of the given content type.
+    pub fn streamed(status: StatusCode, content_type: HeaderValue, body: Streamed) -> Self {
+        Self {
+            streamed: Some(body),
+            ..Self::bytes(status, content_type, Bytes::new())
+        }
+    }
+
+    /// The Content-Length of the body.
+    pub fn body_length(&self) -> u64 {
+        self.streamed.as_ref().map_or(self.body.len() as u64, |s| s.length)
+    }
+
+    /// Whether the status forbids a body (1xx, 204, 304).
+    pub fn is_bodyless(&self) -> bool {
+        self.status.is_informational()
+            || self.status == StatusCode::NO_CONTENT
+            || self.status == StatusCode::NOT_MODIFIED
     }
 
     /// Adds a header.
@@ -123,13 +166,11 @@ impl Response {
                 if keep_alive { b"keep-alive" } else { b"close" },
             );
         }
-        let bodyless = self.status.is_informational()
-            || self.status == StatusCode::NO_CONTENT
-            || self.status == StatusCode::NOT_MODIFIED;
+        let bodyless = self.is_bodyless();
         if !bodyless {
             header(
                 CONTENT_LENGTH.as_str().as_bytes(),
-                self.body.len().to_string().as_bytes(),
+                self.body_length().to_string().as_bytes(),
             );
         }
         out.extend_from_slice(b"\r\n");
@@ -143,6 +184,32 @@ impl Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct Nothing;
+
+    impl ChunkSource for Nothing {
+        fn next_chunk(&mut self) -> Pin<Box<dyn Future<Output = Option<io::Result<Bytes>>> + '_>> {
+            Box::pin(async { None })
+        }
+    }
+
+    /// Goal: a streamed body's head carries its declared length and no
+    /// body bytes (the connection writes those), and a 304 carries none.
+    #[test]
+    fn streamed_heads_declare_their_length() {
+        let id = HeaderValue::from_static("abc");
+        let streamed = || Streamed {
+            length: 5,
+            source: Box::new(Nothing),
+        };
+        let octets = HeaderValue::from_static("application/octet-stream");
+        let response = Response::streamed(StatusCode::OK, octets.clone(), streamed());
+        let text = String::from_utf8(response.encode(&id, true, false)).unwrap();
+        assert!(text.ends_with("content-length: 5\r\n\r\n"), "{text}");
+        let not_modified = Response::streamed(StatusCode::NOT_MODIFIED, octets, streamed());
+        let text = String::from_utf8(not_modified.encode(&id, true, false)).unwrap();
+        assert!(!text.contains("content-length"), "{text}");
+    }
 
     #[test]
     fn encodes_errors_as_json_with_length() {

@@ -4,7 +4,7 @@
 
 use std::io;
 
-use monoio::buf::IoBufMut;
+use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
@@ -68,7 +68,7 @@ impl Wire {
     }
 
     /// Writes all of `bytes`.
-    pub async fn write_all(&mut self, bytes: Vec<u8>) -> io::Result<()> {
+    pub async fn write_all<B: IoBuf>(&mut self, bytes: B) -> io::Result<()> {
         let (result, _) = self.stream.write_all(bytes).await;
         result.map(|_| ())
     }

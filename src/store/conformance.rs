@@ -37,6 +37,18 @@ pub const CASES: &[(&str, Case)] = &[
     ("dead_push_tokens_and_cascade", |s| {
         Box::pin(dead_push_tokens_and_cascade(s))
     }),
+    ("attachments_expire_oldest_first", |s| {
+        Box::pin(attachments_expire_oldest_first(s))
+    }),
+    ("backup_versions_lock_optimistically", |s| {
+        Box::pin(backup_versions_lock_optimistically(s))
+    }),
+    ("stale_backup_uploads_are_found_and_reset", |s| {
+        Box::pin(stale_backup_uploads_are_found_and_reset(s))
+    }),
+    ("backup_row_goes_with_its_device", |s| {
+        Box::pin(backup_row_goes_with_its_device(s))
+    }),
 ];
 
 fn user(name: &str) -> UserRecord {
@@ -557,4 +569,149 @@ async fn dead_push_tokens_and_cascade(store: &dyn Store) {
     assert_eq!(store.push_token(c_id).await.unwrap(), None);
     assert_eq!(store.pending_push(c_id).await.unwrap(), None);
     assert!(store.lease_pushes(10, 10, 100).await.unwrap().is_empty());
+}
+
+/// TEST-CASES K115 at store level: expired attachments are listed oldest
+/// first, bounded, and deleting one forgets it.
+async fn attachments_expire_oldest_first(store: &dyn Store) {
+    let (old, older, fresh) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    store.insert_attachment(old, 100).await.unwrap();
+    store.insert_attachment(older, 50).await.unwrap();
+    store.insert_attachment(fresh, 1_000).await.unwrap();
+    assert_eq!(store.attachment_expiry(old).await.unwrap(), Some(100));
+    assert_eq!(store.attachment_expiry(Uuid::new_v4()).await.unwrap(), None);
+    assert_eq!(store.expired_attachments(500, 10).await.unwrap(), vec![older, old]);
+    assert_eq!(store.expired_attachments(500, 1).await.unwrap(), vec![older]);
+    assert!(
+        store.expired_attachments(100, 10).await.unwrap() == vec![older],
+        "expiry is exclusive"
+    );
+    store.delete_attachment(older).await.unwrap();
+    store.delete_attachment(Uuid::new_v4()).await.unwrap();
+    assert_eq!(store.attachment_expiry(older).await.unwrap(), None);
+    assert_eq!(store.expired_attachments(500, 10).await.unwrap(), vec![old]);
+}
+
+fn reserved_version(reservation: Reservation) -> i32 {
+    match reservation {
+        Reservation::Reserved { version, .. } => version,
+        other => panic!("expected a reservation, got {other:?}"),
+    }
+}
+
+/// §10.1-10.2 (TEST-CASES M120-M123, M129): versions start at 1 and rise by
+/// one per commit; a wrong expected version is refused even while an upload
+/// runs; a fresh upload blocks a second; a commit lands only while its
+/// upload holds the slot; a released slot is free again.
+async fn backup_versions_lock_optimistically(store: &dyn Store) {
+    let device = Uuid::now_v7();
+    let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    assert_eq!(store.backup(device).await.unwrap(), None);
+    assert_eq!(
+        reserved_version(store.reserve_backup(device, 0, a, 1_000, 0).await.unwrap()),
+        1
+    );
+    let second = store.reserve_backup(device, 0, b, 1_001, 0).await.unwrap();
+    assert_eq!(second, Reservation::InProgress, "M129: a fresh upload holds the slot");
+    let mismatch = store.reserve_backup(device, 3, b, 1_001, 0).await.unwrap();
+    assert_eq!(mismatch, Reservation::VersionMismatch, "412 comes before 409");
+    let row = store.backup(device).await.unwrap().unwrap();
+    assert_eq!((row.current_version, row.pending.map(|p| p.version)), (0, Some(1)));
+    assert_eq!(store.commit_backup(device, b).await.unwrap(), BackupCommit::Lost);
+    assert_eq!(
+        store.commit_backup(device, a).await.unwrap(),
+        BackupCommit::Committed(None)
+    );
+    assert_eq!(
+        store.commit_backup(device, a).await.unwrap(),
+        BackupCommit::Lost,
+        "once"
+    );
+    assert_eq!(
+        reserved_version(store.reserve_backup(device, 1, b, 2_000, 0).await.unwrap()),
+        2
+    );
+    assert!(!store.release_backup(device, c).await.unwrap(), "not c's slot");
+    assert!(store.release_backup(device, b).await.unwrap());
+    assert_eq!(
+        reserved_version(store.reserve_backup(device, 1, c, 3_000, 0).await.unwrap()),
+        2
+    );
+    let committed = store.commit_backup(device, c).await.unwrap();
+    assert_eq!(committed, BackupCommit::Committed(Some((1, a))), "v1 is to be deleted");
+    let row = store.backup(device).await.unwrap().unwrap();
+    assert_eq!(
+        row,
+        BackupRow {
+            current_version: 2,
+            current_token: Some(c),
+            pending: None
+        }
+    );
+    let failed = store.reserve_backup(Uuid::now_v7(), 5, a, 0, 0).await.unwrap();
+    assert_eq!(failed, Reservation::VersionMismatch);
+}
+
+/// §10.2 takeover and §12 (TEST-CASES M130, M139): an upload older than the
+/// threshold is listed for the clean-up and can be taken over; the upload
+/// that lost its slot cannot commit; resetting leaves the committed version.
+async fn stale_backup_uploads_are_found_and_reset(store: &dyn Store) {
+    let device = Uuid::now_v7();
+    let (first, stale, takeover) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    store.reserve_backup(device, 0, first, 0, -1).await.unwrap();
+    store.commit_backup(device, first).await.unwrap();
+    store.reserve_backup(device, 1, stale, 10_000, -1).await.unwrap();
+    let pending = PendingBackup {
+        version: 2,
+        token: stale,
+        started_at_ms: 10_000,
+    };
+    assert_eq!(store.stale_backups(130_000, 10).await.unwrap(), vec![(device, pending)]);
+    assert!(
+        store.stale_backups(9_999, 10).await.unwrap().is_empty(),
+        "not stale yet"
+    );
+    let taken = store
+        .reserve_backup(device, 1, takeover, 130_000, 70_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        taken,
+        Reservation::Reserved {
+            version: 2,
+            replaced: Some(pending)
+        }
+    );
+    assert_eq!(store.commit_backup(device, stale).await.unwrap(), BackupCommit::Lost);
+    assert!(
+        store.stale_backups(129_999, 10).await.unwrap().is_empty(),
+        "fresh again"
+    );
+    assert!(
+        store.release_backup(device, takeover).await.unwrap(),
+        "the clean-up's reset"
+    );
+    let row = store.backup(device).await.unwrap().unwrap();
+    assert_eq!(
+        row,
+        BackupRow {
+            current_version: 1,
+            current_token: Some(first),
+            pending: None
+        }
+    );
+    assert!(store.stale_backups(i64::MAX, 10).await.unwrap().is_empty());
+}
+
+/// §1 cascade: deleting a device deletes its backup row.
+async fn backup_row_goes_with_its_device(store: &dyn Store) {
+    let owner = Uuid::now_v7();
+    let new = new_device(owner, 1, "t");
+    let device = new.device.id;
+    store.create_device(new, 10).await.unwrap();
+    store.reserve_backup(device, 0, Uuid::new_v4(), 0, -1).await.unwrap();
+    assert!(store.backup(device).await.unwrap().is_some());
+    assert!(store.delete_device(owner, device).await.unwrap());
+    assert_eq!(store.backup(device).await.unwrap(), None);
+    assert!(store.stale_backups(i64::MAX, 10).await.unwrap().is_empty());
 }

@@ -179,7 +179,8 @@ pub trait Devices {
     fn rename_device(&self, user_id: Uuid, id: Uuid, name: Option<String>) -> StoreFuture<'_, Option<DeviceRecord>>;
     /// Deletes a device of `user_id` and everything it owns (keys, refresh
     /// tokens, its mailbox, the messages it sent that are still queued, its
-    /// push token and pending push);
+    /// push token and pending push, its backup row; its backup blobs are
+    /// the caller's to delete);
     /// `false` if it is not theirs or absent.
     fn delete_device(&self, user_id: Uuid, id: Uuid) -> StoreFuture<'_, bool>;
 }
@@ -416,6 +417,91 @@ pub trait RefreshTokens {
     fn purge_expired_refresh(&self, now_secs: i64, limit: usize) -> StoreFuture<'_, usize>;
 }
 
+/// Attachment metadata: the blob lives in blob storage, its expiry here.
+pub trait Attachments {
+    /// Records an uploaded attachment.
+    fn insert_attachment(&self, id: Uuid, expires_at_secs: i64) -> StoreFuture<'_, ()>;
+    /// The expiry (Unix seconds) of an attachment; `None` if unknown.
+    fn attachment_expiry(&self, id: Uuid) -> StoreFuture<'_, Option<i64>>;
+    /// Up to `limit` attachments that expired before `now_secs`, oldest first.
+    fn expired_attachments(&self, now_secs: i64, limit: usize) -> StoreFuture<'_, Vec<Uuid>>;
+    /// Forgets an attachment (after its blob was deleted).
+    fn delete_attachment(&self, id: Uuid) -> StoreFuture<'_, ()>;
+}
+
+/// An upload that holds the next version of a device's backup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingBackup {
+    /// The version it will commit (`current + 1`).
+    pub version: i32,
+    /// Names this upload (and its blob) among uploads of the same version.
+    pub token: Uuid,
+    /// When it reserved the slot, ms since the epoch.
+    pub started_at_ms: i64,
+}
+
+/// A device's backup state (BEHAVIOR.md §10.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackupRow {
+    /// The last committed version; 0 = none yet.
+    pub current_version: i32,
+    /// The token of the upload that committed it (names its blob).
+    pub current_token: Option<Uuid>,
+    /// The upload in progress (state `UPLOADING`), if any.
+    pub pending: Option<PendingBackup>,
+}
+
+/// What asking for the next backup version gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// The slot is ours; `replaced` is a stale upload we took over.
+    Reserved {
+        /// The version to upload.
+        version: i32,
+        /// The stale upload whose slot this is now.
+        replaced: Option<PendingBackup>,
+    },
+    /// The committed version is not the expected one (412).
+    VersionMismatch,
+    /// A fresh upload holds the slot (409).
+    InProgress,
+}
+
+/// What committing an upload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupCommit {
+    /// It is the current version now; the one it replaced (version, token)
+    /// may be deleted.
+    Committed(Option<(i32, Uuid)>),
+    /// The slot was no longer ours (taken over or reset): nothing changed.
+    Lost,
+}
+
+/// Backup state per device, with optimistic locking. Every change is one
+/// conditional update: a commit only lands if its upload still holds the slot.
+pub trait Backups {
+    /// The backup row of `device`.
+    fn backup(&self, device: Uuid) -> StoreFuture<'_, Option<BackupRow>>;
+    /// Reserves the next version for upload `token` if the committed
+    /// version is `expected` and no fresh upload (started after
+    /// `stale_before_ms`) holds the slot. Creates the row at version 0.
+    fn reserve_backup(
+        &self,
+        device: Uuid,
+        expected: i32,
+        token: Uuid,
+        now_ms: i64,
+        stale_before_ms: i64,
+    ) -> StoreFuture<'_, Reservation>;
+    /// Makes upload `token` the current version if it still holds the slot.
+    fn commit_backup(&self, device: Uuid, token: Uuid) -> StoreFuture<'_, BackupCommit>;
+    /// Frees the slot of upload `token` without committing, if it still
+    /// holds it; whether it did.
+    fn release_backup(&self, device: Uuid, token: Uuid) -> StoreFuture<'_, bool>;
+    /// Up to `limit` uploads that started at or before `stale_before_ms`.
+    fn stale_backups(&self, stale_before_ms: i64, limit: usize) -> StoreFuture<'_, Vec<(Uuid, PendingBackup)>>;
+}
+
 /// Liveness of the backend.
 pub trait Health {
     /// A round trip to the backend's threads (or servers).
@@ -426,35 +512,28 @@ pub trait Health {
     fn flush(&self) -> Result<(), StoreError>;
 }
 
-/// A complete backend.
-pub trait Store:
-    Accounts
-    + Devices
-    + Keys
-    + Mailboxes
-    + Idempotency
-    + Tickets
-    + RefreshTokens
-    + PushTokens
-    + PushJobs
-    + Health
-    + Send
-    + Sync
-{
+/// Declares `Store` as all of the given traits, implemented by every type
+/// that implements them (the list is written once).
+macro_rules! complete_backend {
+    ($($part:ident),+) => {
+        /// A complete backend.
+        pub trait Store: $($part +)+ Send + Sync {}
+
+        impl<T> Store for T where T: $($part +)+ Send + Sync {}
+    };
 }
 
-impl<T> Store for T where
-    T: Accounts
-        + Devices
-        + Keys
-        + Mailboxes
-        + Idempotency
-        + Tickets
-        + RefreshTokens
-        + PushTokens
-        + PushJobs
-        + Health
-        + Send
-        + Sync
-{
-}
+complete_backend!(
+    Accounts,
+    Devices,
+    Keys,
+    Mailboxes,
+    Idempotency,
+    Tickets,
+    RefreshTokens,
+    Attachments,
+    Backups,
+    PushTokens,
+    PushJobs,
+    Health
+);

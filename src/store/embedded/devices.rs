@@ -1,12 +1,13 @@
 //! [`Devices`] on fjall. A device is its row, an index row under
 //! its user, its prekeys and its device-scoped refresh tokens; creation
-//! writes all of them in one batch and deletion removes all of them in one
-//! batch.
+//! writes all of them in one batch and deletion removes all of them (and
+//! the device's backup row) in one batch.
 
 use prost::Message;
 use uuid::Uuid;
 
 use super::accounts::insert_refresh;
+use super::backups::wipe_backup;
 use super::keys::{device_key, pair};
 use super::mailboxes::{wipe_mailbox, wipe_sent};
 use super::push::wipe_push;
@@ -104,6 +105,7 @@ fn delete(t: &Tables, user: Uuid, id: Uuid) -> Result<bool, StoreError> {
     wipe_mailbox(t, &mut batch, id)?;
     wipe_sent(t, &mut batch, id)?;
     wipe_push(t, &mut batch, id)?;
+    wipe_backup(t, &mut batch, id);
     for key in Tables::keys_with_prefix(&t.device_refresh, id.as_bytes())? {
         let hash = key.get(16..).unwrap_or_default();
         if let Some(v) = Tables::get(&t.refresh_tokens, hash)? {

@@ -21,6 +21,10 @@
 //! | `mailbox_by_sender` | sender device ‖ target ‖ seq | – |
 //! | `idempotency` | sender device ‖ key | [`super::records::IdempotencyValue`] |
 //! | `idempotency_expiry` | expiry (s) ‖ sender device ‖ key | – |
+//! | `attachments` | attachment id | expiry (s), big-endian |
+//! | `attachment_expiry` | expiry (s) ‖ attachment id | – |
+//! | `backups` | device id | [`super::records::BackupValue`] |
+//! | `backup_uploads` | device id | – (the rows with an upload in progress) |
 //! | `meta` | name | value (`seq`: the last sequence number handed out) |
 //! | `push_tokens` | device id | token (UTF-8) |
 //! | `push_token_devices` | sha256(token) ‖ device id | – |
@@ -34,7 +38,7 @@
 use uuid::Uuid;
 
 /// Every keyspace name, in creation order.
-pub const KEYSPACES: [&str; 21] = [
+pub const KEYSPACES: [&str; 25] = [
     "users",
     "usernames",
     "devices",
@@ -56,6 +60,10 @@ pub const KEYSPACES: [&str; 21] = [
     "push_token_devices",
     "push_jobs",
     "push_due",
+    "attachments",
+    "attachment_expiry",
+    "backups",
+    "backup_uploads",
 ];
 
 /// The `meta` key of the sequence high-water mark.

@@ -6,9 +6,12 @@
 //!
 //! The operations themselves live beside this file, one per interface trait:
 //! [`accounts`], [`devices`], [`prekeys`], [`mailboxes`], [`idempotency`],
-//! [`refresh`], and [`tickets`] (which live in memory).
+//! [`refresh`], [`attachments`], [`backups`], and [`tickets`] (which live in
+//! memory).
 
 mod accounts;
+mod attachments;
+mod backups;
 mod devices;
 pub mod group_commit;
 mod idempotency;

@@ -10,7 +10,9 @@ use uuid::Uuid;
 
 use crate::auth::refresh::TokenHash;
 use crate::crypto::public_key::{PublicKey, Signature};
-use crate::store::{DeviceRecord, OneTimePreKey, RefreshRecord, SignedPreKey, StoreError, UserRecord};
+use crate::store::{
+    BackupRow, DeviceRecord, OneTimePreKey, PendingBackup, RefreshRecord, SignedPreKey, StoreError, UserRecord,
+};
 
 /// Stored user.
 #[derive(Clone, PartialEq, Message)]
@@ -73,6 +75,29 @@ pub struct RefreshValue {
     /// Spent by a rotation; kept until expiry to detect reuse.
     #[prost(bool, tag = "5")]
     pub rotated: bool,
+}
+
+/// Stored backup row (device id is the key).
+#[derive(Clone, PartialEq, Message)]
+pub struct BackupValue {
+    #[prost(int32, tag = "1")]
+    pub current_version: i32,
+    #[prost(bytes = "vec", optional, tag = "2")]
+    pub current_token: Option<Vec<u8>>,
+    /// Present while an upload holds the slot (state `UPLOADING`).
+    #[prost(message, optional, tag = "3")]
+    pub pending: Option<PendingValue>,
+}
+
+/// Stored upload in progress.
+#[derive(Clone, PartialEq, Message)]
+pub struct PendingValue {
+    #[prost(int32, tag = "1")]
+    pub version: i32,
+    #[prost(bytes = "vec", tag = "2")]
+    pub token: Vec<u8>,
+    #[prost(int64, tag = "3")]
+    pub started_at_ms: i64,
 }
 
 fn corrupt(table: &'static str, reason: impl ToString) -> StoreError {
@@ -245,6 +270,38 @@ pub fn seq_of_message_id(id: &[u8; 16]) -> u64 {
     seq[0] = id[8] & 0x3f;
     seq[1..].copy_from_slice(&id[9..]);
     u64::from_be_bytes(seq)
+}
+
+impl BackupValue {
+    /// From the interface record.
+    pub fn from_record(row: &BackupRow) -> Self {
+        Self {
+            current_version: row.current_version,
+            current_token: row.current_token.map(|t| t.as_bytes().to_vec()),
+            pending: row.pending.map(|p| PendingValue {
+                version: p.version,
+                token: p.token.as_bytes().to_vec(),
+                started_at_ms: p.started_at_ms,
+            }),
+        }
+    }
+
+    /// To the interface record.
+    pub fn into_record(self) -> Result<BackupRow, StoreError> {
+        let pending = match self.pending {
+            Some(p) => Some(PendingBackup {
+                version: p.version,
+                token: uuid("backups", &p.token)?,
+                started_at_ms: p.started_at_ms,
+            }),
+            None => None,
+        };
+        Ok(BackupRow {
+            current_version: self.current_version,
+            current_token: self.current_token.as_deref().map(|t| uuid("backups", t)).transpose()?,
+            pending,
+        })
+    }
 }
 
 #[cfg(test)]

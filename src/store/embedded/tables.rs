@@ -60,6 +60,14 @@ pub struct Tables {
     pub push_jobs: Keyspace,
     #[allow(missing_docs)]
     pub push_due: Keyspace,
+    #[allow(missing_docs)]
+    pub attachments: Keyspace,
+    #[allow(missing_docs)]
+    pub attachment_expiry: Keyspace,
+    #[allow(missing_docs)]
+    pub backups: Keyspace,
+    #[allow(missing_docs)]
+    pub backup_uploads: Keyspace,
     /// The last sequence number handed out; only the writer advances it.
     pub last_seq: AtomicU64,
     /// Per device, a mailbox position below which every row is deleted
@@ -86,7 +94,7 @@ impl Tables {
             .open()
             .map_err(backend)?;
         let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).map_err(backend);
-        let [users, usernames, devices, user_devices, signed_prekeys, one_time_prekeys, refresh_tokens, refresh_families, device_refresh, refresh_expiry, mailboxes, mailbox_dedup, mailbox_expiry, idempotency, idempotency_expiry, meta, mailbox_by_sender, push_tokens, push_token_devices, push_jobs, push_due] =
+        let [users, usernames, devices, user_devices, signed_prekeys, one_time_prekeys, refresh_tokens, refresh_families, device_refresh, refresh_expiry, mailboxes, mailbox_dedup, mailbox_expiry, idempotency, idempotency_expiry, meta, mailbox_by_sender, push_tokens, push_token_devices, push_jobs, push_due, attachments, attachment_expiry, backups, backup_uploads] =
             KEYSPACES;
         let meta = ks(meta)?;
         let last_seq = match meta.get(META_SEQ).map_err(backend)? {
@@ -118,6 +126,10 @@ impl Tables {
             push_token_devices: ks(push_token_devices)?,
             push_jobs: ks(push_jobs)?,
             push_due: ks(push_due)?,
+            attachments: ks(attachments)?,
+            attachment_expiry: ks(attachment_expiry)?,
+            backups: ks(backups)?,
+            backup_uploads: ks(backup_uploads)?,
             last_seq: AtomicU64::new(last_seq),
             mailbox_heads: Mutex::default(),
             db,

@@ -1,10 +1,12 @@
 //! Harness shared by every integration test: the server process (`server`), an HTTP client with
 //! API helpers (`client`), raw-socket requests (`raw`), device key material (`keys`) and
 //! hand-made JWTs (`jwt`); for the data plane a protobuf codec (`wire`), a WebSocket client
-//! (`gateway`) and helpers for keys, bundles and messages (`data`). Nothing here talks to
-//! anything but the server it started on 127.0.0.1.
+//! (`gateway`) and helpers for keys, bundles and messages (`data`); for attachments and backups
+//! blob storage, local or a loopback S3 (`blobs`). Nothing here talks to anything but what it
+//! started on 127.0.0.1.
 #![allow(dead_code)]
 
+pub mod blobs;
 pub mod client;
 pub mod data;
 pub mod fcm;
