@@ -36,13 +36,16 @@ impl Moto {
     fn start() -> Res<Self> {
         // Take a free port from the kernel, release it, and hand it to moto.
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        // `python3 -m` finds moto wherever pip put it (no PATH or pyenv shim needed).
+        let child = Command::new("python3")
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| format!("cannot start moto_server ({e}); install it: pip install 'moto[server]'"))?;
+            .map_err(|e| {
+                format!("cannot start `python3 -m moto.server` ({e}); install it: pip install 'moto[server]'")
+            })?;
         let moto = Moto { child, port };
         let started = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
