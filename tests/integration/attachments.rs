@@ -195,6 +195,21 @@ fn slow_bodies_meet_the_attachment_timeout_only() -> TestResult {
     Ok(())
 }
 
+#[test]
+fn the_global_timeout_caps_the_attachment_timeout() -> TestResult {
+    // Goal: O153 — with a 2 s global timeout (attachment timeout 120 s), an attachment body
+    // that stalls gets 408 after about 2 s, not 120 s. Method: a stalled raw upload.
+    let server = BlobServer::start(Backend::Local, &["--server-global-timeout-secs", "2"])?;
+    let token = server.client().register_ok("alice")?.token;
+    let mut conn = slow_upload(server.main_port, &token, 100)?;
+    let started = Instant::now();
+    assert_eq!(conn.read_response()?.status, 408);
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(6), "408 after {waited:?}");
+    server.wait_nothing_left(PREFIX)?;
+    Ok(())
+}
+
 /// Starts an upload of `length` bytes and sends only its first 10.
 fn slow_upload(port: u16, token: &str, length: usize) -> Res<RawConn> {
     let mut conn = RawConn::connect(port)?;

@@ -1,6 +1,7 @@
 //! Authentication and token scope on the data-plane routes (BEHAVIOR §3.3-3.4, §6.3, §6.4, §7.1,
 //! §8.1; TEST-CASES A4, A15, B16-B19 for `POST /v1/devices/keys`, `GET /v1/users/{id}`,
-//! `POST /v1/messages`, `POST /v1/gateway/ticket`, `PUT /v1/push-tokens`): no token → 401, a user token → 403
+//! `POST /v1/messages`, `POST /v1/gateway/ticket`, `PUT /v1/push-tokens`, attachments and
+//! backup): no token → 401, a user token → 403
 //! `Device-scoped token required`, a device token (from device creation or from a login bound
 //! to the device) → the route works; and the order of those checks against body errors.
 
@@ -28,6 +29,11 @@ fn data_routes_need_a_bearer_token() -> TestResult {
         ("POST", "/v1/messages".into(), msg),
         ("POST", "/v1/gateway/ticket".into(), vec![]),
         ("PUT", "/v1/push-tokens".into(), br#"{"token":"t"}"#.to_vec()),
+        ("POST", "/v1/attachments".into(), vec![7; 14]),
+        ("GET", format!("/v1/attachments/{}", random_uuid()), vec![]),
+        ("GET", "/v1/backup".into(), vec![]),
+        ("HEAD", "/v1/backup".into(), vec![]),
+        ("POST", "/v1/backup".into(), vec![7; 64]),
     ];
     let bad: Vec<Option<String>> = vec![
         None,
@@ -45,9 +51,11 @@ fn data_routes_need_a_bearer_token() -> TestResult {
             if let Some(h) = header {
                 req = req.header("authorization", h);
             }
-            let resp = req.send()?;
+            let resp = req.header("If-None-Match", "*").send()?;
             assert_eq!(resp.status, 401, "{method} {path} with {header:?}: {resp:?}");
-            resp.expect_error_text(401, "Unauthorized")?;
+            if *method != "HEAD" {
+                resp.expect_error_text(401, "Unauthorized")?;
+            }
         }
     }
     Ok(())
@@ -81,6 +89,19 @@ fn user_tokens_get_403_on_device_routes() -> TestResult {
         .body(wire::encode_send_request(&[]))
         .send()?
         .expect_error_text(403, SCOPE)?;
+
+    for method in ["GET", "HEAD", "POST"] {
+        let resp = client
+            .request(method, "/v1/backup")
+            .bearer(user)
+            .header("If-None-Match", "*")
+            .body(vec![7u8; 64])
+            .send()?;
+        assert_eq!(resp.status, 403, "{method} /v1/backup: {resp:?}");
+        if method != "HEAD" {
+            resp.expect_error_text(403, SCOPE)?;
+        }
+    }
 
     // Nothing happened: the refill did not rotate alice's SPK, bob's queue is empty.
     let bundles = data::fetch_bundles_ok(&client, bob.token(), alice.user_id())?;
