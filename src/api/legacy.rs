@@ -21,9 +21,10 @@ use crate::store::Store;
 const NO_DEVICE: &str = "No device to upload keys to; create one with POST /v1/devices";
 
 /// The primary device of `user`: its oldest device (for a legacy user, the
-/// one created at registration; every device has complete keys).
+/// one created at registration; every device has complete keys), as the
+/// store's target resolution defines it.
 pub async fn primary_device(store: &dyn Store, user: Uuid) -> Result<Option<Uuid>, ApiError> {
-    Ok(store.devices_of(user).await?.first().map(|d| d.id))
+    Ok(store.resolve_targets(vec![user]).await?.into_iter().next().flatten())
 }
 
 /// `POST /v1/keys`.
