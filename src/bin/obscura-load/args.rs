@@ -1,0 +1,63 @@
+//! The tool's flags.
+
+use std::net::{IpAddr, SocketAddr};
+
+use clap::Parser;
+
+/// Load generator for Obscura Relay (loopback only).
+#[derive(Parser, Debug, Clone)]
+pub struct Args {
+    /// The relay's main address; must be on 127.0.0.0/8.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    pub target: SocketAddr,
+    /// Users (one device each), all connected to the gateway.
+    #[arg(long, default_value_t = 200)]
+    pub users: usize,
+    /// Concurrent senders (each one request in flight).
+    #[arg(long, default_value_t = 8)]
+    pub senders: usize,
+    /// Submissions per POST /v1/messages.
+    #[arg(long, default_value_t = 10)]
+    pub batch: usize,
+    /// Ciphertext bytes per submission (at least 16).
+    #[arg(long, default_value_t = 256)]
+    pub payload_bytes: usize,
+    /// How long the senders run, seconds (at most 600).
+    #[arg(long, default_value_t = 10)]
+    pub duration_secs: u64,
+    /// Open loop: total messages per second across senders; 0 = as fast as
+    /// the server answers (closed loop).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// How long to wait for deliveries after the senders stop, seconds
+    /// (the wait ends early once everything accepted has arrived).
+    #[arg(long, default_value_t = 5)]
+    pub drain_secs: u64,
+    /// The server's pid, to report its CPU time per message.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Username prefix (runs against one server need distinct ones).
+    #[arg(long, default_value = "load")]
+    pub prefix: String,
+    /// Threads that register the users (argon2 runs on the server's
+    /// password workers, so a few are enough).
+    #[arg(long, default_value_t = 4)]
+    pub setup_threads: usize,
+    /// Idle mode: instead of the workload, open this many gateway sockets
+    /// for one device and hold them for --duration-secs (for memory per
+    /// idle gateway). A process holds at most ~19,000 sockets here: run
+    /// several processes with different --source-ip.
+    #[arg(long)]
+    pub idle_gateways: Option<usize>,
+    /// Local address of idle-mode sockets (127.0.0.x spreads them over more
+    /// source ports).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub source_ip: IpAddr,
+}
+
+impl Args {
+    /// The sending window, bounded.
+    pub fn duration(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.duration_secs.min(600))
+    }
+}
