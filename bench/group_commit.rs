@@ -36,6 +36,7 @@ fn writes(c: &mut Criterion, name: &str, durability: Durability, concurrency: u6
         durability,
         read_threads: 1,
         faults: Default::default(),
+        mailbox_index_max: 1 << 16,
     };
     let (store, _threads) = EmbeddedStore::open(dir.path(), &options).expect("store");
     let mut runtime = build(ChosenDriver::Epoll).expect("runtime");

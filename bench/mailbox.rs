@@ -1,7 +1,7 @@
 //! Mailbox append + ack per message on the embedded store (a temp dir on
 //! this machine's disk): batches of 10 appended to one device as one
-//! group-committed write, then acked by id as one write (the ids come from
-//! the append's positions, as the gateway would see them). Reported per
+//! group-committed write, then acked by id as one write (the ids the
+//! append answers, which are the ids the gateway delivers). Reported per
 //! message.
 //! 64 batches are in flight at once, so flushes are shared as under load.
 //! Run: `cargo bench --bench mailbox`.
@@ -14,7 +14,6 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use obscura_relay::config::Durability;
 use obscura_relay::crypto::public_key::{PublicKey, Signature};
 use obscura_relay::shard::runtime::{build, ChosenDriver};
-use obscura_relay::store::embedded::records::message_id;
 use obscura_relay::store::embedded::{EmbeddedOptions, EmbeddedStore};
 use obscura_relay::store::{
     Appended, DeviceRecord, Devices, Mailboxes, NewDevice, NewMessage, RefreshRecord, SignedPreKey,
@@ -73,6 +72,7 @@ fn bench_durability(c: &mut Criterion, durability: Durability) {
         durability,
         read_threads: 1,
         faults: Default::default(),
+        mailbox_index_max: 1 << 16,
     };
     let (store, _threads) = EmbeddedStore::open(dir.path(), &options).expect("store");
     let mut runtime = build(ChosenDriver::Epoll).expect("runtime");
@@ -96,7 +96,7 @@ fn bench_durability(c: &mut Criterion, durability: Durability) {
                                 let ids: Vec<Uuid> = outcomes
                                     .iter()
                                     .filter_map(|o| match o {
-                                        Appended::Stored(seq) => Some(message_id(CREATED_AT_MS, *seq)),
+                                        Appended::Stored(queued) => Some(queued.id),
                                         _ => None,
                                     })
                                     .collect();

@@ -126,6 +126,10 @@ pub struct Config {
     /// Store threads that serve reads.
     #[arg(long, env = "OBSCURA_STORE_READ_THREADS", default_value_t = limits::STORE_READ_THREADS)]
     pub store_read_threads: usize,
+    /// Devices plus queued messages the store's writer keeps indexed in
+    /// memory, per generation (at most twice this; about 100 bytes each).
+    #[arg(long, env = "OBSCURA_STORE_MAILBOX_INDEX_MAX", default_value_t = limits::STORE_MAILBOX_INDEX_MAX)]
+    pub store_mailbox_index_max: usize,
 
     // ----- attachments, backups and blob storage -----
     /// Object-key prefix of attachments.
@@ -449,6 +453,7 @@ impl Config {
             ("server-request-timeout-secs", self.server_request_timeout_secs),
             ("server-global-timeout-secs", self.server_global_timeout_secs),
             ("store-read-threads", self.store_read_threads as u64),
+            ("store-mailbox-index-max", self.store_mailbox_index_max as u64),
             ("rate-limit-clients-max", self.rate_limit_clients_max as u64),
             ("messaging-cleanup-interval-secs", self.messaging_cleanup_interval_secs),
             ("ws-outbound-buffer-size", self.ws_outbound_buffer_size as u64),

@@ -56,6 +56,10 @@ pub const SHARDS_MAX: usize = 256;
 /// Store read threads: reads are short point lookups and small scans.
 pub const STORE_READ_THREADS: usize = 2;
 
+/// Default of `--store-mailbox-index-max`: devices plus queued messages
+/// indexed in memory per generation (two generations: about 50 MiB at most).
+pub const STORE_MAILBOX_INDEX_MAX: usize = 262_144;
+
 /// Pending store jobs (reads or writes) before callers wait.
 pub const STORE_QUEUE_DEPTH: usize = 65_536;
 

@@ -133,6 +133,7 @@ fn open_app(config: Config) -> Result<Arc<App>, StartError> {
         durability: config.durability,
         read_threads: config.store_read_threads,
         faults: config.store_faults(),
+        mailbox_index_max: config.store_mailbox_index_max,
     };
     let (store, _detached) = EmbeddedStore::open(&config.data_dir, &options)?;
     let side = SideRuntime::start().map_err(io_err("starting the side runtime"))?;

@@ -29,6 +29,9 @@ pub const CASES: &[(&str, Case)] = &[
         Box::pin(key_refill_takeover_and_bundles(s))
     }),
     ("mailbox_order_dedup_ack", |s| Box::pin(mailbox_order_dedup_ack(s))),
+    ("mailbox_appends_name_their_predecessor", |s| {
+        Box::pin(mailbox_appends_name_their_predecessor(s))
+    }),
     ("mailbox_expiry_and_pruning", |s| {
         Box::pin(mailbox_expiry_and_pruning(s))
     }),
@@ -71,7 +74,9 @@ fn refresh(text: &str, user_id: Uuid, device_id: Option<Uuid>, family: Uuid, exp
     }
 }
 
-fn new_device(user_id: Uuid, created: i64, token: &str) -> NewDevice {
+/// A device of `user_id` with four one-time prekeys and a refresh token
+/// named by `token`.
+pub fn new_device(user_id: Uuid, created: i64, token: &str) -> NewDevice {
     let id = Uuid::now_v7();
     NewDevice {
         device: DeviceRecord {
@@ -431,6 +436,46 @@ async fn mailbox_order_dedup_ack(store: &dyn Store) {
         matches!(resent[0], Appended::Stored(_)),
         "an acked pair can be stored again"
     );
+}
+
+fn queued(outcome: &Appended) -> Queued {
+    match outcome {
+        Appended::Stored(queued) => *queued,
+        other => panic!("not stored: {other:?}"),
+    }
+}
+
+/// Each stored message names the newest message queued before it in its
+/// mailbox (within one append too), or none when the mailbox held nothing:
+/// what a live reader needs to know that it missed nothing.
+async fn mailbox_appends_name_their_predecessor(store: &dyn Store) {
+    let device = new_device(Uuid::now_v7(), 1, "p");
+    let target = device.device.id;
+    store.create_device(device, 10).await.unwrap();
+    let other = new_device(Uuid::now_v7(), 1, "p2");
+    let elsewhere = other.device.id;
+    store.create_device(other, 10).await.unwrap();
+    let send = |to: Uuid| message(to, target, Uuid::new_v4(), i64::MAX / 4);
+    let first = store
+        .append(vec![send(target), send(elsewhere), send(target)])
+        .await
+        .unwrap();
+    let (a, b) = (queued(&first[0]), queued(&first[2]));
+    assert_eq!(a.prev, None, "empty mailbox");
+    assert_eq!(queued(&first[1]).prev, None, "another mailbox");
+    assert_eq!(b.prev, Some(a.seq), "the earlier message of the same append");
+    let fetched = store.fetch(target, None, 10, 0).await.unwrap();
+    assert_eq!(
+        fetched.iter().map(|m| (m.seq, m.id)).collect::<Vec<_>>(),
+        vec![(a.seq, a.id), (b.seq, b.id)]
+    );
+    store.ack(target, vec![a.id]).await.unwrap();
+    let c = queued(&store.append(vec![send(target)]).await.unwrap()[0]);
+    assert_eq!(c.prev, Some(b.seq));
+    store.ack(target, vec![b.id, c.id]).await.unwrap();
+    let d = queued(&store.append(vec![send(target)]).await.unwrap()[0]);
+    assert_eq!(d.prev, None, "everything before it was acked");
+    assert!(d.seq > c.seq);
 }
 
 async fn mailbox_expiry_and_pruning(store: &dyn Store) {

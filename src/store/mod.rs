@@ -301,11 +301,25 @@ pub struct StoredMessage {
     pub created_at_ms: u64,
 }
 
+/// Where an appended message was queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Queued {
+    /// Its mailbox position.
+    pub seq: u64,
+    /// Its message id.
+    pub id: Uuid,
+    /// The position of the newest message queued before it in the same
+    /// mailbox, at its commit (`None`: the mailbox held nothing else). A
+    /// reader whose cursor is at or past `prev` has missed nothing before
+    /// this message.
+    pub prev: Option<u64>,
+}
+
 /// What appending one message did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Appended {
-    /// Queued at this mailbox position.
-    Stored(u64),
+    /// Queued.
+    Stored(Queued),
     /// The (sender device, submission id, target) was already queued.
     Duplicate,
     /// The target device does not exist.

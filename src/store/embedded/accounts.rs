@@ -39,11 +39,13 @@ impl Accounts for EmbeddedStore {
     }
 
     fn create_user_with_device(&self, user: UserRecord, device: NewDevice) -> StoreFuture<'_, ()> {
-        self.write(move |t| {
-            let mut batch = t.db.batch();
-            insert_user(t, &mut batch, &user)?;
-            insert_device(t, &mut batch, &device);
-            batch.commit().map_err(backend)
+        self.write(move |w| {
+            let mut batch = w.db.batch();
+            insert_user(w, &mut batch, &user)?;
+            insert_device(w, &mut batch, &device);
+            batch.commit().map_err(backend)?;
+            w.mailboxes.forget(device.device.id);
+            Ok(())
         })
     }
 

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::accounts::insert_refresh;
 use super::backups::wipe_backup;
+use super::group_commit::Writer;
 use super::keys::{device_key, pair};
 use super::mailboxes::{wipe_mailbox, wipe_sent};
 use super::push::wipe_push;
@@ -88,7 +89,9 @@ pub(super) fn insert_device(t: &Tables, batch: &mut fjall::OwnedWriteBatch, new:
     insert_refresh(t, batch, &new.refresh);
 }
 
-fn delete(t: &Tables, user: Uuid, id: Uuid) -> Result<bool, StoreError> {
+fn delete(w: &mut Writer, user: Uuid, id: Uuid) -> Result<bool, StoreError> {
+    let t = w.tables.clone();
+    let t = &*t;
     match load_device(t, id)? {
         Some(device) if device.user_id == user => {}
         _ => return Ok(false),
@@ -103,7 +106,7 @@ fn delete(t: &Tables, user: Uuid, id: Uuid) -> Result<bool, StoreError> {
         batch.remove(&t.one_time_prekeys, key);
     }
     wipe_mailbox(t, &mut batch, id)?;
-    wipe_sent(t, &mut batch, id)?;
+    let senders_targets = wipe_sent(t, &mut batch, id)?;
     wipe_push(t, &mut batch, id)?;
     wipe_backup(t, &mut batch, id);
     for key in Tables::keys_with_prefix(&t.device_refresh, id.as_bytes())? {
@@ -114,6 +117,8 @@ fn delete(t: &Tables, user: Uuid, id: Uuid) -> Result<bool, StoreError> {
         batch.remove(&t.device_refresh, key);
     }
     batch.commit().map_err(backend)?;
+    w.mailboxes.forget(id);
+    senders_targets.into_iter().for_each(|d| w.mailboxes.forget(d));
     Ok(true)
 }
 
@@ -134,7 +139,12 @@ fn rename(t: &Tables, user: Uuid, id: Uuid, name: Option<String>) -> Result<Opti
 
 impl Devices for EmbeddedStore {
     fn create_device(&self, new: NewDevice, max_devices: usize) -> StoreFuture<'_, ()> {
-        self.write(move |t| create(t, new, max_devices))
+        self.write(move |w| {
+            let id = new.device.id;
+            create(w, new, max_devices)?;
+            w.mailboxes.forget(id);
+            Ok(())
+        })
     }
 
     fn device(&self, id: Uuid) -> StoreFuture<'_, Option<DeviceRecord>> {
@@ -154,6 +164,6 @@ impl Devices for EmbeddedStore {
     }
 
     fn delete_device(&self, user_id: Uuid, id: Uuid) -> StoreFuture<'_, bool> {
-        self.write(move |t| delete(t, user_id, id))
+        self.write(move |w| delete(w, user_id, id))
     }
 }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use crossbeam_channel::Receiver;
 use fjall::PersistMode;
 
+use super::mailbox_index::MailboxIndex;
 use super::tables::Tables;
 use crate::config::{Durability, StoreFaults};
 use crate::limits;
@@ -28,11 +29,29 @@ use crate::store::StoreError;
 pub type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 /// A write job: runs on the writer thread, returns how to answer.
-pub type WriteJob = Box<dyn FnOnce(&Tables) -> Completion + Send>;
+pub type WriteJob = Box<dyn FnOnce(&mut Writer) -> Completion + Send>;
+
+/// What a write job works with: the tables, and the state only the writer
+/// thread holds. It dereferences to the tables, so operations that need
+/// nothing else take `&Tables`.
+pub struct Writer {
+    /// The database.
+    pub tables: Arc<Tables>,
+    /// The writer's index of mailboxes.
+    pub mailboxes: MailboxIndex,
+}
+
+impl std::ops::Deref for Writer {
+    type Target = Tables;
+
+    fn deref(&self) -> &Tables {
+        &self.tables
+    }
+}
 
 /// Runs the writer loop until every sender is dropped.
 pub fn run_writer(
-    tables: Arc<Tables>,
+    mut writer: Writer,
     jobs: Receiver<WriteJob>,
     durability: Durability,
     poisoned: Arc<AtomicBool>,
@@ -44,14 +63,14 @@ pub fn run_writer(
     };
     let mut completions: Vec<Completion> = Vec::with_capacity(limits::STORE_GROUP_COMMIT_MAX);
     while let Ok(first) = jobs.recv() {
-        completions.push(first(&tables));
+        completions.push(first(&mut writer));
         while completions.len() < limits::STORE_GROUP_COMMIT_MAX {
             match jobs.try_recv() {
-                Ok(job) => completions.push(job(&tables)),
+                Ok(job) => completions.push(job(&mut writer)),
                 Err(_) => break,
             }
         }
-        let flushed = flush(&tables, mode, &poisoned, faults);
+        let flushed = flush(&writer, mode, &poisoned, faults);
         for complete in completions.drain(..) {
             complete(match &flushed {
                 Ok(()) => Ok(()),

@@ -16,7 +16,6 @@
 //! | `device_refresh` | device id ‖ token hash | – |
 //! | `refresh_expiry` | expiry (s) ‖ token hash | – |
 //! | `mailboxes` | device id ‖ seq | [`super::records::MessageValue`] |
-//! | `mailbox_dedup` | target ‖ sender device ‖ submission id | seq |
 //! | `mailbox_expiry` | expiry (s) ‖ device id ‖ seq | – |
 //! | `mailbox_by_sender` | sender device ‖ target ‖ seq | – |
 //! | `idempotency` | sender device ‖ key | [`super::records::IdempotencyValue`] |
@@ -25,7 +24,7 @@
 //! | `attachment_expiry` | expiry (s) ‖ attachment id | – |
 //! | `backups` | device id | [`super::records::BackupValue`] |
 //! | `backup_uploads` | device id | – (the rows with an upload in progress) |
-//! | `meta` | name | value (`seq`: the last sequence number handed out) |
+//! | `meta` | name | value (`seq`: the end of the reserved block of sequence numbers) |
 //! | `push_tokens` | device id | token (UTF-8) |
 //! | `push_token_devices` | sha256(token) ‖ device id | – |
 //! | `push_jobs` | device id | due (ms) |
@@ -38,7 +37,7 @@
 use uuid::Uuid;
 
 /// Every keyspace name, in creation order.
-pub const KEYSPACES: [&str; 25] = [
+pub const KEYSPACES: [&str; 24] = [
     "users",
     "usernames",
     "devices",
@@ -50,7 +49,6 @@ pub const KEYSPACES: [&str; 25] = [
     "device_refresh",
     "refresh_expiry",
     "mailboxes",
-    "mailbox_dedup",
     "mailbox_expiry",
     "idempotency",
     "idempotency_expiry",

@@ -1,25 +1,28 @@
-//! [`Mailboxes`] on fjall. A message is a row under `device ‖ seq`, a dedup
-//! row under `target ‖ sender device ‖ submission id`, and an expiry index
-//! row; all three are written and deleted together. `seq` comes from the
-//! writer's counter, so a mailbox's order is its commit order.
+//! [`Mailboxes`] on fjall. A message is a row under `device ‖ seq`, plus a
+//! row under its sender (for the device-deletion cascade) and an expiry
+//! index row; the three are written and deleted together. `seq` comes from
+//! the writer's counter, so a mailbox's order is its commit order.
+//!
+//! The writer's [`MailboxIndex`] answers every check of an append (sender
+//! and target exist, the submission is not queued yet) and of an ack (the
+//! id names a queued message), so neither reads the store. Rows are written
+//! once and never overwritten, so they are deleted with weak tombstones,
+//! which vanish together with their row in the next memtable flush instead
+//! of being carried down the tree.
+
+use std::collections::{HashMap, HashSet};
 
 use prost::Message;
 use uuid::Uuid;
 
+use super::group_commit::Writer;
 use super::keys::{expiry_key, mailbox_key, ordered_i64, pair, seq_of_mailbox_key};
+use super::mailbox_index::Row;
 use super::push::{remove_job, schedule_wake_up};
 use super::records::{decode, message_id, seq_of_message_id, uuid, MessageValue};
 use super::tables::{backend, Tables};
 use super::EmbeddedStore;
-use crate::store::{Appended, Mailboxes, NewMessage, StoreError, StoreFuture, StoredMessage};
-
-fn dedup_key(target: Uuid, sender_device: &[u8], submission_id: &[u8]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(48);
-    key.extend_from_slice(target.as_bytes());
-    key.extend_from_slice(sender_device);
-    key.extend_from_slice(submission_id);
-    key
-}
+use crate::store::{Appended, Mailboxes, NewMessage, Queued, StoreError, StoreFuture, StoredMessage};
 
 /// `sender device ‖ target ‖ seq`.
 fn by_sender_key(sender_device: &[u8], target: Uuid, seq: u64) -> Vec<u8> {
@@ -30,73 +33,80 @@ fn by_sender_key(sender_device: &[u8], target: Uuid, seq: u64) -> Vec<u8> {
     key
 }
 
-/// Removes one message and its index rows.
-fn remove_message(t: &Tables, batch: &mut fjall::OwnedWriteBatch, device: Uuid, seq: u64, value: &MessageValue) {
-    batch.remove(&t.mailboxes, mailbox_key(device, seq));
-    batch.remove(&t.mailbox_by_sender, by_sender_key(&value.sender_device, device, seq));
-    batch.remove(
-        &t.mailbox_dedup,
-        dedup_key(device, &value.sender_device, &value.submission_id),
-    );
-    batch.remove(
-        &t.mailbox_expiry,
-        expiry_key(value.expires_at_secs, device, &seq.to_be_bytes()),
-    );
+/// Adds the deletion of one message and its index rows to `batch`.
+fn remove_message(t: &Tables, batch: &mut fjall::OwnedWriteBatch, device: Uuid, seq: u64, sender: &[u8], expiry: i64) {
+    batch.remove_weak(&t.mailboxes, mailbox_key(device, seq));
+    batch.remove_weak(&t.mailbox_by_sender, by_sender_key(sender, device, seq));
+    batch.remove_weak(&t.mailbox_expiry, expiry_key(expiry, device, &seq.to_be_bytes()));
 }
 
-/// Removes every message of `device` (takeover, device deletion).
+fn remove_stored(t: &Tables, batch: &mut fjall::OwnedWriteBatch, device: Uuid, seq: u64, value: &MessageValue) {
+    remove_message(t, batch, device, seq, &value.sender_device, value.expires_at_secs);
+}
+
+/// Removes every message of `device` (takeover, device deletion). The
+/// caller forgets the device in the index after the commit.
 pub(super) fn wipe_mailbox(t: &Tables, batch: &mut fjall::OwnedWriteBatch, device: Uuid) -> Result<(), StoreError> {
     for (key, value) in Tables::pairs_with_prefix(&t.mailboxes, device.as_bytes())? {
         let seq = seq_of_mailbox_key(&key).unwrap_or_default();
-        remove_message(t, batch, device, seq, &decode::<MessageValue>("mailboxes", &value)?);
+        remove_stored(t, batch, device, seq, &decode::<MessageValue>("mailboxes", &value)?);
     }
     Ok(())
 }
 
 /// Removes every message `sender` still has queued for anybody (device
-/// deletion).
-pub(super) fn wipe_sent(t: &Tables, batch: &mut fjall::OwnedWriteBatch, sender: Uuid) -> Result<(), StoreError> {
+/// deletion); returns the devices whose mailboxes changed, for the caller
+/// to forget in the index after the commit.
+pub(super) fn wipe_sent(
+    t: &Tables,
+    batch: &mut fjall::OwnedWriteBatch,
+    sender: Uuid,
+) -> Result<HashSet<Uuid>, StoreError> {
+    let mut targets = HashSet::new();
     for key in Tables::keys_with_prefix(&t.mailbox_by_sender, sender.as_bytes())? {
         let target = uuid("mailbox_by_sender", key.get(16..32).unwrap_or_default())?;
         let seq = seq_of_mailbox_key(key.get(16..).unwrap_or_default()).unwrap_or_default();
         match Tables::get(&t.mailboxes, &mailbox_key(target, seq))? {
-            Some(value) => remove_message(t, batch, target, seq, &decode::<MessageValue>("mailboxes", &value)?),
-            None => batch.remove(&t.mailbox_by_sender, key),
+            Some(value) => remove_stored(t, batch, target, seq, &decode::<MessageValue>("mailboxes", &value)?),
+            None => batch.remove_weak(&t.mailbox_by_sender, key),
         }
+        targets.insert(target);
     }
-    Ok(())
+    Ok(targets)
 }
 
-fn device_exists(t: &Tables, known: &mut std::collections::HashMap<Uuid, bool>, id: Uuid) -> Result<bool, StoreError> {
-    if let Some(exists) = known.get(&id) {
-        return Ok(*exists);
-    }
-    let exists = t.devices.contains_key(id.as_bytes()).map_err(backend)?;
-    known.insert(id, exists);
-    Ok(exists)
+/// What an append decided for one message before its commit.
+struct Accepted {
+    target: Uuid,
+    seq: u64,
+    row: Row,
 }
 
-fn append(t: &Tables, messages: Vec<NewMessage>) -> Result<Vec<Appended>, StoreError> {
+fn append(w: &mut Writer, messages: Vec<NewMessage>) -> Result<Vec<Appended>, StoreError> {
+    let t = w.tables.clone();
     let mut batch = t.db.batch();
     let mut outcomes = Vec::with_capacity(messages.len());
-    let mut seen_in_batch = std::collections::HashSet::new();
-    let mut known_devices = std::collections::HashMap::new();
-    let mut woken = std::collections::HashSet::new();
+    let mut accepted: Vec<Accepted> = Vec::with_capacity(messages.len());
+    let mut in_batch = HashSet::new();
+    let mut newest_in_batch: HashMap<Uuid, u64> = HashMap::new();
+    let mut woken = HashSet::new();
     for m in messages {
-        if !device_exists(t, &mut known_devices, m.sender_device)? {
+        if !w.mailboxes.exists(&t, m.sender_device)? {
             outcomes.push(Appended::NoSuchSender);
             continue;
         }
-        if !device_exists(t, &mut known_devices, m.target)? {
+        let Some(mailbox) = w.mailboxes.mailbox(&t, m.target)? else {
             outcomes.push(Appended::NoSuchDevice);
             continue;
-        }
-        let dedup = dedup_key(m.target, m.sender_device.as_bytes(), m.submission_id.as_bytes());
-        if !seen_in_batch.insert(dedup.clone()) || t.mailbox_dedup.contains_key(&dedup).map_err(backend)? {
+        };
+        let queued_earlier = mailbox.holds(m.sender_device, m.submission_id);
+        let newest_queued = mailbox.newest();
+        if queued_earlier || !in_batch.insert((m.target, m.sender_device, m.submission_id)) {
             outcomes.push(Appended::Duplicate);
             continue;
         }
         let seq = t.next_seqs(&mut batch, 1);
+        let prev = newest_in_batch.insert(m.target, seq).or(newest_queued);
         let value = MessageValue {
             sender_user: m.sender_user.as_bytes().to_vec(),
             sender_device: m.sender_device.as_bytes().to_vec(),
@@ -106,7 +116,6 @@ fn append(t: &Tables, messages: Vec<NewMessage>) -> Result<Vec<Appended>, StoreE
             expires_at_secs: m.expires_at_secs,
         };
         batch.insert(&t.mailboxes, mailbox_key(m.target, seq), value.encode_to_vec());
-        batch.insert(&t.mailbox_dedup, dedup, seq.to_be_bytes().to_vec());
         batch.insert(
             &t.mailbox_by_sender,
             by_sender_key(m.sender_device.as_bytes(), m.target, seq),
@@ -119,12 +128,29 @@ fn append(t: &Tables, messages: Vec<NewMessage>) -> Result<Vec<Appended>, StoreE
         );
         if let Some(due) = m.wake_at_ms {
             if woken.insert(m.target) {
-                schedule_wake_up(t, &mut batch, m.target, due)?;
+                schedule_wake_up(&t, &mut batch, m.target, due)?;
             }
         }
-        outcomes.push(Appended::Stored(seq));
+        outcomes.push(Appended::Stored(Queued {
+            seq,
+            id: message_id(m.created_at_ms, seq),
+            prev,
+        }));
+        accepted.push(Accepted {
+            target: m.target,
+            seq,
+            row: Row {
+                sender_device: m.sender_device,
+                submission_id: m.submission_id,
+                created_at_ms: m.created_at_ms,
+                expires_at_secs: m.expires_at_secs,
+            },
+        });
     }
     batch.commit().map_err(backend)?;
+    for a in accepted {
+        w.mailboxes.add(a.target, a.seq, a.row);
+    }
     Ok(outcomes)
 }
 
@@ -161,40 +187,44 @@ fn fetch(
     Ok(out)
 }
 
-fn ack(t: &Tables, device: Uuid, ids: Vec<Uuid>) -> Result<usize, StoreError> {
+fn ack(w: &mut Writer, device: Uuid, mut ids: Vec<Uuid>) -> Result<usize, StoreError> {
+    let t = w.tables.clone();
+    ids.sort_unstable();
+    ids.dedup();
+    let Some(mailbox) = w.mailboxes.mailbox(&t, device)? else {
+        return Ok(0);
+    };
     let mut batch = t.db.batch();
-    let mut deleted = 0;
+    let mut deleted = Vec::with_capacity(ids.len());
     for id in ids {
         let seq = seq_of_message_id(id.as_bytes());
-        if let Some(value) = Tables::get(&t.mailboxes, &mailbox_key(device, seq))? {
-            let value = decode::<MessageValue>("mailboxes", &value)?;
-            if message_id(value.created_at_ms, seq) == id {
-                remove_message(t, &mut batch, device, seq, &value);
-                deleted += 1;
-            }
+        let Some(row) = mailbox.row(seq) else {
+            continue;
+        };
+        if message_id(row.created_at_ms, seq) != id {
+            continue;
         }
+        let sender = row.sender_device.as_bytes();
+        remove_message(&t, &mut batch, device, seq, sender, row.expires_at_secs);
+        deleted.push(seq);
     }
-    remove_job(t, &mut batch, device)?;
+    remove_job(&t, &mut batch, device)?;
     batch.commit().map_err(backend)?;
-    advance_head(t, device)?;
-    Ok(deleted)
-}
-
-/// Moves the device's mailbox head to its first live row, so later fetches
-/// that start at the beginning do not walk the tombstones of acked rows.
-/// The head only moves forward, so each tombstone is walked here once.
-fn advance_head(t: &Tables, device: Uuid) -> Result<(), StoreError> {
-    let start = mailbox_key(device, t.mailbox_head(device));
-    let first_live = match t.mailboxes.range(start..=mailbox_key(device, u64::MAX)).next() {
-        Some(guard) => seq_of_mailbox_key(&guard.key().map_err(backend)?).unwrap_or_default(),
-        None => t.last_seq.load(std::sync::atomic::Ordering::Relaxed) + 1,
+    for seq in &deleted {
+        w.mailboxes.remove(device, *seq);
+    }
+    let head = match w.mailboxes.mailbox(&t, device)? {
+        Some(mailbox) => mailbox.oldest(),
+        None => None,
     };
-    t.set_mailbox_head(device, first_live);
-    Ok(())
+    t.set_mailbox_head(device, head.unwrap_or_else(|| t.last_seq() + 1));
+    Ok(deleted.len())
 }
 
-fn expire(t: &Tables, now: i64, limit: usize) -> Result<usize, StoreError> {
+fn expire(w: &mut Writer, now: i64, limit: usize) -> Result<usize, StoreError> {
+    let t = w.tables.clone();
     let mut batch = t.db.batch();
+    let mut touched = HashSet::new();
     let mut expired = 0;
     for guard in t
         .mailbox_expiry
@@ -205,16 +235,19 @@ fn expire(t: &Tables, now: i64, limit: usize) -> Result<usize, StoreError> {
         let device = uuid("mailbox_expiry", key.get(8..24).unwrap_or_default())?;
         let seq = u64::from_be_bytes(key.get(24..32).and_then(|s| s.try_into().ok()).unwrap_or_default());
         match Tables::get(&t.mailboxes, &mailbox_key(device, seq))? {
-            Some(v) => remove_message(t, &mut batch, device, seq, &decode::<MessageValue>("mailboxes", &v)?),
-            None => batch.remove(&t.mailbox_expiry, key.to_vec()),
+            Some(v) => remove_stored(&t, &mut batch, device, seq, &decode::<MessageValue>("mailboxes", &v)?),
+            None => batch.remove_weak(&t.mailbox_expiry, key.to_vec()),
         }
+        touched.insert(device);
         expired += 1;
     }
     batch.commit().map_err(backend)?;
+    touched.into_iter().for_each(|d| w.mailboxes.forget(d));
     Ok(expired)
 }
 
-fn prune(t: &Tables, device: Uuid, max: usize) -> Result<usize, StoreError> {
+fn prune(w: &mut Writer, device: Uuid, max: usize) -> Result<usize, StoreError> {
+    let t = w.tables.clone();
     let keys = Tables::keys_with_prefix(&t.mailboxes, device.as_bytes())?;
     let excess = keys.len().saturating_sub(max);
     if excess == 0 {
@@ -224,8 +257,8 @@ fn prune(t: &Tables, device: Uuid, max: usize) -> Result<usize, StoreError> {
     for key in keys.iter().take(excess) {
         if let Some(value) = Tables::get(&t.mailboxes, key)? {
             let seq = seq_of_mailbox_key(key).unwrap_or_default();
-            remove_message(
-                t,
+            remove_stored(
+                &t,
                 &mut batch,
                 device,
                 seq,
@@ -234,12 +267,13 @@ fn prune(t: &Tables, device: Uuid, max: usize) -> Result<usize, StoreError> {
         }
     }
     batch.commit().map_err(backend)?;
+    w.mailboxes.forget(device);
     Ok(excess)
 }
 
 impl Mailboxes for EmbeddedStore {
     fn append(&self, messages: Vec<NewMessage>) -> StoreFuture<'_, Vec<Appended>> {
-        self.write(move |t| append(t, messages))
+        self.write(move |w| append(w, messages))
     }
 
     fn fetch(
@@ -253,15 +287,15 @@ impl Mailboxes for EmbeddedStore {
     }
 
     fn ack(&self, device: Uuid, ids: Vec<Uuid>) -> StoreFuture<'_, usize> {
-        self.write(move |t| ack(t, device, ids))
+        self.write(move |w| ack(w, device, ids))
     }
 
     fn expire_messages(&self, now_secs: i64, limit: usize) -> StoreFuture<'_, usize> {
-        self.write(move |t| expire(t, now_secs, limit))
+        self.write(move |w| expire(w, now_secs, limit))
     }
 
     fn prune_mailbox(&self, device: Uuid, max: usize) -> StoreFuture<'_, usize> {
-        self.write(move |t| prune(t, device, max))
+        self.write(move |w| prune(w, device, max))
     }
 
     fn device_page(&self, after: Option<Uuid>, limit: usize) -> StoreFuture<'_, Vec<Uuid>> {

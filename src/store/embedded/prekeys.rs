@@ -194,7 +194,13 @@ impl Keys for EmbeddedStore {
         upload_: KeyUpload,
         verify: SignatureCheck,
     ) -> StoreFuture<'_, Result<UploadOutcome, UploadRejection>> {
-        self.write(move |t| upload(t, device_id, upload_, verify))
+        self.write(move |w| {
+            let outcome = upload(w, device_id, upload_, verify)?;
+            if outcome == Ok(UploadOutcome::TookOver) {
+                w.mailboxes.forget(device_id);
+            }
+            Ok(outcome)
+        })
     }
 
     fn take_bundle(&self, device_id: Uuid) -> StoreFuture<'_, Option<Bundle>> {

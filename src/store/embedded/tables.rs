@@ -41,8 +41,6 @@ pub struct Tables {
     #[allow(missing_docs)]
     pub mailboxes: Keyspace,
     #[allow(missing_docs)]
-    pub mailbox_dedup: Keyspace,
-    #[allow(missing_docs)]
     pub mailbox_expiry: Keyspace,
     #[allow(missing_docs)]
     pub idempotency: Keyspace,
@@ -69,12 +67,17 @@ pub struct Tables {
     #[allow(missing_docs)]
     pub backup_uploads: Keyspace,
     /// The last sequence number handed out; only the writer advances it.
-    pub last_seq: AtomicU64,
+    last_seq: AtomicU64,
+    /// The end of the block of sequence numbers the `meta` row reserves.
+    seq_reserved: AtomicU64,
     /// Per device, a mailbox position below which every row is deleted
     /// (kept in memory; after a restart fetches start at 0 until the
     /// device's next ack).
     mailbox_heads: Mutex<HashMap<Uuid, u64>>,
 }
+
+/// Sequence numbers reserved per `meta` write (see [`Tables::next_seqs`]).
+const SEQ_BLOCK: u64 = 1 << 16;
 
 /// A stored (key, value) pair.
 pub type KeyValue = (Vec<u8>, Vec<u8>);
@@ -94,7 +97,7 @@ impl Tables {
             .open()
             .map_err(backend)?;
         let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).map_err(backend);
-        let [users, usernames, devices, user_devices, signed_prekeys, one_time_prekeys, refresh_tokens, refresh_families, device_refresh, refresh_expiry, mailboxes, mailbox_dedup, mailbox_expiry, idempotency, idempotency_expiry, meta, mailbox_by_sender, push_tokens, push_token_devices, push_jobs, push_due, attachments, attachment_expiry, backups, backup_uploads] =
+        let [users, usernames, devices, user_devices, signed_prekeys, one_time_prekeys, refresh_tokens, refresh_families, device_refresh, refresh_expiry, mailboxes, mailbox_expiry, idempotency, idempotency_expiry, meta, mailbox_by_sender, push_tokens, push_token_devices, push_jobs, push_due, attachments, attachment_expiry, backups, backup_uploads] =
             KEYSPACES;
         let meta = ks(meta)?;
         let last_seq = match meta.get(META_SEQ).map_err(backend)? {
@@ -116,7 +119,6 @@ impl Tables {
             device_refresh: ks(device_refresh)?,
             refresh_expiry: ks(refresh_expiry)?,
             mailboxes: ks(mailboxes)?,
-            mailbox_dedup: ks(mailbox_dedup)?,
             mailbox_expiry: ks(mailbox_expiry)?,
             idempotency: ks(idempotency)?,
             idempotency_expiry: ks(idempotency_expiry)?,
@@ -131,6 +133,7 @@ impl Tables {
             backups: ks(backups)?,
             backup_uploads: ks(backup_uploads)?,
             last_seq: AtomicU64::new(last_seq),
+            seq_reserved: AtomicU64::new(last_seq),
             mailbox_heads: Mutex::default(),
             db,
         })
@@ -158,12 +161,27 @@ impl Tables {
     }
 
     /// Hands out the next `n` sequence numbers (writer thread only) and
-    /// records the new high-water mark in `batch`, so a restart continues
-    /// after it. Returns the first.
+    /// returns the first. Numbers are reserved in blocks of [`SEQ_BLOCK`]:
+    /// when a block runs out, `batch` records the end of the next one, so
+    /// a restart continues after every number that may have been used
+    /// (skipping the rest of the block) while the `meta` row is written
+    /// once per block, not once per message. The reservation commits in
+    /// the same batch as the first number it covers, and the journal is
+    /// sequential, so no number survives a crash without its reservation.
     pub fn next_seqs(&self, batch: &mut fjall::OwnedWriteBatch, n: u64) -> u64 {
         let first = self.last_seq.fetch_add(n, Ordering::Relaxed) + 1;
-        batch.insert(&self.meta, META_SEQ.to_vec(), (first + n - 1).to_be_bytes().to_vec());
+        let last = first + n.max(1) - 1;
+        if last > self.seq_reserved.load(Ordering::Relaxed) {
+            let reserved = last + SEQ_BLOCK;
+            batch.insert(&self.meta, META_SEQ.to_vec(), reserved.to_be_bytes().to_vec());
+            self.seq_reserved.store(reserved, Ordering::Relaxed);
+        }
         first
+    }
+
+    /// The last sequence number handed out.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq.load(Ordering::Relaxed)
     }
 
     /// The mailbox head of `device` (0 if unknown).
