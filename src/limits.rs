@@ -141,3 +141,10 @@ pub const SIDE_RUNTIME_BLOCKING_THREADS: usize = 8;
 
 const _: () = assert!(HTTP_DISCARD_BYTES_MAX >= HTTP_READ_CHUNK_BYTES);
 const _: () = assert!(HTTP_HEADER_BYTES_MAX >= 1024, "a request line needs room");
+
+/// New messages a gateway session holds before it drops them and reads the
+/// store instead (a session whose client reads slowly stops buffering).
+pub const SESSION_ARRIVALS_MAX: usize = 256;
+
+/// Payload bytes of the new messages a gateway session holds at most.
+pub const SESSION_ARRIVAL_BYTES_MAX: usize = 1 << 20;

@@ -52,9 +52,15 @@ pub enum Counter {
     PushErrors,
     /// `obscura_push_invalid_tokens_total`
     PushInvalidTokens,
+    /// `obscura_websocket_envelopes_delivered_total{source="arrival"}`:
+    /// written as their owner handed them over, without a store read.
+    EnvelopesFromArrivals,
+    /// `obscura_websocket_envelopes_delivered_total{source="store"}`:
+    /// read from the mailbox (backlog, or after a gap).
+    EnvelopesFromStore,
 }
 
-const COUNTER_NAMES: [(&str, &str); 14] = [
+const COUNTER_NAMES: [(&str, &str); 16] = [
     ("obscura_registrations_total", ""),
     ("obscura_logins_total", ""),
     ("obscura_token_refreshes_total", ""),
@@ -69,6 +75,8 @@ const COUNTER_NAMES: [(&str, &str); 14] = [
     ("obscura_push_notifications_sent_total", ""),
     ("obscura_push_notification_errors_total", ""),
     ("obscura_push_invalid_tokens_total", ""),
+    ("obscura_websocket_envelopes_delivered_total", "source=\"arrival\""),
+    ("obscura_websocket_envelopes_delivered_total", "source=\"store\""),
 ];
 
 /// One shard's slots.

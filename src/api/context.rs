@@ -19,7 +19,7 @@ use crate::auth::rate_limit::Buckets;
 use crate::auth::tokens::{bearer_token, Principal, TokenKeys};
 use crate::blob::Blobs;
 use crate::config::Config;
-use crate::gateway::events::{DeviceEvent, Presence, SessionSignal};
+use crate::gateway::events::{Arrival, DeviceEvent, Presence, SessionRef, SessionSignal};
 use crate::http::RequestHead;
 use crate::offload::oneshot;
 use crate::push::worker::Pusher;
@@ -120,21 +120,55 @@ impl ShardLocal {
         }
     }
 
+    /// Hands new messages to a session of this shard (if it is still open).
+    pub fn arrive_at_session(&self, id: u64, arrivals: &[Arrival]) {
+        let signal = self.sessions.borrow().get(&id).cloned();
+        if let Some(signal) = signal {
+            signal.arrive(arrivals);
+        }
+    }
+
     /// On the owner shard of `device`: raises `event` on every open session
     /// of the device, wherever its socket is.
     pub fn notify(&self, device: Uuid, event: DeviceEvent) {
-        debug_assert_eq!(placement::device_owner(device, self.mesh.shards()), self.me);
-        let sessions = self.presence.borrow().sessions(&device).to_vec();
-        for session in sessions {
+        for session in self.sessions_of(device) {
             if session.shard == self.me {
                 self.signal_session(session.id, event);
-                continue;
+            } else {
+                self.send_to(
+                    session.shard,
+                    Box::new(move |local| local.signal_session(session.id, event)),
+                );
             }
-            let job: Job<ShardLocal> = Box::new(move |local| local.signal_session(session.id, event));
-            if let Err(job) = self.mesh.try_push(session.shard, job) {
-                let mesh = self.mesh.clone();
-                monoio::spawn(async move { mesh.push(session.shard, job).await });
+        }
+    }
+
+    /// On the owner shard of `device`: hands the messages just appended
+    /// for it to every open session of the device, wherever its socket is.
+    pub fn deliver(&self, device: Uuid, arrivals: Vec<Arrival>) {
+        for session in self.sessions_of(device) {
+            if session.shard == self.me {
+                self.arrive_at_session(session.id, &arrivals);
+            } else {
+                let arrivals = arrivals.clone();
+                self.send_to(
+                    session.shard,
+                    Box::new(move |local| local.arrive_at_session(session.id, &arrivals)),
+                );
             }
+        }
+    }
+
+    fn sessions_of(&self, device: Uuid) -> Vec<SessionRef> {
+        debug_assert_eq!(placement::device_owner(device, self.mesh.shards()), self.me);
+        self.presence.borrow().sessions(&device).to_vec()
+    }
+
+    /// Queues `job` on `shard` without waiting (in a task when its inbox is full).
+    fn send_to(&self, shard: ShardId, job: Job<ShardLocal>) {
+        if let Err(job) = self.mesh.try_push(shard, job) {
+            let mesh = self.mesh.clone();
+            monoio::spawn(async move { mesh.push(shard, job).await });
         }
     }
 }

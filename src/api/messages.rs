@@ -29,14 +29,14 @@ use uuid::Uuid;
 use super::error::{device_scope_required, ApiError};
 use super::{RequestCtx, ShardLocal};
 use crate::admin::metrics::Counter;
-use crate::gateway::events::DeviceEvent;
+use crate::gateway::events::Arrival;
 use crate::http::{Body, Response};
 use crate::offload::oneshot;
 use crate::proto::send_message_response::{ErrorCode, FailedSubmission};
 use crate::proto::{SendMessageRequest, SendMessageResponse};
 use crate::shard::mesh::MeshEndpoint;
 use crate::shard::{placement, ShardId};
-use crate::store::{Appended, NewMessage, StoreError};
+use crate::store::{Appended, NewMessage, StoreError, StoredMessage};
 use crate::util::time::{millis_after, now_millis, now_secs};
 
 /// `Content-Type` of the answer, as the contract says.
@@ -326,15 +326,34 @@ async fn append_on_owners(ctx: &RequestCtx<'_>, messages: &[NewMessage]) -> Resu
     Ok(outcomes)
 }
 
-/// On a target owner: appends, then tells the targets' sessions.
+/// On a target owner: appends, then hands the stored messages to the
+/// targets' sessions.
 async fn append_and_notify(owner: Rc<ShardLocal>, group: Vec<NewMessage>) -> Result<Vec<Appended>, StoreError> {
-    let targets: Vec<Uuid> = group.iter().map(|m| m.target).collect();
-    let outcomes = owner.app.store.append(group).await?;
-    let mut told = std::collections::HashSet::new();
-    for (target, outcome) in targets.iter().zip(&outcomes) {
-        if matches!(outcome, Appended::Stored(_)) && told.insert(*target) {
-            owner.notify(*target, DeviceEvent::MessagesArrived);
+    let outcomes = owner.app.store.append(group.clone()).await?;
+    let mut arrivals: Vec<(Uuid, Vec<Arrival>)> = Vec::new();
+    for (m, outcome) in group.into_iter().zip(&outcomes) {
+        let Appended::Stored(queued) = outcome else {
+            continue;
+        };
+        let arrival = Arrival {
+            expires_at_secs: m.expires_at_secs,
+            message: StoredMessage {
+                seq: queued.seq,
+                id: queued.id,
+                sender_user: m.sender_user,
+                sender_device: m.sender_device,
+                payload: m.payload,
+                created_at_ms: m.created_at_ms,
+            },
+            prev: queued.prev,
+        };
+        match arrivals.iter_mut().find(|(target, _)| *target == m.target) {
+            Some((_, list)) => list.push(arrival),
+            None => arrivals.push((m.target, vec![arrival])),
         }
+    }
+    for (target, list) in arrivals {
+        owner.deliver(target, list);
     }
     Ok(outcomes)
 }

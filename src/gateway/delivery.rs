@@ -1,15 +1,71 @@
-//! Packing queued messages into frames: for v1 sockets `EnvelopeBatch`
-//! frames (BEHAVIOR.md §8.5) — envelopes in delivery order, a new frame
-//! whenever the next envelope would push the frame's envelopes past the
-//! byte cap, unless the frame is empty, so an envelope larger than the cap
-//! goes alone, never dropped; for legacy sockets (`?token=`, §17.2 item 8)
-//! one `envelope` (field 10) frame per message, which unmodified legacy
-//! clients read.
+//! What a session delivers and how it is framed. [`follow`] decides which
+//! messages handed over by the owner ([`Arrival`]s) can go out without a
+//! store read. Frames: for v1 sockets `EnvelopeBatch` frames (BEHAVIOR.md
+//! §8.5) — envelopes in delivery order, a new frame whenever the next
+//! envelope would push the frame's envelopes past the byte cap, unless the
+//! frame is empty, so an envelope larger than the cap goes alone, never
+//! dropped; for legacy sockets (`?token=`, §17.2 item 8) one `envelope`
+//! (field 10) frame per message, which unmodified legacy clients read.
 
 use prost::Message;
 
+use super::events::Arrival;
 use crate::proto::{web_socket_frame::Payload, Envelope, EnvelopeBatch, PreKeyStatus, WebSocketFrame};
 use crate::store::StoredMessage;
+
+/// What [`follow`] decided.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Followed {
+    /// Messages to write now, in order.
+    pub ready: Vec<StoredMessage>,
+    /// The session's cursor after them.
+    pub cursor: Option<u64>,
+    /// The store must be read after `cursor`: an arrival's predecessor is
+    /// past the cursor (it may not have been delivered), or arrivals were
+    /// dropped.
+    pub gap: bool,
+}
+
+/// Walks `arrivals` (in the order they came) from a session's `cursor` (the
+/// last mailbox position it delivered): one at or before the cursor was
+/// delivered already; one whose predecessor is at or before the cursor (or
+/// that had none) follows without a gap and is ready (unless it expired at
+/// `now_secs`: then it only moves the cursor); at the first that may not
+/// follow, the rest is left to a store read. `complete` is `false` when
+/// arrivals were dropped, which is a gap from the start.
+pub fn follow(mut cursor: Option<u64>, arrivals: Vec<Arrival>, complete: bool, now_secs: i64) -> Followed {
+    let mut ready = Vec::with_capacity(arrivals.len());
+    if !complete {
+        return Followed {
+            ready,
+            cursor,
+            gap: true,
+        };
+    }
+    for arrival in arrivals {
+        let seq = arrival.message.seq;
+        if cursor.is_some_and(|c| seq <= c) {
+            continue;
+        }
+        let may_have_missed = arrival.prev.is_some_and(|p| cursor.is_none_or(|c| p > c));
+        if may_have_missed {
+            return Followed {
+                ready,
+                cursor,
+                gap: true,
+            };
+        }
+        cursor = Some(seq);
+        if arrival.expires_at_secs > now_secs {
+            ready.push(arrival.message);
+        }
+    }
+    Followed {
+        ready,
+        cursor,
+        gap: false,
+    }
+}
 
 /// The envelope of a queued message.
 pub fn envelope(m: &StoredMessage) -> Envelope {
@@ -125,6 +181,61 @@ mod tests {
             .sum();
         assert_eq!(total, 10);
         assert_eq!(batch_frames(&[message(1, &[1u8; 4096])], 1024).len(), 1);
+    }
+
+    fn arrival(seq: u64, prev: Option<u64>) -> Arrival {
+        Arrival {
+            message: message(seq, b"x"),
+            prev,
+            expires_at_secs: 100,
+        }
+    }
+
+    fn seqs(f: &Followed) -> Vec<u64> {
+        f.ready.iter().map(|m| m.seq).collect()
+    }
+
+    /// Goal: a chain of arrivals from the cursor goes out without a store
+    /// read; a repeat is skipped; an expired one moves the cursor only.
+    #[test]
+    fn arrivals_that_follow_the_cursor_are_ready() {
+        let chain = vec![
+            arrival(5, None),
+            arrival(7, Some(5)),
+            arrival(7, Some(5)),
+            arrival(9, Some(7)),
+        ];
+        let f = follow(None, chain, true, 50);
+        assert_eq!((seqs(&f), f.cursor, f.gap), (vec![5, 7, 9], Some(9), false));
+        let f = follow(Some(7), vec![arrival(6, None), arrival(8, Some(3))], true, 50);
+        assert_eq!(
+            (seqs(&f), f.cursor, f.gap),
+            (vec![8], Some(8), false),
+            "6 was delivered"
+        );
+        let expired = Arrival {
+            expires_at_secs: 40,
+            ..arrival(11, Some(9))
+        };
+        let f = follow(Some(9), vec![expired, arrival(12, Some(11))], true, 50);
+        assert_eq!((seqs(&f), f.cursor), (vec![12], Some(12)));
+    }
+
+    /// Goal: an arrival whose predecessor may not have been delivered, and
+    /// dropped arrivals, leave the rest to a store read after the cursor.
+    #[test]
+    fn a_gap_stops_at_the_cursor() {
+        let f = follow(
+            Some(3),
+            vec![arrival(4, Some(3)), arrival(9, Some(8)), arrival(10, Some(9))],
+            true,
+            50,
+        );
+        assert_eq!((seqs(&f), f.cursor, f.gap), (vec![4], Some(4), true));
+        let f = follow(None, vec![arrival(9, Some(8))], true, 50);
+        assert!(f.gap && f.ready.is_empty(), "no cursor yet: 8 may be undelivered");
+        let f = follow(Some(3), vec![arrival(4, Some(3))], false, 50);
+        assert_eq!((seqs(&f), f.cursor, f.gap), (vec![], Some(3), true));
     }
 
     #[test]

@@ -1,9 +1,15 @@
 //! Per-device events and where they go. The owner shard of a device keeps
 //! its [`Presence`]: every open session of the device as (shard, session id).
-//! [`notify`] raises an event on each of them — directly on the own shard,
+//! The owner raises an event on each of them — directly on the own shard,
 //! over the mesh otherwise. A session sees events as bits of its
 //! [`SessionSignal`]; events of one kind that arrive while one is pending
 //! coalesce.
+//!
+//! New messages travel with their event: the owner hands each session the
+//! [`Arrival`]s of an append, and the session writes them without reading
+//! the store when their `prev` shows it missed nothing before them. A
+//! session holds a bounded number of arrivals; past that it drops them and
+//! reads the store instead.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -13,7 +19,30 @@ use std::task::{Context, Poll, Waker};
 
 use uuid::Uuid;
 
+use crate::limits;
 use crate::shard::ShardId;
+use crate::store::StoredMessage;
+
+/// A message handed to a session right after its append.
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    /// The message as the store keeps it.
+    pub message: StoredMessage,
+    /// The newest message queued before it in the mailbox at its commit
+    /// ([`crate::store::Queued::prev`]).
+    pub prev: Option<u64>,
+    /// Expiry, Unix seconds: an expired message is never delivered.
+    pub expires_at_secs: i64,
+}
+
+/// The arrivals a session has not taken yet.
+#[derive(Default)]
+struct Arrivals {
+    messages: Vec<Arrival>,
+    bytes: usize,
+    /// Some were dropped over the bound: the store has them.
+    dropped: bool,
+}
 
 /// Something happened to a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,9 +60,43 @@ pub enum DeviceEvent {
 pub struct SessionSignal {
     pending: Cell<u8>,
     waker: RefCell<Option<Waker>>,
+    arrivals: RefCell<Arrivals>,
 }
 
 impl SessionSignal {
+    /// Hands new messages to the session and raises
+    /// [`DeviceEvent::MessagesArrived`]. Beyond
+    /// [`limits::SESSION_ARRIVALS_MAX`] messages or
+    /// [`limits::SESSION_ARRIVAL_BYTES_MAX`] bytes waiting, they are dropped:
+    /// the session then reads the store, which has them.
+    pub fn arrive(&self, messages: &[Arrival]) {
+        {
+            let mut arrivals = self.arrivals.borrow_mut();
+            let bytes: usize = messages.iter().map(|a| a.message.payload.len()).sum();
+            let count = arrivals.messages.len() + messages.len();
+            if arrivals.dropped
+                || count > limits::SESSION_ARRIVALS_MAX
+                || arrivals.bytes + bytes > limits::SESSION_ARRIVAL_BYTES_MAX
+            {
+                *arrivals = Arrivals {
+                    dropped: true,
+                    ..Arrivals::default()
+                };
+            } else {
+                arrivals.messages.extend_from_slice(messages);
+                arrivals.bytes += bytes;
+            }
+        }
+        self.raise(DeviceEvent::MessagesArrived);
+    }
+
+    /// Takes the waiting arrivals, in the order they came; `false` when
+    /// some were dropped since the last take.
+    pub fn take_arrivals(&self) -> (Vec<Arrival>, bool) {
+        let arrivals = std::mem::take(&mut *self.arrivals.borrow_mut());
+        (arrivals.messages, !arrivals.dropped)
+    }
+
     /// Raises `event` and wakes the session.
     pub fn raise(&self, event: DeviceEvent) {
         self.pending.set(self.pending.get() | event as u8);

@@ -5,10 +5,12 @@
 //!
 //! 1. joins the device's presence on its owner shard (so events reach it),
 //! 2. sends the welcome `PreKeyStatus` when the device is low on prekeys,
-//! 3. delivers the backlog and then every arrival, reading the mailbox after
-//!    its cursor (a mailbox position in commit order, so late commits are
-//!    never skipped), in `EnvelopeBatch` frames (one `envelope` frame per
-//!    message on a legacy socket),
+//! 3. delivers the backlog, reading the mailbox after its cursor (a mailbox
+//!    position in commit order, so late commits are never skipped), then
+//!    every new message as its owner hands it over ([`super::events::Arrival`]): written
+//!    straight away when its predecessor is at or before the cursor, else
+//!    the mailbox is read after the cursor again; in `EnvelopeBatch` frames
+//!    (one `envelope` frame per message on a legacy socket),
 //! 4. answers pings, batches acks into deletes on the owner shard, pings
 //!    the client and closes it when silent or stuck, and closes on takeover,
 //!    deletion (Disconnect) or shutdown (1001).
@@ -30,7 +32,7 @@ use prost::Message;
 use tungstenite::protocol::frame::coding::{Control, OpCode};
 use uuid::Uuid;
 
-use super::delivery::{frames, prekey_status, Framing};
+use super::delivery::{follow, frames, prekey_status, Framing};
 use super::events::{DeviceEvent, Events, SessionRef, SessionSignal};
 use super::websocket::{self, FrameReader, Inbound};
 use crate::admin::metrics::Counter;
@@ -39,6 +41,7 @@ use crate::config::Config;
 use crate::proto::{web_socket_frame::Payload, WebSocketFrame};
 use crate::shard::mesh::MeshEndpoint;
 use crate::shard::placement;
+use crate::store::StoredMessage;
 use crate::util::time::now_secs;
 
 /// Pongs owed at once; a client that pings faster than we write gets the
@@ -291,7 +294,7 @@ impl Session {
             self.prekey_due = Some(Instant::now() + self.limits.debounce);
         }
         if events.has(DeviceEvent::MessagesArrived) {
-            self.deliver().await?;
+            self.deliver_arrivals().await?;
         }
         let now = Instant::now();
         if self.ack_due.is_some_and(|due| due <= now) || self.acks.len() >= self.limits.ack_batch {
@@ -349,17 +352,49 @@ impl Session {
                 return Ok(());
             };
             self.cursor = Some(last.seq);
-            let frames = frames(&fetched, self.framing, self.limits.batch_bytes);
-            for chunk in frames.chunks(self.limits.outbound_frames.max(1)) {
-                for frame in chunk {
-                    self.send(websocket::binary(frame)).await?;
-                }
-                self.answer_socket().await?;
-            }
+            self.count(Counter::EnvelopesFromStore, fetched.len());
+            self.send_messages(&fetched).await?;
             if fetched.len() < self.limits.fetch {
                 return Ok(());
             }
         }
+    }
+
+    /// Delivers the messages handed to the session since the last step
+    /// when they follow its cursor without a gap, without reading the
+    /// store; from the first one that may not (its predecessor is past
+    /// the cursor, or arrivals were dropped), reads the store instead.
+    async fn deliver_arrivals(&mut self) -> Result<(), End> {
+        let (arrivals, complete) = self.signal.take_arrivals();
+        let followed = follow(self.cursor, arrivals, complete, now_secs());
+        self.cursor = followed.cursor;
+        if !followed.ready.is_empty() {
+            self.count(Counter::EnvelopesFromArrivals, followed.ready.len());
+            self.send_messages(&followed.ready).await?;
+        }
+        if followed.gap {
+            self.deliver().await?;
+        }
+        Ok(())
+    }
+
+    fn count(&self, counter: Counter, n: usize) {
+        if let Some(metrics) = self.local.app.shard_metrics(self.local.me) {
+            metrics.add(counter, n as u64);
+        }
+    }
+
+    /// Writes `messages` in frames, at most `--ws-outbound-buffer-size`
+    /// frames between two looks at the socket's news (acks, pings).
+    async fn send_messages(&mut self, messages: &[StoredMessage]) -> Result<(), End> {
+        let frames = frames(messages, self.framing, self.limits.batch_bytes);
+        for chunk in frames.chunks(self.limits.outbound_frames.max(1)) {
+            for frame in chunk {
+                self.send(websocket::binary(frame)).await?;
+            }
+            self.answer_socket().await?;
+        }
+        Ok(())
     }
 
     async fn send_prekey_status_if_low(&mut self) -> Result<(), End> {
@@ -393,9 +428,7 @@ impl Session {
             return;
         }
         let ids = std::mem::take(&mut self.acks);
-        if let Some(metrics) = self.local.app.shard_metrics(self.local.me) {
-            metrics.add(Counter::AcksReceived, ids.len() as u64);
-        }
+        self.count(Counter::AcksReceived, ids.len());
         let device = self.device;
         let owner = placement::device_owner(device, self.mesh.shards());
         let deleted = self
