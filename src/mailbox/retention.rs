@@ -1,9 +1,11 @@
 //! The retention sweep (BEHAVIOR.md §12), every
-//! `--messaging-cleanup-interval-secs` from boot on: shard 0 deletes expired
-//! messages and idempotency records; every shard holds the mailboxes of the
-//! devices it owns to `--messaging-inbox-max-size`, dropping the oldest.
-//! Work goes in bounded slices with a yield between them, so the sweep
-//! never holds its shard for long.
+//! `--messaging-cleanup-interval-secs` from boot on: every shard sweeps the
+//! mailboxes of the devices it owns, deleting expired messages, messages of
+//! deleted senders, and the oldest beyond `--messaging-inbox-max-size`;
+//! shard 0 also purges expired idempotency records and forgets the deleted
+//! senders whose messages have all expired (`--ttl-days` after the
+//! deletion). Work goes in bounded slices with a yield between them, so the
+//! sweep never holds its shard for long.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -17,10 +19,10 @@ use crate::util::time::now_secs;
 pub async fn run(local: Rc<ShardLocal>) {
     let interval = Duration::from_secs(local.app.config.messaging_cleanup_interval_secs);
     loop {
+        sweep_mailboxes(&local).await;
         if local.me == 0 {
-            expire(&local).await;
+            purge(&local).await;
         }
-        hold_inboxes(&local).await;
         let shutdown = local.shutdown.clone();
         monoio::select! {
             _ = monoio::time::sleep(interval) => {},
@@ -29,21 +31,14 @@ pub async fn run(local: Rc<ShardLocal>) {
     }
 }
 
-async fn expire(local: &ShardLocal) {
+fn ttl_secs(local: &ShardLocal) -> i64 {
+    i64::try_from(local.app.config.ttl_days.saturating_mul(86_400)).unwrap_or(i64::MAX / 2)
+}
+
+async fn purge(local: &ShardLocal) {
     let store = &local.app.store;
     let slice = limits::SWEEP_EXPIRED_PER_SLICE;
-    let (mut messages, mut records) = (0, 0);
-    loop {
-        match store.expire_messages(now_secs(), slice).await {
-            Ok(n) if n == slice => messages += n,
-            Ok(n) => {
-                messages += n;
-                break;
-            }
-            Err(e) => return tracing::warn!(error = %e, "message expiry failed"),
-        }
-        monoio::time::sleep(Duration::ZERO).await;
-    }
+    let mut records = 0;
     loop {
         match store.purge_idempotency(now_secs(), slice).await {
             Ok(n) if n == slice => records += n,
@@ -53,21 +48,33 @@ async fn expire(local: &ShardLocal) {
             }
             Err(e) => return tracing::warn!(error = %e, "idempotency purge failed"),
         }
+        monoio::time::sleep(Duration::ZERO).await;
     }
-    if messages + records > 0 {
-        tracing::info!(messages, idempotency_records = records, "expired rows deleted");
+    let senders = match store
+        .forget_deleted_senders(now_secs().saturating_sub(ttl_secs(local)))
+        .await
+    {
+        Ok(n) => n,
+        Err(e) => return tracing::warn!(error = %e, "forgetting deleted senders failed"),
+    };
+    if records + senders > 0 {
+        tracing::info!(
+            idempotency_records = records,
+            deleted_senders = senders,
+            "expired rows deleted"
+        );
     }
 }
 
-async fn hold_inboxes(local: &ShardLocal) {
+async fn sweep_mailboxes(local: &ShardLocal) {
     let store = &local.app.store;
     let (max, shards) = (local.app.config.messaging_inbox_max_size, local.mesh.shards());
     let mut after = None;
-    let mut dropped = 0;
+    let mut deleted = 0;
     loop {
         let page = match store.device_page(after, limits::SWEEP_DEVICES_PER_SLICE).await {
             Ok(page) => page,
-            Err(e) => return tracing::warn!(error = %e, "inbox sweep failed"),
+            Err(e) => return tracing::warn!(error = %e, "mailbox sweep failed"),
         };
         let Some(last) = page.last().copied() else {
             break;
@@ -76,12 +83,19 @@ async fn hold_inboxes(local: &ShardLocal) {
             .into_iter()
             .filter(|d| placement::device_owner(*d, shards) == local.me)
         {
-            dropped += store.prune_mailbox(device, max).await.unwrap_or(0);
+            match store.sweep_mailbox(device, now_secs(), max).await {
+                Ok(n) => deleted += n,
+                Err(e) => tracing::warn!(error = %e, "sweeping a mailbox failed"),
+            }
         }
         after = Some(last);
         monoio::time::sleep(Duration::ZERO).await;
     }
-    if dropped > 0 {
-        tracing::info!(dropped, shard = local.me, "oldest messages dropped from full inboxes");
+    if deleted > 0 {
+        tracing::info!(
+            deleted,
+            shard = local.me,
+            "expired, orphaned and overflowing messages deleted"
+        );
     }
 }

@@ -35,6 +35,9 @@ pub const CASES: &[(&str, Case)] = &[
     ("mailbox_expiry_and_pruning", |s| {
         Box::pin(mailbox_expiry_and_pruning(s))
     }),
+    ("deleted_senders_messages_are_hidden_then_swept", |s| {
+        Box::pin(deleted_senders_messages_are_hidden_then_swept(s))
+    }),
     ("idempotency_and_tickets", |s| Box::pin(idempotency_and_tickets(s))),
     ("push_tokens_and_jobs", |s| Box::pin(push_tokens_and_jobs(s))),
     ("dead_push_tokens_and_cascade", |s| {
@@ -492,15 +495,61 @@ async fn mailbox_expiry_and_pruning(store: &dyn Store) {
         4,
         "expired messages are hidden"
     );
-    assert_eq!(store.expire_messages(200, 10).await.unwrap(), 1);
+    assert_eq!(
+        store.sweep_mailbox(target, 200, 10).await.unwrap(),
+        1,
+        "the expired one"
+    );
     let kept = store.fetch(target, None, 10, 0).await.unwrap();
-    assert_eq!(store.prune_mailbox(target, 2).await.unwrap(), 2);
+    assert_eq!(kept.len(), 4);
+    assert_eq!(store.sweep_mailbox(target, 200, 2).await.unwrap(), 2, "the oldest two");
     let after = store.fetch(target, None, 10, 0).await.unwrap();
     assert_eq!(
         after.iter().map(|m| m.seq).collect::<Vec<_>>(),
         kept[2..].iter().map(|m| m.seq).collect::<Vec<_>>()
     );
     assert!(store.device_page(None, 100).await.unwrap().contains(&target));
+}
+
+/// BEHAVIOR.md §1's cascade: the messages a deleted device still has
+/// queued anywhere are never delivered from its deletion on; the sweep
+/// deletes them; its marker can then be forgotten.
+async fn deleted_senders_messages_are_hidden_then_swept(store: &dyn Store) {
+    let (t, s, x) = (
+        new_device(Uuid::now_v7(), 1, "ds-target"),
+        new_device(Uuid::now_v7(), 1, "ds-sender"),
+        new_device(Uuid::now_v7(), 1, "ds-other"),
+    );
+    let (target, sender, other, sender_user) = (t.device.id, s.device.id, x.device.id, s.device.user_id);
+    for d in [t, s, x] {
+        store.create_device(d, 10).await.unwrap();
+    }
+    let far = i64::MAX / 4;
+    store
+        .append(vec![
+            message(target, sender, Uuid::new_v4(), far),
+            message(target, other, Uuid::new_v4(), far),
+            message(target, sender, Uuid::new_v4(), far),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.fetch(target, None, 10, 0).await.unwrap().len(), 3);
+    assert!(store.delete_device(sender_user, sender).await.unwrap());
+    let left = store.fetch(target, None, 10, 0).await.unwrap();
+    assert_eq!(left.iter().map(|m| m.sender_device).collect::<Vec<_>>(), vec![other]);
+    assert_eq!(
+        store
+            .append(vec![message(target, sender, Uuid::new_v4(), far)])
+            .await
+            .unwrap(),
+        vec![Appended::NoSuchSender]
+    );
+    assert_eq!(store.sweep_mailbox(target, 0, 100).await.unwrap(), 2);
+    assert_eq!(store.forget_deleted_senders(i64::MAX).await.unwrap(), 1);
+    let after = store.fetch(target, None, 10, 0).await.unwrap();
+    assert_eq!(after.iter().map(|m| m.id).collect::<Vec<_>>(), vec![left[0].id]);
+    assert_eq!(store.ack(target, vec![left[0].id]).await.unwrap(), 1);
+    assert!(store.fetch(target, None, 10, 0).await.unwrap().is_empty());
 }
 
 async fn idempotency_and_tickets(store: &dyn Store) {

@@ -178,9 +178,10 @@ pub trait Devices {
     /// Renames a device of `user_id`; `None` if it is not theirs or absent.
     fn rename_device(&self, user_id: Uuid, id: Uuid, name: Option<String>) -> StoreFuture<'_, Option<DeviceRecord>>;
     /// Deletes a device of `user_id` and everything it owns (keys, refresh
-    /// tokens, its mailbox, the messages it sent that are still queued, its
-    /// push token and pending push, its backup row; its backup blobs are
-    /// the caller's to delete);
+    /// tokens, its mailbox, its push token and pending push, its backup
+    /// row; its backup blobs are the caller's to delete). The messages it
+    /// sent that are still queued are never delivered from then on and go
+    /// with the next [`Mailboxes::sweep_mailbox`] of their mailbox.
     /// `false` if it is not theirs or absent.
     fn delete_device(&self, user_id: Uuid, id: Uuid) -> StoreFuture<'_, bool>;
 }
@@ -346,10 +347,14 @@ pub trait Mailboxes {
     /// message of this device are skipped. An ack also cancels the device's
     /// pending wake-up push.
     fn ack(&self, device: Uuid, ids: Vec<Uuid>) -> StoreFuture<'_, usize>;
-    /// Deletes up to `limit` messages that expired before `now_secs`.
-    fn expire_messages(&self, now_secs: i64, limit: usize) -> StoreFuture<'_, usize>;
-    /// Deletes the oldest messages of `device` beyond `max`.
-    fn prune_mailbox(&self, device: Uuid, max: usize) -> StoreFuture<'_, usize>;
+    /// Deletes the messages of `device` that expired at `now_secs` or were
+    /// sent by a deleted device, then the oldest of the rest beyond `max`;
+    /// returns how many.
+    fn sweep_mailbox(&self, device: Uuid, now_secs: i64, max: usize) -> StoreFuture<'_, usize>;
+    /// Forgets the devices deleted before `before_secs` as senders (by then
+    /// every message they sent has expired and been swept); returns how
+    /// many.
+    fn forget_deleted_senders(&self, before_secs: i64) -> StoreFuture<'_, usize>;
     /// Up to `limit` device ids after `after`, in id order (for sweeps).
     fn device_page(&self, after: Option<Uuid>, limit: usize) -> StoreFuture<'_, Vec<Uuid>>;
 }

@@ -1,7 +1,8 @@
 //! [`Devices`] on fjall. A device is its row, an index row under
 //! its user, its prekeys and its device-scoped refresh tokens; creation
 //! writes all of them in one batch and deletion removes all of them (and
-//! the device's backup row) in one batch.
+//! the device's mailbox, push token and backup row) in one batch, which
+//! also marks the device as a deleted sender (see [`super::mailboxes`]).
 
 use prost::Message;
 use uuid::Uuid;
@@ -10,13 +11,14 @@ use super::accounts::insert_refresh;
 use super::backups::wipe_backup;
 use super::group_commit::Writer;
 use super::keys::{device_key, pair};
-use super::mailboxes::{wipe_mailbox, wipe_sent};
+use super::mailboxes::wipe_mailbox;
 use super::push::wipe_push;
 use super::records::{decode, uuid, DeviceValue, OneTimePreKeyValue, RefreshValue, SignedPreKeyValue};
 use super::refresh::remove_token;
 use super::tables::{backend, Tables};
 use super::EmbeddedStore;
 use crate::store::{DeviceRecord, Devices, NewDevice, StoreError, StoreFuture};
+use crate::util::time::now_secs;
 
 pub(super) fn load_device(t: &Tables, id: Uuid) -> Result<Option<DeviceRecord>, StoreError> {
     Tables::get(&t.devices, id.as_bytes())?
@@ -106,7 +108,8 @@ fn delete(w: &mut Writer, user: Uuid, id: Uuid) -> Result<bool, StoreError> {
         batch.remove(&t.one_time_prekeys, key);
     }
     wipe_mailbox(t, &mut batch, id)?;
-    let senders_targets = wipe_sent(t, &mut batch, id)?;
+    let deleted_at = now_secs();
+    t.mark_deleted_sender(&mut batch, id, deleted_at);
     wipe_push(t, &mut batch, id)?;
     wipe_backup(t, &mut batch, id);
     for key in Tables::keys_with_prefix(&t.device_refresh, id.as_bytes())? {
@@ -117,8 +120,8 @@ fn delete(w: &mut Writer, user: Uuid, id: Uuid) -> Result<bool, StoreError> {
         batch.remove(&t.device_refresh, key);
     }
     batch.commit().map_err(backend)?;
+    t.remember_deleted_sender(id, deleted_at);
     w.mailboxes.forget(id);
-    senders_targets.into_iter().for_each(|d| w.mailboxes.forget(d));
     Ok(true)
 }
 

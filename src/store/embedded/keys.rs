@@ -16,8 +16,7 @@
 //! | `device_refresh` | device id ‖ token hash | – |
 //! | `refresh_expiry` | expiry (s) ‖ token hash | – |
 //! | `mailboxes` | device id ‖ seq | [`super::records::MessageValue`] |
-//! | `mailbox_expiry` | expiry (s) ‖ device id ‖ seq | – |
-//! | `mailbox_by_sender` | sender device ‖ target ‖ seq | – |
+//! | `deleted_senders` | device id | deletion time (s), big-endian |
 //! | `idempotency` | sender device ‖ key | [`super::records::IdempotencyValue`] |
 //! | `idempotency_expiry` | expiry (s) ‖ sender device ‖ key | – |
 //! | `attachments` | attachment id | expiry (s), big-endian |
@@ -37,7 +36,7 @@
 use uuid::Uuid;
 
 /// Every keyspace name, in creation order.
-pub const KEYSPACES: [&str; 24] = [
+pub const KEYSPACES: [&str; 23] = [
     "users",
     "usernames",
     "devices",
@@ -49,11 +48,10 @@ pub const KEYSPACES: [&str; 24] = [
     "device_refresh",
     "refresh_expiry",
     "mailboxes",
-    "mailbox_expiry",
+    "deleted_senders",
     "idempotency",
     "idempotency_expiry",
     "meta",
-    "mailbox_by_sender",
     "push_tokens",
     "push_token_devices",
     "push_jobs",

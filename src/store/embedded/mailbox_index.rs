@@ -1,8 +1,9 @@
 //! The writer thread's in-memory index of mailboxes: for each device it has
 //! seen lately, whether the device exists and, once a write needed it, the
 //! queued messages of its mailbox (position, sender, submission id, receive
-//! time). With it, an append checks senders, targets and duplicates, and an
-//! ack checks ids, without reading the store.
+//! time; not those of deleted senders, which are never delivered). With it,
+//! an append checks senders, targets and duplicates, and an ack checks ids,
+//! without reading the store.
 //!
 //! Only the writer thread changes mailboxes, so the index stays exact: every
 //! write operation either updates it after its commit or forgets the devices
@@ -33,8 +34,6 @@ pub struct Row {
     pub submission_id: Uuid,
     /// Receive time, ms (part of the message id).
     pub created_at_ms: u64,
-    /// Expiry, Unix seconds (part of the expiry index key).
-    pub expires_at_secs: i64,
 }
 
 /// The queued messages of one device.
@@ -88,8 +87,11 @@ impl Mailbox {
                 sender_device: uuid("mailboxes", &value.sender_device)?,
                 submission_id: uuid("mailboxes", &value.submission_id)?,
                 created_at_ms: value.created_at_ms,
-                expires_at_secs: value.expires_at_secs,
             };
+            if t.is_deleted_sender(&row.sender_device) {
+                // Never delivered; the retention sweep deletes it.
+                continue;
+            }
             mailbox.insert(seq_of_mailbox_key(&key).unwrap_or_default(), row);
         }
         Ok(mailbox)
@@ -201,6 +203,17 @@ impl MailboxIndex {
         }
     }
 
+    /// The oldest queued position of `device` if its mailbox is indexed
+    /// (`Some(None)`: indexed and empty).
+    pub fn oldest_if_indexed(&self, device: Uuid) -> Option<Option<u64>> {
+        [&self.hot, &self.cold]
+            .into_iter()
+            .find_map(|generation| match generation.entries.get(&device) {
+                Some(Entry::Present(Some(mailbox))) => Some(mailbox.oldest()),
+                _ => None,
+            })
+    }
+
     /// Records a committed message.
     pub fn add(&mut self, device: Uuid, seq: u64, row: Row) {
         if let Some((mailbox, cost)) = self.loaded_mut(device) {
@@ -239,7 +252,6 @@ mod tests {
             sender_device: Uuid::from_bytes([n; 16]),
             submission_id: Uuid::from_bytes([n + 1; 16]),
             created_at_ms: u64::from(n),
-            expires_at_secs: i64::from(n),
         }
     }
 

@@ -1,14 +1,20 @@
-//! [`Mailboxes`] on fjall. A message is a row under `device ‖ seq`, plus a
-//! row under its sender (for the device-deletion cascade) and an expiry
-//! index row; the three are written and deleted together. `seq` comes from
-//! the writer's counter, so a mailbox's order is its commit order.
+//! [`Mailboxes`] on fjall. A message is one row under `device ‖ seq`; `seq`
+//! comes from the writer's counter, so a mailbox's order is its commit
+//! order. Rows are written once and never overwritten, so they are deleted
+//! with weak tombstones, which vanish together with their row in the next
+//! memtable flush instead of being carried down the tree.
 //!
-//! The writer's [`MailboxIndex`] answers every check of an append (sender
-//! and target exist, the submission is not queued yet) and of an ack (the
-//! id names a queued message), so neither reads the store. Rows are written
-//! once and never overwritten, so they are deleted with weak tombstones,
-//! which vanish together with their row in the next memtable flush instead
-//! of being carried down the tree.
+//! The writer's [`super::mailbox_index::MailboxIndex`] answers every check
+//! of an append (sender and target exist, the submission is not queued
+//! yet) and of an ack (the id names a queued message), so neither reads the
+//! store, and each writes or deletes that one row per message.
+//!
+//! There is no index by expiry or by sender: the retention sweep reads each
+//! mailbox ([`Mailboxes::sweep_mailbox`]) and deletes what expired, what
+//! overflows the inbox, and what a deleted device sent. A deleted device is
+//! marked (`deleted_senders`) in its deletion's transaction, and from then
+//! on its queued messages are skipped by every read, until the sweep has
+//! deleted them and the marker is forgotten.
 
 use std::collections::{HashMap, HashSet};
 
@@ -16,7 +22,7 @@ use prost::Message;
 use uuid::Uuid;
 
 use super::group_commit::Writer;
-use super::keys::{expiry_key, mailbox_key, ordered_i64, pair, seq_of_mailbox_key};
+use super::keys::{mailbox_key, pair, seq_of_mailbox_key};
 use super::mailbox_index::Row;
 use super::push::{remove_job, schedule_wake_up};
 use super::records::{decode, message_id, seq_of_message_id, uuid, MessageValue};
@@ -24,55 +30,13 @@ use super::tables::{backend, Tables};
 use super::EmbeddedStore;
 use crate::store::{Appended, Mailboxes, NewMessage, Queued, StoreError, StoreFuture, StoredMessage};
 
-/// `sender device ‖ target ‖ seq`.
-fn by_sender_key(sender_device: &[u8], target: Uuid, seq: u64) -> Vec<u8> {
-    let mut key = Vec::with_capacity(40);
-    key.extend_from_slice(sender_device);
-    key.extend_from_slice(target.as_bytes());
-    key.extend_from_slice(&seq.to_be_bytes());
-    key
-}
-
-/// Adds the deletion of one message and its index rows to `batch`.
-fn remove_message(t: &Tables, batch: &mut fjall::OwnedWriteBatch, device: Uuid, seq: u64, sender: &[u8], expiry: i64) {
-    batch.remove_weak(&t.mailboxes, mailbox_key(device, seq));
-    batch.remove_weak(&t.mailbox_by_sender, by_sender_key(sender, device, seq));
-    batch.remove_weak(&t.mailbox_expiry, expiry_key(expiry, device, &seq.to_be_bytes()));
-}
-
-fn remove_stored(t: &Tables, batch: &mut fjall::OwnedWriteBatch, device: Uuid, seq: u64, value: &MessageValue) {
-    remove_message(t, batch, device, seq, &value.sender_device, value.expires_at_secs);
-}
-
 /// Removes every message of `device` (takeover, device deletion). The
 /// caller forgets the device in the index after the commit.
 pub(super) fn wipe_mailbox(t: &Tables, batch: &mut fjall::OwnedWriteBatch, device: Uuid) -> Result<(), StoreError> {
-    for (key, value) in Tables::pairs_with_prefix(&t.mailboxes, device.as_bytes())? {
-        let seq = seq_of_mailbox_key(&key).unwrap_or_default();
-        remove_stored(t, batch, device, seq, &decode::<MessageValue>("mailboxes", &value)?);
+    for key in Tables::keys_with_prefix(&t.mailboxes, device.as_bytes())? {
+        batch.remove_weak(&t.mailboxes, key);
     }
     Ok(())
-}
-
-/// Removes every message `sender` still has queued for anybody (device
-/// deletion); returns the devices whose mailboxes changed, for the caller
-/// to forget in the index after the commit.
-pub(super) fn wipe_sent(
-    t: &Tables,
-    batch: &mut fjall::OwnedWriteBatch,
-    sender: Uuid,
-) -> Result<HashSet<Uuid>, StoreError> {
-    let mut targets = HashSet::new();
-    for key in Tables::keys_with_prefix(&t.mailbox_by_sender, sender.as_bytes())? {
-        let target = uuid("mailbox_by_sender", key.get(16..32).unwrap_or_default())?;
-        let seq = seq_of_mailbox_key(key.get(16..).unwrap_or_default()).unwrap_or_default();
-        match Tables::get(&t.mailboxes, &mailbox_key(target, seq))? {
-            Some(value) => remove_stored(t, batch, target, seq, &decode::<MessageValue>("mailboxes", &value)?),
-            None => batch.remove_weak(&t.mailbox_by_sender, key),
-        }
-        targets.insert(target);
-    }
-    Ok(targets)
 }
 
 /// What an append decided for one message before its commit.
@@ -116,16 +80,6 @@ fn append(w: &mut Writer, messages: Vec<NewMessage>) -> Result<Vec<Appended>, St
             expires_at_secs: m.expires_at_secs,
         };
         batch.insert(&t.mailboxes, mailbox_key(m.target, seq), value.encode_to_vec());
-        batch.insert(
-            &t.mailbox_by_sender,
-            by_sender_key(m.sender_device.as_bytes(), m.target, seq),
-            Vec::new(),
-        );
-        batch.insert(
-            &t.mailbox_expiry,
-            expiry_key(m.expires_at_secs, m.target, &seq.to_be_bytes()),
-            Vec::new(),
-        );
         if let Some(due) = m.wake_at_ms {
             if woken.insert(m.target) {
                 schedule_wake_up(&t, &mut batch, m.target, due)?;
@@ -143,7 +97,6 @@ fn append(w: &mut Writer, messages: Vec<NewMessage>) -> Result<Vec<Appended>, St
                 sender_device: m.sender_device,
                 submission_id: m.submission_id,
                 created_at_ms: m.created_at_ms,
-                expires_at_secs: m.expires_at_secs,
             },
         });
     }
@@ -152,6 +105,25 @@ fn append(w: &mut Writer, messages: Vec<NewMessage>) -> Result<Vec<Appended>, St
         w.mailboxes.add(a.target, a.seq, a.row);
     }
     Ok(outcomes)
+}
+
+/// A row as reads see it: `None` when it is not to be delivered (expired
+/// at `now`, or its sender was deleted).
+fn deliverable(t: &Tables, key: &[u8], value: &[u8], now: i64) -> Result<Option<StoredMessage>, StoreError> {
+    let value = decode::<MessageValue>("mailboxes", value)?;
+    let sender_device = uuid("mailboxes", &value.sender_device)?;
+    if value.expires_at_secs <= now || t.is_deleted_sender(&sender_device) {
+        return Ok(None);
+    }
+    let seq = seq_of_mailbox_key(key).unwrap_or_default();
+    Ok(Some(StoredMessage {
+        seq,
+        id: message_id(value.created_at_ms, seq),
+        sender_user: uuid("mailboxes", &value.sender_user)?,
+        sender_device,
+        payload: value.payload,
+        created_at_ms: value.created_at_ms,
+    }))
 }
 
 fn fetch(
@@ -170,21 +142,17 @@ fn fetch(
             break;
         }
         let (key, value) = guard.into_inner().map_err(backend)?;
-        let value = decode::<MessageValue>("mailboxes", &value)?;
-        if value.expires_at_secs <= now {
-            continue;
-        }
-        let seq = seq_of_mailbox_key(&key).unwrap_or_default();
-        out.push(StoredMessage {
-            seq,
-            id: message_id(value.created_at_ms, seq),
-            sender_user: uuid("mailboxes", &value.sender_user)?,
-            sender_device: uuid("mailboxes", &value.sender_device)?,
-            payload: value.payload,
-            created_at_ms: value.created_at_ms,
-        });
+        out.extend(deliverable(t, &key, &value, now)?);
     }
     Ok(out)
+}
+
+/// Records the device's first queued position for reads to start at, if
+/// its mailbox is indexed.
+fn advance_head(w: &Writer, device: Uuid) {
+    if let Some(oldest) = w.mailboxes.oldest_if_indexed(device) {
+        w.set_mailbox_head(device, oldest.unwrap_or_else(|| w.last_seq() + 1));
+    }
 }
 
 fn ack(w: &mut Writer, device: Uuid, mut ids: Vec<Uuid>) -> Result<usize, StoreError> {
@@ -198,77 +166,71 @@ fn ack(w: &mut Writer, device: Uuid, mut ids: Vec<Uuid>) -> Result<usize, StoreE
     let mut deleted = Vec::with_capacity(ids.len());
     for id in ids {
         let seq = seq_of_message_id(id.as_bytes());
-        let Some(row) = mailbox.row(seq) else {
-            continue;
-        };
-        if message_id(row.created_at_ms, seq) != id {
-            continue;
+        if mailbox
+            .row(seq)
+            .is_some_and(|row| message_id(row.created_at_ms, seq) == id)
+        {
+            batch.remove_weak(&t.mailboxes, mailbox_key(device, seq));
+            deleted.push(seq);
         }
-        let sender = row.sender_device.as_bytes();
-        remove_message(&t, &mut batch, device, seq, sender, row.expires_at_secs);
-        deleted.push(seq);
     }
     remove_job(&t, &mut batch, device)?;
     batch.commit().map_err(backend)?;
     for seq in &deleted {
         w.mailboxes.remove(device, *seq);
     }
-    let head = match w.mailboxes.mailbox(&t, device)? {
-        Some(mailbox) => mailbox.oldest(),
-        None => None,
-    };
-    t.set_mailbox_head(device, head.unwrap_or_else(|| t.last_seq() + 1));
+    advance_head(w, device);
     Ok(deleted.len())
 }
 
-fn expire(w: &mut Writer, now: i64, limit: usize) -> Result<usize, StoreError> {
-    let t = w.tables.clone();
-    let mut batch = t.db.batch();
-    let mut touched = HashSet::new();
-    let mut expired = 0;
-    for guard in t
-        .mailbox_expiry
-        .range(ordered_i64(i64::MIN).to_vec()..ordered_i64(now).to_vec())
-        .take(limit)
-    {
-        let key = guard.key().map_err(backend)?;
-        let device = uuid("mailbox_expiry", key.get(8..24).unwrap_or_default())?;
-        let seq = u64::from_be_bytes(key.get(24..32).and_then(|s| s.try_into().ok()).unwrap_or_default());
-        match Tables::get(&t.mailboxes, &mailbox_key(device, seq))? {
-            Some(v) => remove_stored(&t, &mut batch, device, seq, &decode::<MessageValue>("mailboxes", &v)?),
-            None => batch.remove_weak(&t.mailbox_expiry, key.to_vec()),
+/// The positions the sweep deletes from `device`'s mailbox: the rows that
+/// expired at `now` or whose sender was deleted, and the oldest of the rest
+/// beyond `max`. A read: the rows are deleted by [`delete_rows`].
+fn sweep_victims(t: &Tables, device: Uuid, now: i64, max: usize) -> Result<Vec<u64>, StoreError> {
+    let (mut victims, mut kept) = (Vec::new(), Vec::new());
+    for guard in t.mailboxes.prefix(device.as_bytes()) {
+        let (key, value) = guard.into_inner().map_err(backend)?;
+        let seq = seq_of_mailbox_key(&key).unwrap_or_default();
+        match deliverable(t, &key, &value, now)? {
+            Some(_) => kept.push(seq),
+            None => victims.push(seq),
         }
-        touched.insert(device);
-        expired += 1;
     }
-    batch.commit().map_err(backend)?;
-    touched.into_iter().for_each(|d| w.mailboxes.forget(d));
-    Ok(expired)
+    let excess = kept.len().saturating_sub(max);
+    victims.extend(kept.into_iter().take(excess));
+    Ok(victims)
 }
 
-fn prune(w: &mut Writer, device: Uuid, max: usize) -> Result<usize, StoreError> {
+/// Deletes the rows at `seqs` of `device` (rows an ack deleted meanwhile
+/// only get a second tombstone, which is harmless for write-once keys).
+fn delete_rows(w: &mut Writer, device: Uuid, seqs: &[u64]) -> Result<(), StoreError> {
     let t = w.tables.clone();
-    let keys = Tables::keys_with_prefix(&t.mailboxes, device.as_bytes())?;
-    let excess = keys.len().saturating_sub(max);
-    if excess == 0 {
+    let mut batch = t.db.batch();
+    for seq in seqs {
+        batch.remove_weak(&t.mailboxes, mailbox_key(device, *seq));
+    }
+    batch.commit().map_err(backend)?;
+    for seq in seqs {
+        w.mailboxes.remove(device, *seq);
+    }
+    advance_head(w, device);
+    Ok(())
+}
+
+/// Removes the markers of senders deleted before `before` (the sweep has
+/// deleted their messages long since: every one of them has expired).
+fn forget_deleted_senders(t: &Tables, before: i64) -> Result<usize, StoreError> {
+    let senders = t.deleted_senders_before(before);
+    if senders.is_empty() {
         return Ok(0);
     }
     let mut batch = t.db.batch();
-    for key in keys.iter().take(excess) {
-        if let Some(value) = Tables::get(&t.mailboxes, key)? {
-            let seq = seq_of_mailbox_key(key).unwrap_or_default();
-            remove_stored(
-                &t,
-                &mut batch,
-                device,
-                seq,
-                &decode::<MessageValue>("mailboxes", &value)?,
-            );
-        }
+    for sender in &senders {
+        batch.remove(&t.deleted_senders, sender.as_bytes().to_vec());
     }
     batch.commit().map_err(backend)?;
-    w.mailboxes.forget(device);
-    Ok(excess)
+    t.forget_deleted_senders(&senders);
+    Ok(senders.len())
 }
 
 impl Mailboxes for EmbeddedStore {
@@ -290,12 +252,20 @@ impl Mailboxes for EmbeddedStore {
         self.write(move |w| ack(w, device, ids))
     }
 
-    fn expire_messages(&self, now_secs: i64, limit: usize) -> StoreFuture<'_, usize> {
-        self.write(move |w| expire(w, now_secs, limit))
+    fn sweep_mailbox(&self, device: Uuid, now_secs: i64, max: usize) -> StoreFuture<'_, usize> {
+        Box::pin(async move {
+            let victims = self.read(move |t| sweep_victims(t, device, now_secs, max)).await?;
+            if victims.is_empty() {
+                return Ok(0);
+            }
+            let n = victims.len();
+            self.write(move |w| delete_rows(w, device, &victims)).await?;
+            Ok(n)
+        })
     }
 
-    fn prune_mailbox(&self, device: Uuid, max: usize) -> StoreFuture<'_, usize> {
-        self.write(move |w| prune(w, device, max))
+    fn forget_deleted_senders(&self, before_secs: i64) -> StoreFuture<'_, usize> {
+        self.write(move |t| forget_deleted_senders(t, before_secs))
     }
 
     fn device_page(&self, after: Option<Uuid>, limit: usize) -> StoreFuture<'_, Vec<Uuid>> {

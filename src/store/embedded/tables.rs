@@ -7,11 +7,12 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use uuid::Uuid;
 
 use super::keys::{KEYSPACES, META_SEQ};
+use super::records::uuid;
 use crate::store::StoreError;
 
 /// The database and its keyspaces.
@@ -41,15 +42,13 @@ pub struct Tables {
     #[allow(missing_docs)]
     pub mailboxes: Keyspace,
     #[allow(missing_docs)]
-    pub mailbox_expiry: Keyspace,
+    pub deleted_senders: Keyspace,
     #[allow(missing_docs)]
     pub idempotency: Keyspace,
     #[allow(missing_docs)]
     pub idempotency_expiry: Keyspace,
     #[allow(missing_docs)]
     pub meta: Keyspace,
-    #[allow(missing_docs)]
-    pub mailbox_by_sender: Keyspace,
     #[allow(missing_docs)]
     pub push_tokens: Keyspace,
     #[allow(missing_docs)]
@@ -74,6 +73,10 @@ pub struct Tables {
     /// (kept in memory; after a restart fetches start at 0 until the
     /// device's next ack).
     mailbox_heads: Mutex<HashMap<Uuid, u64>>,
+    /// The `deleted_senders` rows in memory: devices deleted lately and
+    /// when. The messages they sent that are still queued are never
+    /// delivered; the retention sweep deletes them.
+    recently_deleted: RwLock<HashMap<Uuid, i64>>,
 }
 
 /// Sequence numbers reserved per `meta` write (see [`Tables::next_seqs`]).
@@ -97,9 +100,18 @@ impl Tables {
             .open()
             .map_err(backend)?;
         let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).map_err(backend);
-        let [users, usernames, devices, user_devices, signed_prekeys, one_time_prekeys, refresh_tokens, refresh_families, device_refresh, refresh_expiry, mailboxes, mailbox_expiry, idempotency, idempotency_expiry, meta, mailbox_by_sender, push_tokens, push_token_devices, push_jobs, push_due, attachments, attachment_expiry, backups, backup_uploads] =
+        let [users, usernames, devices, user_devices, signed_prekeys, one_time_prekeys, refresh_tokens, refresh_families, device_refresh, refresh_expiry, mailboxes, deleted_senders, idempotency, idempotency_expiry, meta, push_tokens, push_token_devices, push_jobs, push_due, attachments, attachment_expiry, backups, backup_uploads] =
             KEYSPACES;
         let meta = ks(meta)?;
+        let deleted_senders = ks(deleted_senders)?;
+        let recently_deleted = deleted_senders
+            .iter()
+            .map(|guard| {
+                let (key, value) = guard.into_inner().map_err(backend)?;
+                let at = value.as_ref().try_into().map(i64::from_be_bytes).unwrap_or(0);
+                Ok((uuid("deleted_senders", &key)?, at))
+            })
+            .collect::<Result<HashMap<_, _>, StoreError>>()?;
         let last_seq = match meta.get(META_SEQ).map_err(backend)? {
             Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
                 table: "meta",
@@ -119,11 +131,10 @@ impl Tables {
             device_refresh: ks(device_refresh)?,
             refresh_expiry: ks(refresh_expiry)?,
             mailboxes: ks(mailboxes)?,
-            mailbox_expiry: ks(mailbox_expiry)?,
+            deleted_senders,
             idempotency: ks(idempotency)?,
             idempotency_expiry: ks(idempotency_expiry)?,
             meta,
-            mailbox_by_sender: ks(mailbox_by_sender)?,
             push_tokens: ks(push_tokens)?,
             push_token_devices: ks(push_token_devices)?,
             push_jobs: ks(push_jobs)?,
@@ -135,6 +146,7 @@ impl Tables {
             last_seq: AtomicU64::new(last_seq),
             seq_reserved: AtomicU64::new(last_seq),
             mailbox_heads: Mutex::default(),
+            recently_deleted: RwLock::new(recently_deleted),
             db,
         })
     }
@@ -200,6 +212,46 @@ impl Tables {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(device, head);
+    }
+
+    /// Whether `device` is a deleted sender whose messages are hidden.
+    pub fn is_deleted_sender(&self, device: &Uuid) -> bool {
+        let deleted = self.recently_deleted.read().unwrap_or_else(|p| p.into_inner());
+        !deleted.is_empty() && deleted.contains_key(device)
+    }
+
+    /// Records in `batch` that `device` was deleted at `at_secs`; call
+    /// [`Tables::remember_deleted_sender`] after the commit.
+    pub fn mark_deleted_sender(&self, batch: &mut fjall::OwnedWriteBatch, device: Uuid, at_secs: i64) {
+        batch.insert(
+            &self.deleted_senders,
+            device.as_bytes().to_vec(),
+            at_secs.to_be_bytes().to_vec(),
+        );
+    }
+
+    /// Hides the messages of a deleted sender (after its marker committed).
+    pub fn remember_deleted_sender(&self, device: Uuid, at_secs: i64) {
+        let mut deleted = self.recently_deleted.write().unwrap_or_else(|p| p.into_inner());
+        deleted.insert(device, at_secs);
+    }
+
+    /// Deleted senders marked before `before_secs`.
+    pub fn deleted_senders_before(&self, before_secs: i64) -> Vec<Uuid> {
+        let deleted = self.recently_deleted.read().unwrap_or_else(|p| p.into_inner());
+        deleted
+            .iter()
+            .filter(|(_, at)| **at < before_secs)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Forgets deleted senders (after their markers' removal committed).
+    pub fn forget_deleted_senders(&self, devices: &[Uuid]) {
+        let mut deleted = self.recently_deleted.write().unwrap_or_else(|p| p.into_inner());
+        for device in devices {
+            deleted.remove(device);
+        }
     }
 
     /// A point lookup.
