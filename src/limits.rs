@@ -142,6 +142,10 @@ pub const SIDE_RUNTIME_BLOCKING_THREADS: usize = 8;
 const _: () = assert!(HTTP_DISCARD_BYTES_MAX >= HTTP_READ_CHUNK_BYTES);
 const _: () = assert!(HTTP_HEADER_BYTES_MAX >= 1024, "a request line needs room");
 
+/// Message targets a shard remembers as devices, per generation (two
+/// generations; 16 bytes each).
+pub const KNOWN_DEVICES_MAX: usize = 65_536;
+
 /// New messages a gateway session holds before it drops them and reads the
 /// store instead (a session whose client reads slowly stops buffering).
 pub const SESSION_ARRIVALS_MAX: usize = 256;

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use super::error::{device_scope_required, ApiError};
+use super::known_devices::KnownDevices;
 use crate::admin::metrics::{Counter, Metrics, ShardMetrics};
 use crate::auth::passwords::Passwords;
 use crate::auth::rate_limit::Buckets;
@@ -21,6 +22,7 @@ use crate::blob::Blobs;
 use crate::config::Config;
 use crate::gateway::events::{Arrival, DeviceEvent, Presence, SessionRef, SessionSignal};
 use crate::http::RequestHead;
+use crate::limits;
 use crate::offload::oneshot;
 use crate::push::worker::Pusher;
 use crate::shard::mesh::{Job, Mesh, MeshEndpoint};
@@ -79,6 +81,8 @@ pub struct ShardLocal {
     pub in_flight: RefCell<HashMap<(Uuid, Uuid), Waiters>>,
     /// Answers of finished sends whose idempotency record is being written.
     pub recent_answers: RefCell<HashMap<(Uuid, Uuid), Bytes>>,
+    /// Message targets this shard has seen stored: no legacy resolution.
+    pub known_devices: RefCell<KnownDevices>,
 }
 
 impl ShardLocal {
@@ -95,6 +99,7 @@ impl ShardLocal {
             next_session: Cell::new(0),
             in_flight: RefCell::default(),
             recent_answers: RefCell::default(),
+            known_devices: RefCell::new(KnownDevices::new(limits::KNOWN_DEVICES_MAX)),
         }
     }
 
@@ -212,8 +217,13 @@ impl RequestCtx<'_> {
 
     /// Adds one to a counter of this shard.
     pub fn count(&self, counter: Counter) {
+        self.count_n(counter, 1);
+    }
+
+    /// Adds `n` to a counter of this shard.
+    pub fn count_n(&self, counter: Counter, n: usize) {
         if let Some(metrics) = self.app.shard_metrics(self.mesh.me()) {
-            metrics.count(counter);
+            metrics.add(counter, n as u64);
         }
     }
 

@@ -15,6 +15,7 @@ pub mod error;
 pub mod gateway;
 pub mod json;
 pub mod keys;
+pub mod known_devices;
 pub mod legacy;
 pub mod messages;
 pub mod openapi;

@@ -20,7 +20,7 @@
 //! all a slow reader can make us hold, and a reader that takes nothing for
 //! `--ws-write-timeout-secs` is disconnected.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
@@ -115,6 +115,8 @@ struct Session {
     cursor: Option<u64>,
     acks: Vec<Uuid>,
     ack_due: Option<Instant>,
+    /// The ack batch being applied, and whether it is done.
+    ack_flush: Option<(monoio::task::JoinHandle<()>, Rc<Cell<bool>>)>,
     prekey_due: Option<Instant>,
     next_ping: Instant,
 }
@@ -156,6 +158,7 @@ pub async fn run(
         cursor: None,
         acks: Vec::new(),
         ack_due: None,
+        ack_flush: None,
         prekey_due: None,
         next_ping,
     };
@@ -163,7 +166,7 @@ pub async fn run(
         cancel_pending_push(&local, device);
         session.serve().await;
     }
-    session.flush_acks().await;
+    session.finish_acks().await;
     let _ = mesh
         .call(owner, move |o| async move { o.presence.borrow_mut().leave(device, me) })
         .await;
@@ -277,7 +280,9 @@ impl Session {
     }
 
     fn next_deadline(&self) -> Instant {
-        [Some(self.next_ping), self.ack_due, self.prekey_due]
+        // While a batch is in flight its end wakes the session.
+        let ack_due = self.ack_due.filter(|_| self.ack_flush.is_none());
+        [Some(self.next_ping), ack_due, self.prekey_due]
             .into_iter()
             .flatten()
             .min()
@@ -297,8 +302,9 @@ impl Session {
             self.deliver_arrivals().await?;
         }
         let now = Instant::now();
+        self.reap_ack_flush();
         if self.ack_due.is_some_and(|due| due <= now) || self.acks.len() >= self.limits.ack_batch {
-            self.flush_acks().await;
+            self.start_ack_flush();
         }
         if self.prekey_due.is_some_and(|due| due <= now) {
             self.prekey_due = None;
@@ -421,22 +427,49 @@ impl Session {
         self.send(websocket::encode(OpCode::Control(Control::Ping), &[])).await
     }
 
-    /// Deletes the acked messages on the device's owner shard.
-    async fn flush_acks(&mut self) {
+    /// Starts deleting the acked messages on the device's owner shard, in
+    /// a task of its own so that deliveries go on meanwhile; one batch is
+    /// in flight at a time, and its end wakes the session.
+    fn start_ack_flush(&mut self) {
+        if self.ack_flush.is_some() {
+            // Started again when that batch is done.
+            return;
+        }
         self.ack_due = None;
         if self.acks.is_empty() {
             return;
         }
         let ids = std::mem::take(&mut self.acks);
         self.count(Counter::AcksReceived, ids.len());
-        let device = self.device;
-        let owner = placement::device_owner(device, self.mesh.shards());
-        let deleted = self
-            .mesh
-            .call(owner, move |o| async move { o.app.store.ack(device, ids).await })
-            .await;
-        if !matches!(deleted, Ok(Ok(_))) {
-            tracing::warn!("ack batch could not be applied; the messages will be delivered again");
+        let done = Rc::new(Cell::new(false));
+        let (mesh, device, signal) = (self.mesh.clone(), self.device, self.signal.clone());
+        let flag = done.clone();
+        let task = monoio::spawn(async move {
+            apply_acks(&mesh, device, ids).await;
+            flag.set(true);
+            signal.wake();
+        });
+        self.ack_flush = Some((task, done));
+    }
+
+    /// Forgets the ack batch in flight once it is applied.
+    fn reap_ack_flush(&mut self) {
+        if self.ack_flush.as_ref().is_some_and(|(_, done)| done.get()) {
+            self.ack_flush = None;
+        }
+    }
+
+    /// At the end of the session: waits for the batch in flight, then
+    /// applies what is left, so acks sent before a disconnect are never
+    /// lost (BEHAVIOR.md §8.7).
+    async fn finish_acks(&mut self) {
+        if let Some((task, _)) = self.ack_flush.take() {
+            task.await;
+        }
+        let ids = std::mem::take(&mut self.acks);
+        if !ids.is_empty() {
+            self.count(Counter::AcksReceived, ids.len());
+            apply_acks(&self.mesh, self.device, ids).await;
         }
     }
 
@@ -446,5 +479,16 @@ impl Session {
             Ok((Ok(_), _)) => Ok(()),
             _ => Err(End::ClientGone),
         }
+    }
+}
+
+/// Deletes acked messages of `device` on its owner shard.
+async fn apply_acks(mesh: &MeshEndpoint<ShardLocal>, device: Uuid, ids: Vec<Uuid>) {
+    let owner = placement::device_owner(device, mesh.shards());
+    let deleted = mesh
+        .call(owner, move |o| async move { o.app.store.ack(device, ids).await })
+        .await;
+    if !matches!(deleted, Ok(Ok(_))) {
+        tracing::warn!("ack batch could not be applied; the messages will be delivered again");
     }
 }

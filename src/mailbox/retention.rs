@@ -39,8 +39,12 @@ async fn purge(local: &ShardLocal) {
     let store = &local.app.store;
     let slice = limits::SWEEP_EXPIRED_PER_SLICE;
     let mut records = 0;
+    // An idempotency record is kept for a while after it expired: a send
+    // that began before its expiry still finds it in each of its appends
+    // (api::messages), and no send lasts longer than the global timeout.
+    let grace = i64::try_from(local.app.config.global_timeout().as_secs()).unwrap_or(i64::MAX / 2) + 60;
     loop {
-        match store.purge_idempotency(now_secs(), slice).await {
+        match store.purge_idempotency(now_secs().saturating_sub(grace), slice).await {
             Ok(n) if n == slice => records += n,
             Ok(n) => {
                 records += n;

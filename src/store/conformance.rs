@@ -39,6 +39,9 @@ pub const CASES: &[(&str, Case)] = &[
         Box::pin(deleted_senders_messages_are_hidden_then_swept(s))
     }),
     ("idempotency_and_tickets", |s| Box::pin(idempotency_and_tickets(s))),
+    ("guarded_appends_stop_at_a_stored_answer", |s| {
+        Box::pin(guarded_appends_stop_at_a_stored_answer(s))
+    }),
     ("push_tokens_and_jobs", |s| Box::pin(push_tokens_and_jobs(s))),
     ("dead_push_tokens_and_cascade", |s| {
         Box::pin(dead_push_tokens_and_cascade(s))
@@ -550,6 +553,44 @@ async fn deleted_senders_messages_are_hidden_then_swept(store: &dyn Store) {
     assert_eq!(after.iter().map(|m| m.id).collect::<Vec<_>>(), vec![left[0].id]);
     assert_eq!(store.ack(target, vec![left[0].id]).await.unwrap(), 1);
     assert!(store.fetch(target, None, 10, 0).await.unwrap().is_empty());
+}
+
+/// An append guarded by an Idempotency-Key queues nothing and returns the
+/// stored answer while one is unexpired, and appends otherwise.
+async fn guarded_appends_stop_at_a_stored_answer(store: &dyn Store) {
+    let device = new_device(Uuid::now_v7(), 1, "guarded");
+    let id = device.device.id;
+    store.create_device(device, 10).await.unwrap();
+    let key = Uuid::new_v4();
+    let guard = |now_secs| AnswerKey {
+        device: id,
+        key,
+        now_secs,
+    };
+    let send = || vec![message(id, id, Uuid::new_v4(), i64::MAX / 4)];
+    let first = store.append_unless_answered(send(), guard(10)).await.unwrap();
+    assert!(matches!(&first, GuardedAppend::Appended(o) if matches!(o[..], [Appended::Stored(_)])));
+    let answer = bytes::Bytes::from_static(b"first answer");
+    store.remember_response(id, key, answer.clone(), 100).await.unwrap();
+    assert_eq!(
+        store.append_unless_answered(send(), guard(99)).await.unwrap(),
+        GuardedAppend::Answered(answer)
+    );
+    assert_eq!(store.fetch(id, None, 10, 0).await.unwrap().len(), 1, "nothing appended");
+    let expired = store.append_unless_answered(send(), guard(100)).await.unwrap();
+    assert!(
+        matches!(expired, GuardedAppend::Appended(_)),
+        "an expired answer does not count"
+    );
+    let other = AnswerKey {
+        key: Uuid::new_v4(),
+        ..guard(10)
+    };
+    assert!(matches!(
+        store.append_unless_answered(send(), other).await.unwrap(),
+        GuardedAppend::Appended(_)
+    ));
+    assert_eq!(store.fetch(id, None, 10, 0).await.unwrap().len(), 3);
 }
 
 async fn idempotency_and_tickets(store: &dyn Store) {

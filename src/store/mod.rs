@@ -329,12 +329,37 @@ pub enum Appended {
     NoSuchSender,
 }
 
+/// An Idempotency-Key whose stored answer, if there is one, stops an
+/// append ([`Mailboxes::append_unless_answered`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnswerKey {
+    /// The sending device.
+    pub device: Uuid,
+    /// The key.
+    pub key: Uuid,
+    /// When the request began: an answer that expires later counts.
+    pub now_secs: i64,
+}
+
+/// What an append guarded by an [`AnswerKey`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuardedAppend {
+    /// No answer was stored: the messages were appended.
+    Appended(Vec<Appended>),
+    /// An answer was stored under the key: nothing was appended.
+    Answered(bytes::Bytes),
+}
+
 /// Mailboxes: the queued messages of each device.
 pub trait Mailboxes {
     /// Appends messages (each to its target), skipping duplicates and
     /// unknown targets, in one durable transaction. Messages whose sending
     /// device no longer exists are refused.
     fn append(&self, messages: Vec<NewMessage>) -> StoreFuture<'_, Vec<Appended>>;
+    /// As [`Mailboxes::append`], in the same transaction as a look at the
+    /// answers stored by [`Idempotency::remember_response`]: when `guard`
+    /// has an unexpired one, nothing is appended and it comes back.
+    fn append_unless_answered(&self, messages: Vec<NewMessage>, guard: AnswerKey) -> StoreFuture<'_, GuardedAppend>;
     /// Up to `limit` unexpired messages of `device` after position `after`.
     fn fetch(
         &self,

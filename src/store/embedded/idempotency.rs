@@ -9,17 +9,20 @@ use super::keys::{expiry_key, ordered_i64, pair};
 use super::records::{decode, IdempotencyValue};
 use super::tables::{backend, Tables};
 use super::EmbeddedStore;
-use crate::store::{Idempotency, StoreFuture};
+use crate::store::{Idempotency, StoreError, StoreFuture};
+
+/// The answer stored for (`device`, `key`), if it is unexpired at `now`.
+pub(super) fn stored_answer(t: &Tables, device: Uuid, key: Uuid, now: i64) -> Result<Option<bytes::Bytes>, StoreError> {
+    let Some(value) = Tables::get(&t.idempotency, &pair(device.as_bytes(), key.as_bytes()))? else {
+        return Ok(None);
+    };
+    let value = decode::<IdempotencyValue>("idempotency", &value)?;
+    Ok((value.expires_at_secs > now).then_some(value.response))
+}
 
 impl Idempotency for EmbeddedStore {
     fn idempotent_response(&self, device: Uuid, key: Uuid, now_secs: i64) -> StoreFuture<'_, Option<bytes::Bytes>> {
-        self.read(move |t| {
-            let Some(value) = Tables::get(&t.idempotency, &pair(device.as_bytes(), key.as_bytes()))? else {
-                return Ok(None);
-            };
-            let value = decode::<IdempotencyValue>("idempotency", &value)?;
-            Ok((value.expires_at_secs > now_secs).then_some(value.response))
-        })
+        self.read(move |t| stored_answer(t, device, key, now_secs))
     }
 
     fn remember_response(

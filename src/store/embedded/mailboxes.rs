@@ -22,13 +22,16 @@ use prost::Message;
 use uuid::Uuid;
 
 use super::group_commit::Writer;
+use super::idempotency::stored_answer;
 use super::keys::{mailbox_key, pair, seq_of_mailbox_key};
 use super::mailbox_index::Row;
 use super::push::{remove_job, schedule_wake_up};
 use super::records::{decode, message_id, seq_of_message_id, uuid, MessageValue};
 use super::tables::{backend, Tables};
 use super::EmbeddedStore;
-use crate::store::{Appended, Mailboxes, NewMessage, Queued, StoreError, StoreFuture, StoredMessage};
+use crate::store::{
+    AnswerKey, Appended, GuardedAppend, Mailboxes, NewMessage, Queued, StoreError, StoreFuture, StoredMessage,
+};
 
 /// Removes every message of `device` (takeover, device deletion). The
 /// caller forgets the device in the index after the commit.
@@ -236,6 +239,15 @@ fn forget_deleted_senders(t: &Tables, before: i64) -> Result<usize, StoreError> 
 impl Mailboxes for EmbeddedStore {
     fn append(&self, messages: Vec<NewMessage>) -> StoreFuture<'_, Vec<Appended>> {
         self.write(move |w| append(w, messages))
+    }
+
+    fn append_unless_answered(&self, messages: Vec<NewMessage>, guard: AnswerKey) -> StoreFuture<'_, GuardedAppend> {
+        self.write(move |w| {
+            if let Some(answer) = stored_answer(w, guard.device, guard.key, guard.now_secs)? {
+                return Ok(GuardedAppend::Answered(answer));
+            }
+            append(w, messages).map(GuardedAppend::Appended)
+        })
     }
 
     fn fetch(
