@@ -234,8 +234,9 @@ pub struct Config {
     /// Auth tier bucket capacity per client IP.
     #[arg(long, env = "OBSCURA_RATE_LIMIT_AUTH_BURST", default_value_t = 3)]
     pub auth_rate_limit_burst: u32,
-    /// Client IPs tracked by the rate limiter per shard; the least recently
-    /// seen is forgotten beyond this.
+    /// (Client IP, tier) pairs the rate limiter remembers, for the whole
+    /// process (32 bytes of table each); beyond this a refilled bucket's
+    /// slot is reused.
     #[arg(long, env = "OBSCURA_RATE_LIMIT_CLIENTS_MAX", default_value_t = limits::RATE_LIMIT_CLIENTS_MAX)]
     pub rate_limit_clients_max: usize,
 

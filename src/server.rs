@@ -143,8 +143,14 @@ fn open_app(config: Config) -> Result<Arc<App>, StartError> {
     let push_threads = config.notifications_worker_concurrency.min(limits::PUSH_THREADS_MAX);
     let pusher =
         Pusher::start(Provider::from_config(&config)?, push_threads).map_err(io_err("starting push workers"))?;
+    let buckets = Buckets::new(
+        Rate::new(config.auth_rate_limit_per_second, config.auth_rate_limit_burst),
+        Rate::new(config.rate_limit_per_second, config.rate_limit_burst),
+        config.rate_limit_clients_max,
+    );
     let app = Arc::new(App {
         pusher,
+        buckets,
         tokens: TokenKeys::new(&config.auth_jwt_secret, config.auth_token_ttl_secs),
         passwords: Passwords::new(pool),
         metrics: Metrics::new(config.shard_count(), &ROUTE_LABELS),
@@ -270,18 +276,7 @@ impl ShardStart {
     async fn serve(self, app: Arc<App>, mesh: Arc<Mesh<ShardLocal>>, ready: std::sync::mpsc::Sender<()>) {
         let config = app.config.clone();
         let shutdown = Shutdown::default();
-        let buckets = Buckets::new(
-            Rate::new(config.auth_rate_limit_per_second, config.auth_rate_limit_burst),
-            Rate::new(config.rate_limit_per_second, config.rate_limit_burst),
-            config.rate_limit_clients_max,
-        );
-        let local = Rc::new(ShardLocal::new(
-            app.clone(),
-            self.id,
-            mesh.clone(),
-            buckets,
-            shutdown.clone(),
-        ));
+        let local = Rc::new(ShardLocal::new(app.clone(), self.id, mesh.clone(), shutdown.clone()));
         let endpoint = mesh.connect(self.id, local.clone());
         monoio::spawn(endpoint.clone().serve());
         monoio::spawn(crate::mailbox::retention::run(local));

@@ -47,6 +47,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Wake-up push sending (the worker runs on shard 0).
     pub pusher: Pusher,
+    /// Rate-limit buckets of every client IP (shared, lock-free).
+    pub buckets: Buckets,
 }
 
 impl App {
@@ -67,8 +69,6 @@ pub struct ShardLocal {
     pub me: ShardId,
     /// The mesh, for events this shard sends without awaiting an answer.
     pub mesh: Arc<Mesh<ShardLocal>>,
-    /// Rate-limit buckets of the client IPs this shard owns.
-    pub buckets: RefCell<Buckets>,
     /// This shard's shutdown signal.
     pub shutdown: Shutdown,
     /// Open sessions of the devices this shard owns.
@@ -87,12 +87,11 @@ pub struct ShardLocal {
 
 impl ShardLocal {
     /// A shard's state before it serves.
-    pub fn new(app: Arc<App>, me: ShardId, mesh: Arc<Mesh<ShardLocal>>, buckets: Buckets, shutdown: Shutdown) -> Self {
+    pub fn new(app: Arc<App>, me: ShardId, mesh: Arc<Mesh<ShardLocal>>, shutdown: Shutdown) -> Self {
         Self {
             app,
             me,
             mesh,
-            buckets: RefCell::new(buckets),
             shutdown,
             presence: RefCell::default(),
             sessions: RefCell::default(),

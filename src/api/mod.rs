@@ -36,7 +36,6 @@ use crate::admin::metrics::Counter;
 use crate::auth::rate_limit::{client_ip, Tier};
 use crate::http::{Body, RequestHead, Response, Service};
 use crate::shard::mesh::MeshEndpoint;
-use crate::shard::placement;
 
 /// The main listener's service on one shard.
 pub struct ApiService {
@@ -50,22 +49,14 @@ impl ApiService {
         Self { app, mesh }
     }
 
-    /// Takes a token of `tier` from the client's bucket, on the shard that
-    /// owns the client.
-    async fn rate_limit(&self, head: &RequestHead, peer: SocketAddr, tier: Tier) -> Result<(), ApiError> {
+    /// Takes a token of `tier` from the client's bucket.
+    fn rate_limit(&self, head: &RequestHead, peer: SocketAddr, tier: Tier) -> Result<(), ApiError> {
         let ip = client_ip(
             peer.ip(),
             head.headers.get("x-forwarded-for"),
             &self.app.config.trusted_proxies,
         );
-        let owner = placement::client_owner(ip, self.mesh.shards());
-        let now = Instant::now();
-        let verdict = self
-            .mesh
-            .call(owner, move |local| async move {
-                local.buckets.borrow_mut().check(ip, tier, now)
-            })
-            .await?;
+        let verdict = self.app.buckets.check(ip, tier, Instant::now());
         let metrics = self.app.shard_metrics(self.mesh.me());
         match verdict {
             Ok(()) => {
@@ -93,7 +84,7 @@ impl ApiService {
             Resolved::NotFound => return (routes::UNMATCHED_LABEL, Err(ApiError::NotFound)),
             Resolved::MethodNotAllowed(allow, tier) => {
                 let limited = match tier {
-                    Some(tier) => self.rate_limit(head, peer, tier).await,
+                    Some(tier) => self.rate_limit(head, peer, tier),
                     None => Ok(()),
                 };
                 let outcome = limited.and(Err(ApiError::MethodNotAllowed(allow)));
@@ -102,7 +93,7 @@ impl ApiService {
             Resolved::Route(route, param) => (route, param),
         };
         if let Some(tier) = route.tier() {
-            if let Err(e) = self.rate_limit(head, peer, tier).await {
+            if let Err(e) = self.rate_limit(head, peer, tier) {
                 return (route.index(), Err(e));
             }
         }

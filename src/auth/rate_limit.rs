@@ -1,16 +1,18 @@
 //! Rate limiting per client IP (BEHAVIOR.md §3.5): two tiers (auth and
 //! standard), each a GCRA token bucket per IP with capacity `burst` and one
-//! token every `1 / per_second` seconds. Buckets of one IP live on one shard
-//! ([`crate::shard::placement::client_owner`]), so limits hold for the whole
-//! process, not per shard; [`Buckets`] is that shard-local table.
+//! token every `1 / per_second` seconds. [`Buckets`] is one table for the
+//! whole process, shared by every shard without a lock: a bucket's whole
+//! state is one atomic number, so the check and the take are one
+//! compare-and-swap, and the limits hold for the process, not per shard.
 //!
 //! The client IP is the TCP peer, unless the peer is a trusted proxy: then
 //! `X-Forwarded-For` is read right to left, skipping unparsable and trusted
 //! entries; the first remaining address is the client.
 
-use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// A CIDR block such as `10.0.0.0/8` or `::1/128`.
@@ -120,53 +122,96 @@ impl Rate {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryAfter(pub u64);
 
-/// The buckets of the client IPs one shard owns.
+/// Slots probed from a key's home slot before one is reused.
+const PROBE: usize = 16;
+
+/// One (client IP, tier) pair: its key (0 = free) and GCRA's whole state,
+/// the theoretical arrival time in ns since the table's epoch.
+#[derive(Default)]
+struct Slot {
+    key: AtomicU64,
+    tat: AtomicU64,
+}
+
+/// The buckets of every client IP, shared by all shards: a fixed table of
+/// atomics, so a shard takes a token with one compare-and-swap and no hop
+/// (GCRA's whole state is one number). A pair lives in one of the [`PROBE`]
+/// slots after its hashed home slot. When all of them are taken by other
+/// pairs, the one whose bucket is fullest is reused: a refilled bucket is
+/// the same as a new one, so only a table full of busy clients forgets
+/// state, as the bound on remembered clients must.
 pub struct Buckets {
     auth: Rate,
     standard: Rate,
-    /// Theoretical arrival time per (IP, tier), GCRA's whole state.
-    tat: HashMap<(IpAddr, Tier), Instant>,
-    clients_max: usize,
+    slots: Box<[Slot]>,
+    hasher: RandomState,
+    epoch: Instant,
 }
 
 impl Buckets {
-    /// Empty buckets with the two tiers' rates, remembering at most
+    /// Empty buckets with the two tiers' rates, remembering about
     /// `clients_max` (IP, tier) pairs.
     pub fn new(auth: Rate, standard: Rate, clients_max: usize) -> Self {
+        let size = (clients_max.max(PROBE) * 2).next_power_of_two();
         Self {
             auth,
             standard,
-            tat: HashMap::new(),
-            clients_max: clients_max.max(1),
+            slots: (0..size).map(|_| Slot::default()).collect(),
+            hasher: RandomState::new(),
+            epoch: Instant::now(),
         }
     }
 
     /// Takes one token of `tier` for `ip` at `now`, or says how long to wait.
-    pub fn check(&mut self, ip: IpAddr, tier: Tier, now: Instant) -> Result<(), RetryAfter> {
+    pub fn check(&self, ip: IpAddr, tier: Tier, now: Instant) -> Result<(), RetryAfter> {
         let rate = match tier {
             Tier::Auth => self.auth,
             Tier::Standard => self.standard,
         };
-        let tat = self.tat.get(&(ip, tier)).copied().unwrap_or(now).max(now);
-        let ahead = tat - now;
-        if ahead > rate.tolerance() {
-            return Err(RetryAfter((ahead - rate.tolerance()).as_secs()));
-        }
-        if self.tat.len() >= self.clients_max && !self.tat.contains_key(&(ip, tier)) {
-            self.forget_idle(now);
-        }
-        self.tat.insert((ip, tier), tat + rate.interval);
-        Ok(())
+        let now = u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX);
+        take(self.slot(ip, tier), rate, now)
     }
 
-    /// Drops clients whose bucket has refilled (they look new anyway); if
-    /// none has, drops an arbitrary one so the table stays bounded.
-    fn forget_idle(&mut self, now: Instant) {
-        self.tat.retain(|_, tat| *tat > now);
-        if self.tat.len() >= self.clients_max {
-            if let Some(key) = self.tat.keys().next().copied() {
-                self.tat.remove(&key);
+    /// The slot of (`ip`, `tier`): its own, a free one, or a reused one.
+    fn slot(&self, ip: IpAddr, tier: Tier) -> &Slot {
+        let key = self.hasher.hash_one((ip, tier)) | 1;
+        let mask = self.slots.len() - 1;
+        let home = key as usize & mask;
+        let window = || (0..PROBE).filter_map(|i| self.slots.get((home + i) & mask));
+        for slot in window() {
+            match slot.key.compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return slot,
+                Err(found) if found == key => return slot,
+                Err(_) => {}
             }
+        }
+        let fullest = window()
+            .min_by_key(|slot| slot.tat.load(Ordering::Relaxed))
+            .unwrap_or(&self.slots[home]);
+        fullest.key.store(key, Ordering::Release);
+        fullest.tat.store(0, Ordering::Release);
+        fullest
+    }
+}
+
+/// GCRA on one slot at `now` (ns): the request conforms if the theoretical
+/// arrival time is at most `tolerance` ahead; it then moves one interval on.
+fn take(slot: &Slot, rate: Rate, now: u64) -> Result<(), RetryAfter> {
+    let interval = u64::try_from(rate.interval.as_nanos()).unwrap_or(u64::MAX);
+    let tolerance = u64::try_from(rate.tolerance().as_nanos()).unwrap_or(u64::MAX);
+    let mut tat = slot.tat.load(Ordering::Acquire);
+    loop {
+        let from = tat.max(now);
+        let ahead = from - now;
+        if ahead > tolerance {
+            return Err(RetryAfter((ahead - tolerance) / 1_000_000_000));
+        }
+        match slot
+            .tat
+            .compare_exchange_weak(tat, from.saturating_add(interval), Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => return Ok(()),
+            Err(current) => tat = current,
         }
     }
 }
@@ -215,7 +260,7 @@ mod tests {
 
     #[test]
     fn bucket_allows_burst_then_refuses_then_refills() {
-        let mut b = Buckets::new(Rate::new(1, 2), Rate::new(1, 2), 10);
+        let b = Buckets::new(Rate::new(1, 2), Rate::new(1, 2), 10);
         let t0 = Instant::now();
         let a = ip("1.1.1.1");
         assert!(b.check(a, Tier::Standard, t0).is_ok());
@@ -229,13 +274,44 @@ mod tests {
         assert!(b.check(a, Tier::Standard, t0 + Duration::from_millis(1100)).is_ok());
     }
 
+    /// Goal: the table has a fixed size; when every slot near a client's
+    /// is taken by a busy client, the fullest bucket's slot is reused.
     #[test]
-    fn table_stays_bounded() {
-        let mut b = Buckets::new(Rate::new(1, 5), Rate::new(1, 5), 3);
+    fn table_stays_bounded_and_reuses_the_fullest_bucket() {
+        let b = Buckets::new(Rate::new(1, 5), Rate::new(1, 5), 3);
+        let size = b.slots.len();
         let t0 = Instant::now();
-        for i in 0..10u8 {
+        for i in 0..=255u8 {
             assert!(b.check(IpAddr::from([1, 1, 1, i]), Tier::Auth, t0).is_ok());
         }
-        assert!(b.tat.len() <= 3);
+        assert_eq!(b.slots.len(), size);
+        assert!(b.slots.iter().all(|s| s.key.load(Ordering::Relaxed) != 0), "all taken");
+        let busy = ip("9.9.9.9");
+        for _ in 0..5 {
+            assert!(b.check(busy, Tier::Auth, t0).is_ok());
+        }
+        assert!(b.check(busy, Tier::Auth, t0).is_err(), "its own slot holds its state");
+    }
+
+    /// Goal: two shards taking tokens of one client at once never take more
+    /// than the burst between them.
+    #[test]
+    fn concurrent_takers_share_one_bucket() {
+        let b = std::sync::Arc::new(Buckets::new(Rate::new(1, 1000), Rate::new(1, 1000), 100));
+        let t0 = Instant::now();
+        let taken: usize = (0..4)
+            .map(|_| {
+                let b = b.clone();
+                std::thread::spawn(move || {
+                    (0..600)
+                        .filter(|_| b.check(ip("7.7.7.7"), Tier::Standard, t0).is_ok())
+                        .count()
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .sum();
+        assert_eq!(taken, 1000);
     }
 }

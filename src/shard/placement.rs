@@ -1,10 +1,7 @@
 //! Placement: which shard owns a piece of state. This is the only place the
-//! owner hash lives. A device is owned by `hash(device_id) % shards`; state
-//! that no device owns is placed by its own key (a client IP for rate-limit
-//! buckets). The hash is fixed (not randomly seeded) so placement is the same
-//! in every process with the same shard count.
-
-use std::net::IpAddr;
+//! owner hash lives. A device is owned by `hash(device_id) % shards`. The
+//! hash is fixed (not randomly seeded) so placement is the same in every
+//! process with the same shard count.
 
 use uuid::Uuid;
 
@@ -35,15 +32,6 @@ fn pick(hash: u64, shards: usize) -> ShardId {
 /// The shard that owns a device.
 pub fn device_owner(device_id: Uuid, shards: usize) -> ShardId {
     pick(fold(device_id.as_bytes()), shards)
-}
-
-/// The shard that owns a client's rate-limit buckets.
-pub fn client_owner(ip: IpAddr, shards: usize) -> ShardId {
-    let bytes = match ip {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        IpAddr::V6(v6) => v6.octets(),
-    };
-    pick(fold(&bytes), shards)
 }
 
 #[cfg(test)]
