@@ -9,7 +9,6 @@ use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use uuid::Uuid;
 
 use super::error::{device_scope_required, ApiError};
@@ -23,7 +22,6 @@ use crate::config::Config;
 use crate::gateway::events::{Arrival, DeviceEvent, Presence, SessionRef, SessionSignal};
 use crate::http::RequestHead;
 use crate::limits;
-use crate::offload::oneshot;
 use crate::push::worker::Pusher;
 use crate::shard::mesh::{Job, Mesh, MeshEndpoint};
 use crate::shard::placement;
@@ -58,9 +56,6 @@ impl App {
     }
 }
 
-/// Requests waiting for the answer of an in-flight send with their key.
-pub type Waiters = Vec<oneshot::Sender<Option<Bytes>>>;
-
 /// One shard's own state; only that shard's thread touches it.
 pub struct ShardLocal {
     /// The shared state.
@@ -76,11 +71,6 @@ pub struct ShardLocal {
     /// Sessions whose sockets this shard holds, by id.
     sessions: RefCell<HashMap<u64, Rc<SessionSignal>>>,
     next_session: Cell<u64>,
-    /// Sends in flight per (sending device, Idempotency-Key), for devices
-    /// this shard owns: later repeats wait for the first one's answer.
-    pub in_flight: RefCell<HashMap<(Uuid, Uuid), Waiters>>,
-    /// Answers of finished sends whose idempotency record is being written.
-    pub recent_answers: RefCell<HashMap<(Uuid, Uuid), Bytes>>,
     /// Message targets this shard has seen stored: no legacy resolution.
     pub known_devices: RefCell<KnownDevices>,
 }
@@ -96,8 +86,6 @@ impl ShardLocal {
             presence: RefCell::default(),
             sessions: RefCell::default(),
             next_session: Cell::new(0),
-            in_flight: RefCell::default(),
-            recent_answers: RefCell::default(),
             known_devices: RefCell::new(KnownDevices::new(limits::KNOWN_DEVICES_MAX)),
         }
     }

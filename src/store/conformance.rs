@@ -39,8 +39,8 @@ pub const CASES: &[(&str, Case)] = &[
         Box::pin(deleted_senders_messages_are_hidden_then_swept(s))
     }),
     ("idempotency_and_tickets", |s| Box::pin(idempotency_and_tickets(s))),
-    ("guarded_appends_stop_at_a_stored_answer", |s| {
-        Box::pin(guarded_appends_stop_at_a_stored_answer(s))
+    ("sends_store_their_answer_with_their_messages", |s| {
+        Box::pin(sends_store_their_answer_with_their_messages(s))
     }),
     ("push_tokens_and_jobs", |s| Box::pin(push_tokens_and_jobs(s))),
     ("dead_push_tokens_and_cascade", |s| {
@@ -555,9 +555,23 @@ async fn deleted_senders_messages_are_hidden_then_swept(store: &dyn Store) {
     assert!(store.fetch(target, None, 10, 0).await.unwrap().is_empty());
 }
 
-/// An append guarded by an Idempotency-Key queues nothing and returns the
-/// stored answer while one is unexpired, and appends otherwise.
-async fn guarded_appends_stop_at_a_stored_answer(store: &dyn Store) {
+/// Stores `answer` under (`device`, `key`) until `expires`, with no message.
+async fn store_answer(store: &dyn Store, device: Uuid, key: Uuid, answer: &'static [u8], expires: i64) {
+    let key = AnswerKey {
+        device,
+        key,
+        now_secs: 0,
+        expires_at_secs: expires,
+    };
+    let answer_of: AnswerOf = Box::new(move |_| Some(bytes::Bytes::from_static(answer)));
+    let stored = store.append_and_answer(Vec::new(), key, answer_of).await.unwrap();
+    assert!(matches!(stored, GuardedAppend::Appended { answer: Some(_), .. }));
+}
+
+/// A send stores its answer with its messages; a send with the same key
+/// then queues nothing and gets that answer while it is unexpired; an
+/// answer of `None` stores nothing.
+async fn sends_store_their_answer_with_their_messages(store: &dyn Store) {
     let device = new_device(Uuid::now_v7(), 1, "guarded");
     let id = device.device.id;
     store.create_device(device, 10).await.unwrap();
@@ -566,40 +580,49 @@ async fn guarded_appends_stop_at_a_stored_answer(store: &dyn Store) {
         device: id,
         key,
         now_secs,
+        expires_at_secs: 100,
     };
     let send = || vec![message(id, id, Uuid::new_v4(), i64::MAX / 4)];
-    let first = store.append_unless_answered(send(), guard(10)).await.unwrap();
-    assert!(matches!(&first, GuardedAppend::Appended(o) if matches!(o[..], [Appended::Stored(_)])));
-    let answer = bytes::Bytes::from_static(b"first answer");
-    store.remember_response(id, key, answer.clone(), 100).await.unwrap();
+    let count: AnswerOf = Box::new(|outcomes| Some(format!("{} stored", outcomes.len()).into_bytes().into()));
+    let first = store.append_and_answer(send(), guard(10), count).await.unwrap();
+    let GuardedAppend::Appended { outcomes, answer } = first else {
+        panic!("{first:?}")
+    };
+    assert!(matches!(outcomes[..], [Appended::Stored(_)]));
+    assert_eq!(answer.as_deref(), Some(&b"1 stored"[..]));
+    let again: AnswerOf = Box::new(|_| panic!("a repeat makes no answer"));
     assert_eq!(
-        store.append_unless_answered(send(), guard(99)).await.unwrap(),
-        GuardedAppend::Answered(answer)
+        store.append_and_answer(send(), guard(99), again).await.unwrap(),
+        GuardedAppend::Answered(bytes::Bytes::from_static(b"1 stored"))
     );
     assert_eq!(store.fetch(id, None, 10, 0).await.unwrap().len(), 1, "nothing appended");
-    let expired = store.append_unless_answered(send(), guard(100)).await.unwrap();
+    let later: AnswerOf = Box::new(|_| None);
+    let expired = store.append_and_answer(send(), guard(100), later).await.unwrap();
     assert!(
-        matches!(expired, GuardedAppend::Appended(_)),
+        matches!(expired, GuardedAppend::Appended { answer: None, .. }),
         "an expired answer does not count"
     );
     let other = AnswerKey {
         key: Uuid::new_v4(),
         ..guard(10)
     };
+    let none: AnswerOf = Box::new(|_| None);
     assert!(matches!(
-        store.append_unless_answered(send(), other).await.unwrap(),
-        GuardedAppend::Appended(_)
+        store.append_and_answer(send(), other, none).await.unwrap(),
+        GuardedAppend::Appended { answer: None, .. }
     ));
     assert_eq!(store.fetch(id, None, 10, 0).await.unwrap().len(), 3);
+    assert_eq!(
+        store.idempotent_response(id, other.key, 0).await.unwrap(),
+        None,
+        "None stores nothing"
+    );
 }
 
 async fn idempotency_and_tickets(store: &dyn Store) {
     let (device, key) = (Uuid::now_v7(), Uuid::new_v4());
     assert_eq!(store.idempotent_response(device, key, 0).await.unwrap(), None);
-    store
-        .remember_response(device, key, bytes::Bytes::from_static(b"answer"), 100)
-        .await
-        .unwrap();
+    store_answer(store, device, key, b"answer", 100).await;
     assert_eq!(
         store.idempotent_response(device, key, 50).await.unwrap().as_deref(),
         Some(&b"answer"[..])

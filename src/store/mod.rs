@@ -329,24 +329,36 @@ pub enum Appended {
     NoSuchSender,
 }
 
-/// An Idempotency-Key whose stored answer, if there is one, stops an
-/// append ([`Mailboxes::append_unless_answered`]).
+/// The Idempotency-Key of a send ([`Mailboxes::append_and_answer`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AnswerKey {
     /// The sending device.
     pub device: Uuid,
     /// The key.
     pub key: Uuid,
-    /// When the request began: an answer that expires later counts.
+    /// When the request began: a stored answer that expires later counts.
     pub now_secs: i64,
+    /// When this request's answer, if it is stored, expires.
+    pub expires_at_secs: i64,
 }
 
-/// What an append guarded by an [`AnswerKey`] did.
+/// Makes a send's answer from the outcomes of its appends: the bytes to
+/// store under its key, or `None` to store nothing (the request failed as a
+/// whole).
+pub type AnswerOf = Box<dyn FnOnce(&[Appended]) -> Option<bytes::Bytes> + Send>;
+
+/// What [`Mailboxes::append_and_answer`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GuardedAppend {
-    /// No answer was stored: the messages were appended.
-    Appended(Vec<Appended>),
-    /// An answer was stored under the key: nothing was appended.
+    /// No answer was stored under the key: the messages were appended, and
+    /// this request's answer (if any) stored with them.
+    Appended {
+        /// Each message's outcome, in order.
+        outcomes: Vec<Appended>,
+        /// The answer stored under the key.
+        answer: Option<bytes::Bytes>,
+    },
+    /// An earlier answer is stored under the key: nothing was appended.
     Answered(bytes::Bytes),
 }
 
@@ -356,10 +368,18 @@ pub trait Mailboxes {
     /// unknown targets, in one durable transaction. Messages whose sending
     /// device no longer exists are refused.
     fn append(&self, messages: Vec<NewMessage>) -> StoreFuture<'_, Vec<Appended>>;
-    /// As [`Mailboxes::append`], in the same transaction as a look at the
-    /// answers stored by [`Idempotency::remember_response`]: when `guard`
-    /// has an unexpired one, nothing is appended and it comes back.
-    fn append_unless_answered(&self, messages: Vec<NewMessage>, guard: AnswerKey) -> StoreFuture<'_, GuardedAppend>;
+    /// A send, as one durable transaction: when an unexpired answer is
+    /// stored under `key`, nothing is appended and it comes back; otherwise
+    /// the messages are appended as [`Mailboxes::append`] does and the
+    /// answer `answer` makes of their outcomes is stored under `key` until
+    /// `key.expires_at_secs`. Sends with one key are serialized, so a
+    /// repeat gets the first one's answer once that is durable.
+    fn append_and_answer(
+        &self,
+        messages: Vec<NewMessage>,
+        key: AnswerKey,
+        answer: AnswerOf,
+    ) -> StoreFuture<'_, GuardedAppend>;
     /// Up to `limit` unexpired messages of `device` after position `after`.
     fn fetch(
         &self,
@@ -386,16 +406,9 @@ pub trait Mailboxes {
 
 /// Idempotency records of `POST /v1/messages`, per sending device.
 pub trait Idempotency {
-    /// The cached response for (device, key), if unexpired.
+    /// The cached response for (device, key), if unexpired (answers are
+    /// stored by [`Mailboxes::append_and_answer`]).
     fn idempotent_response(&self, device: Uuid, key: Uuid, now_secs: i64) -> StoreFuture<'_, Option<bytes::Bytes>>;
-    /// Caches a response until `expires_at_secs`.
-    fn remember_response(
-        &self,
-        device: Uuid,
-        key: Uuid,
-        response: bytes::Bytes,
-        expires_at_secs: i64,
-    ) -> StoreFuture<'_, ()>;
     /// Deletes up to `limit` expired records.
     fn purge_idempotency(&self, now_secs: i64, limit: usize) -> StoreFuture<'_, usize>;
 }

@@ -11,6 +11,31 @@ use super::tables::{backend, Tables};
 use super::EmbeddedStore;
 use crate::store::{Idempotency, StoreError, StoreFuture};
 
+/// Adds `answer` for (`device`, `key`), until `expires_at_secs`, to `batch`.
+pub(super) fn store_answer(
+    t: &Tables,
+    batch: &mut fjall::OwnedWriteBatch,
+    device: Uuid,
+    key: Uuid,
+    answer: bytes::Bytes,
+    expires_at_secs: i64,
+) {
+    let value = IdempotencyValue {
+        response: answer,
+        expires_at_secs,
+    };
+    batch.insert(
+        &t.idempotency,
+        pair(device.as_bytes(), key.as_bytes()),
+        value.encode_to_vec(),
+    );
+    batch.insert(
+        &t.idempotency_expiry,
+        expiry_key(expires_at_secs, device, key.as_bytes()),
+        Vec::new(),
+    );
+}
+
 /// The answer stored for (`device`, `key`), if it is unexpired at `now`.
 pub(super) fn stored_answer(t: &Tables, device: Uuid, key: Uuid, now: i64) -> Result<Option<bytes::Bytes>, StoreError> {
     let Some(value) = Tables::get(&t.idempotency, &pair(device.as_bytes(), key.as_bytes()))? else {
@@ -23,33 +48,6 @@ pub(super) fn stored_answer(t: &Tables, device: Uuid, key: Uuid, now: i64) -> Re
 impl Idempotency for EmbeddedStore {
     fn idempotent_response(&self, device: Uuid, key: Uuid, now_secs: i64) -> StoreFuture<'_, Option<bytes::Bytes>> {
         self.read(move |t| stored_answer(t, device, key, now_secs))
-    }
-
-    fn remember_response(
-        &self,
-        device: Uuid,
-        key: Uuid,
-        response: bytes::Bytes,
-        expires_at_secs: i64,
-    ) -> StoreFuture<'_, ()> {
-        self.write(move |t| {
-            let mut batch = t.db.batch();
-            let value = IdempotencyValue {
-                response,
-                expires_at_secs,
-            };
-            batch.insert(
-                &t.idempotency,
-                pair(device.as_bytes(), key.as_bytes()),
-                value.encode_to_vec(),
-            );
-            batch.insert(
-                &t.idempotency_expiry,
-                expiry_key(expires_at_secs, device, key.as_bytes()),
-                Vec::new(),
-            );
-            batch.commit().map_err(backend)
-        })
     }
 
     fn purge_idempotency(&self, now_secs: i64, limit: usize) -> StoreFuture<'_, usize> {

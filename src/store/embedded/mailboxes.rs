@@ -18,11 +18,12 @@
 
 use std::collections::{HashMap, HashSet};
 
+use bytes::Bytes;
 use prost::Message;
 use uuid::Uuid;
 
 use super::group_commit::Writer;
-use super::idempotency::stored_answer;
+use super::idempotency::{store_answer, stored_answer};
 use super::keys::{mailbox_key, pair, seq_of_mailbox_key};
 use super::mailbox_index::Row;
 use super::push::{remove_job, schedule_wake_up};
@@ -30,7 +31,7 @@ use super::records::{decode, message_id, seq_of_message_id, uuid, MessageValue};
 use super::tables::{backend, Tables};
 use super::EmbeddedStore;
 use crate::store::{
-    AnswerKey, Appended, GuardedAppend, Mailboxes, NewMessage, Queued, StoreError, StoreFuture, StoredMessage,
+    AnswerKey, AnswerOf, Appended, GuardedAppend, Mailboxes, NewMessage, Queued, StoreError, StoreFuture, StoredMessage,
 };
 
 /// Removes every message of `device` (takeover, device deletion). The
@@ -49,7 +50,13 @@ struct Accepted {
     row: Row,
 }
 
-fn append(w: &mut Writer, messages: Vec<NewMessage>) -> Result<Vec<Appended>, StoreError> {
+/// Appends `messages` and, when `answer` is given, stores the answer it
+/// makes of their outcomes under its key, in one batch.
+fn append(
+    w: &mut Writer,
+    messages: Vec<NewMessage>,
+    answer: Option<(AnswerKey, AnswerOf)>,
+) -> Result<(Vec<Appended>, Option<Bytes>), StoreError> {
     let t = w.tables.clone();
     let mut batch = t.db.batch();
     let mut outcomes = Vec::with_capacity(messages.len());
@@ -103,11 +110,16 @@ fn append(w: &mut Writer, messages: Vec<NewMessage>) -> Result<Vec<Appended>, St
             },
         });
     }
+    let answer = answer.and_then(|(key, answer_of)| {
+        let answer = answer_of(&outcomes)?;
+        store_answer(&t, &mut batch, key.device, key.key, answer.clone(), key.expires_at_secs);
+        Some(answer)
+    });
     batch.commit().map_err(backend)?;
     for a in accepted {
         w.mailboxes.add(a.target, a.seq, a.row);
     }
-    Ok(outcomes)
+    Ok((outcomes, answer))
 }
 
 /// A row as reads see it: `None` when it is not to be delivered (expired
@@ -238,15 +250,21 @@ fn forget_deleted_senders(t: &Tables, before: i64) -> Result<usize, StoreError> 
 
 impl Mailboxes for EmbeddedStore {
     fn append(&self, messages: Vec<NewMessage>) -> StoreFuture<'_, Vec<Appended>> {
-        self.write(move |w| append(w, messages))
+        self.write(move |w| append(w, messages, None).map(|(outcomes, _)| outcomes))
     }
 
-    fn append_unless_answered(&self, messages: Vec<NewMessage>, guard: AnswerKey) -> StoreFuture<'_, GuardedAppend> {
+    fn append_and_answer(
+        &self,
+        messages: Vec<NewMessage>,
+        key: AnswerKey,
+        answer: AnswerOf,
+    ) -> StoreFuture<'_, GuardedAppend> {
         self.write(move |w| {
-            if let Some(answer) = stored_answer(w, guard.device, guard.key, guard.now_secs)? {
-                return Ok(GuardedAppend::Answered(answer));
+            if let Some(earlier) = stored_answer(w, key.device, key.key, key.now_secs)? {
+                return Ok(GuardedAppend::Answered(earlier));
             }
-            append(w, messages).map(GuardedAppend::Appended)
+            let (outcomes, answer) = append(w, messages, Some((key, answer)))?;
+            Ok(GuardedAppend::Appended { outcomes, answer })
         })
     }
 
