@@ -295,6 +295,13 @@ pub struct Config {
     /// Messages per store fetch of the delivery pump.
     #[arg(long, env = "OBSCURA_WS_MESSAGE_FETCH_BATCH_SIZE", default_value_t = 50)]
     pub ws_message_fetch_batch_size: usize,
+    /// Shortest time between two frames of new messages to one socket, ms;
+    /// messages arriving sooner wait and go together (0: each at once).
+    /// Trades up to this much delivery delay, for devices that receive many
+    /// messages a second, for fewer and fuller frames. At most 1000.
+    #[arg(long, env = "OBSCURA_WS_DELIVERY_INTERVAL_MS", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub ws_delivery_interval_ms: u64,
     /// Soft cap of one EnvelopeBatch frame, bytes (a larger envelope goes alone).
     #[arg(long, env = "OBSCURA_WS_MAX_BATCH_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub ws_max_batch_bytes: usize,

@@ -90,6 +90,11 @@ impl SessionSignal {
         self.raise(DeviceEvent::MessagesArrived);
     }
 
+    /// How many arrivals wait.
+    pub fn arrivals_waiting(&self) -> usize {
+        self.arrivals.borrow().messages.len()
+    }
+
     /// Takes the waiting arrivals, in the order they came; `false` when
     /// some were dropped since the last take.
     pub fn take_arrivals(&self) -> (Vec<Arrival>, bool) {

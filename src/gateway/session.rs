@@ -15,6 +15,11 @@
 //!    the client and closes it when silent or stuck, and closes on takeover,
 //!    deletion (Disconnect) or shutdown (1001).
 //!
+//! With `--ws-delivery-interval-ms`, new messages that arrive sooner than
+//! that after the last frame of new messages wait and go out together (a
+//! full fetch's worth goes at once): fewer, fuller frames for devices that
+//! receive many messages a second, at most that much later.
+//!
 //! Frames are written one at a time under a write timeout: the socket's
 //! send buffer plus at most `--ws-outbound-buffer-size` encoded frames are
 //! all a slow reader can make us hold, and a reader that takes nothing for
@@ -73,6 +78,7 @@ struct Limits {
     silence_max: Duration,
     debounce: Duration,
     write_timeout: Duration,
+    coalesce: Duration,
 }
 
 impl Limits {
@@ -90,6 +96,7 @@ impl Limits {
             silence_max: ping_interval + Duration::from_secs(c.ws_ping_timeout_secs),
             debounce: Duration::from_millis(c.ws_prekey_debounce_interval_ms),
             write_timeout: Duration::from_secs(c.ws_write_timeout_secs),
+            coalesce: Duration::from_millis(c.ws_delivery_interval_ms),
         }
     }
 }
@@ -117,6 +124,11 @@ struct Session {
     ack_due: Option<Instant>,
     /// The ack batch being applied, and whether it is done.
     ack_flush: Option<(monoio::task::JoinHandle<()>, Rc<Cell<bool>>)>,
+    /// New messages wait for the next frame time.
+    arrivals_waiting: bool,
+    /// When the next frame of new messages may go
+    /// (`--ws-delivery-interval-ms` after the last one).
+    next_frame_at: Option<Instant>,
     prekey_due: Option<Instant>,
     next_ping: Instant,
 }
@@ -159,6 +171,8 @@ pub async fn run(
         acks: Vec::new(),
         ack_due: None,
         ack_flush: None,
+        arrivals_waiting: false,
+        next_frame_at: None,
         prekey_due: None,
         next_ping,
     };
@@ -282,7 +296,8 @@ impl Session {
     fn next_deadline(&self) -> Instant {
         // While a batch is in flight its end wakes the session.
         let ack_due = self.ack_due.filter(|_| self.ack_flush.is_none());
-        [Some(self.next_ping), ack_due, self.prekey_due]
+        let frame_due = self.next_frame_at.filter(|_| self.arrivals_waiting);
+        [Some(self.next_ping), ack_due, self.prekey_due, frame_due]
             .into_iter()
             .flatten()
             .min()
@@ -298,10 +313,18 @@ impl Session {
         if events.has(DeviceEvent::PreKeysLow) && self.prekey_due.is_none() {
             self.prekey_due = Some(Instant::now() + self.limits.debounce);
         }
-        if events.has(DeviceEvent::MessagesArrived) {
-            self.deliver_arrivals().await?;
-        }
         let now = Instant::now();
+        if events.has(DeviceEvent::MessagesArrived) {
+            self.arrivals_waiting = true;
+        }
+        let frame_due = self.next_frame_at.is_none_or(|at| at <= now);
+        if self.arrivals_waiting && (frame_due || self.signal.arrivals_waiting() >= self.limits.fetch) {
+            self.arrivals_waiting = false;
+            self.deliver_arrivals().await?;
+            if !self.limits.coalesce.is_zero() {
+                self.next_frame_at = Some(Instant::now() + self.limits.coalesce);
+            }
+        }
         self.reap_ack_flush();
         if self.ack_due.is_some_and(|due| due <= now) || self.acks.len() >= self.limits.ack_batch {
             self.start_ack_flush();

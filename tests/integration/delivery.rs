@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::common::data::{self, add_device, member, queued_for, send_all, send_text, texts, Member};
 use crate::common::gateway::Gateway;
-use crate::common::wire::{Envelope, Submission};
+use crate::common::wire::{Envelope, FramePayload, Submission};
 use crate::common::{TestResult, TestServer};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -409,5 +409,45 @@ fn concurrent_senders_lose_and_double_nothing() -> TestResult {
     }
     send_text(&client, bob.token(), &bob.id, "marker")?;
     assert_eq!(texts(&gw.collect_envelopes(1, WAIT, true)?), vec!["marker"]);
+    Ok(())
+}
+
+/// The next envelope batch within `WAIT` (status frames skipped), and when it came.
+fn next_batch(gw: &mut Gateway) -> Result<(Vec<String>, Instant), Box<dyn std::error::Error>> {
+    loop {
+        match gw.next_frame(WAIT)? {
+            Some(FramePayload::EnvelopeBatch(envelopes)) => return Ok((texts(&envelopes), Instant::now())),
+            Some(FramePayload::PreKeyStatus { .. }) => {}
+            other => return Err(format!("expected an envelope batch, got {other:?}").into()),
+        }
+    }
+}
+
+#[test]
+fn delivery_interval_gathers_new_messages_into_one_frame() -> TestResult {
+    // Goal: with `--ws-delivery-interval-ms`, a message that arrives on a quiet socket goes out
+    // at once, and messages that arrive within the interval after a frame wait and go out
+    // together in the next frame, no sooner than the interval. Method: interval 400 ms; a first
+    // message, then two more sent right after its frame, in separate requests.
+    let server = data::server_with(&["--ws-delivery-interval-ms", "400"])?;
+    let client = server.client();
+    let (alice, bob) = (member(&client, "alice", 0)?, member(&client, "bob", 0)?);
+    let mut gw = Gateway::connect(&server, bob.token())?;
+    let sent = Instant::now();
+    send_text(&client, alice.token(), &bob.id, "first")?;
+    let (first, first_at) = next_batch(&mut gw)?;
+    assert_eq!(first, vec!["first"]);
+    assert!(
+        first_at - sent < Duration::from_millis(300),
+        "a quiet socket gets it at once"
+    );
+    send_text(&client, alice.token(), &bob.id, "second")?;
+    send_text(&client, alice.token(), &bob.id, "third")?;
+    let (next, next_at) = next_batch(&mut gw)?;
+    assert_eq!(next, vec!["second", "third"], "one frame for both");
+    assert!(
+        next_at - first_at >= Duration::from_millis(350),
+        "not before the interval"
+    );
     Ok(())
 }
