@@ -153,10 +153,14 @@ impl Buckets {
     /// `clients_max` (IP, tier) pairs.
     pub fn new(auth: Rate, standard: Rate, clients_max: usize) -> Self {
         let size = (clients_max.max(PROBE) * 2).next_power_of_two();
+        // SAFETY: a `Slot` is two atomics, for which all zeros is valid (a
+        // free slot). A zeroed allocation is fresh memory the OS zeroes, so
+        // pages count towards RSS only once clients use them.
+        let slots = unsafe { Box::<[Slot]>::new_zeroed_slice(size).assume_init() };
         Self {
             auth,
             standard,
-            slots: (0..size).map(|_| Slot::default()).collect(),
+            slots,
             hasher: RandomState::new(),
             epoch: Instant::now(),
         }
