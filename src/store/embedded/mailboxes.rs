@@ -50,11 +50,45 @@ struct Accepted {
     row: Row,
 }
 
+/// A message with its row's value already encoded: encoding (and copying
+/// the payload into the value) happens on the calling shard, so the writer
+/// thread, which every write waits for, only inserts it.
+struct Prepared {
+    target: Uuid,
+    sender_device: Uuid,
+    submission_id: Uuid,
+    created_at_ms: u64,
+    wake_at_ms: Option<u64>,
+    value: fjall::Slice,
+}
+
+fn prepare(messages: Vec<NewMessage>) -> Vec<Prepared> {
+    let prepare = |m: NewMessage| {
+        let value = MessageValue {
+            sender_user: m.sender_user.as_bytes().to_vec(),
+            sender_device: m.sender_device.as_bytes().to_vec(),
+            submission_id: m.submission_id.as_bytes().to_vec(),
+            payload: m.payload,
+            created_at_ms: m.created_at_ms,
+            expires_at_secs: m.expires_at_secs,
+        };
+        Prepared {
+            target: m.target,
+            sender_device: m.sender_device,
+            submission_id: m.submission_id,
+            created_at_ms: m.created_at_ms,
+            wake_at_ms: m.wake_at_ms,
+            value: value.encode_to_vec().into(),
+        }
+    };
+    messages.into_iter().map(prepare).collect()
+}
+
 /// Appends `messages` and, when `answer` is given, stores the answer it
 /// makes of their outcomes under its key, in one batch.
 fn append(
     w: &mut Writer,
-    messages: Vec<NewMessage>,
+    messages: Vec<Prepared>,
     answer: Option<(AnswerKey, AnswerOf)>,
 ) -> Result<(Vec<Appended>, Option<Bytes>), StoreError> {
     let t = w.tables.clone();
@@ -81,15 +115,7 @@ fn append(
         }
         let seq = t.next_seqs(&mut batch, 1);
         let prev = newest_in_batch.insert(m.target, seq).or(newest_queued);
-        let value = MessageValue {
-            sender_user: m.sender_user.as_bytes().to_vec(),
-            sender_device: m.sender_device.as_bytes().to_vec(),
-            submission_id: m.submission_id.as_bytes().to_vec(),
-            payload: m.payload,
-            created_at_ms: m.created_at_ms,
-            expires_at_secs: m.expires_at_secs,
-        };
-        batch.insert(&t.mailboxes, mailbox_key(m.target, seq), value.encode_to_vec());
+        batch.insert(&t.mailboxes, mailbox_key(m.target, seq), m.value);
         if let Some(due) = m.wake_at_ms {
             if woken.insert(m.target) {
                 schedule_wake_up(&t, &mut batch, m.target, due)?;
@@ -250,6 +276,7 @@ fn forget_deleted_senders(t: &Tables, before: i64) -> Result<usize, StoreError> 
 
 impl Mailboxes for EmbeddedStore {
     fn append(&self, messages: Vec<NewMessage>) -> StoreFuture<'_, Vec<Appended>> {
+        let messages = prepare(messages);
         self.write(move |w| append(w, messages, None).map(|(outcomes, _)| outcomes))
     }
 
@@ -259,6 +286,7 @@ impl Mailboxes for EmbeddedStore {
         key: AnswerKey,
         answer: AnswerOf,
     ) -> StoreFuture<'_, GuardedAppend> {
+        let messages = prepare(messages);
         self.write(move |w| {
             if let Some(earlier) = stored_answer(w, key.device, key.key, key.now_secs)? {
                 return Ok(GuardedAppend::Answered(earlier));
