@@ -274,7 +274,8 @@ pub struct Config {
     /// Encoded frames queued per socket before the delivery pump waits.
     #[arg(long, env = "OBSCURA_WS_OUTBOUND_BUFFER_SIZE", default_value_t = 32)]
     pub ws_outbound_buffer_size: usize,
-    /// Ack ids queued per socket; ids beyond it are dropped (redelivered later).
+    /// Ack ids waiting to be applied per socket; beyond it the socket is not
+    /// read until a batch is applied (none are dropped).
     #[arg(long, env = "OBSCURA_WS_ACK_BUFFER_SIZE", default_value_t = 1000)]
     pub ws_ack_buffer_size: usize,
     /// Ack ids per delete batch.

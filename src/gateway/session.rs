@@ -24,11 +24,17 @@
 //! send buffer plus at most `--ws-outbound-buffer-size` encoded frames are
 //! all a slow reader can make us hold, and a reader that takes nothing for
 //! `--ws-write-timeout-secs` is disconnected.
+//!
+//! Acks are never dropped: once `--ws-ack-buffer-size` ids (plus the last
+//! frame's) wait to be applied, the reader task stops reading the socket
+//! until a batch is applied (BEHAVIOR.md §8.7 drops them instead, so a
+//! client whose acks outran the session got its messages again).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncWriteRentExt, OwnedWriteHalf, Splitable};
@@ -58,7 +64,12 @@ const PONGS_OWED_MAX: usize = 16;
 struct Inbox {
     pongs: VecDeque<Vec<u8>>,
     acks: Vec<Uuid>,
-    acks_dropped: u64,
+    /// Ack ids taken from the socket and not yet applied (here, with the
+    /// session, or in flight).
+    acks_unapplied: usize,
+    /// The reader task, waiting for `acks_unapplied` to fall below the
+    /// ack buffer.
+    reader_waiting: Option<Waker>,
     last_seen: Option<Instant>,
     ended: bool,
     /// The client sent a Close frame (answered with one, RFC 6455 §5.5.1).
@@ -90,7 +101,7 @@ impl Limits {
             batch_bytes: c.ws_max_batch_bytes,
             outbound_frames: c.ws_outbound_buffer_size,
             ack_batch: c.ws_ack_batch_size,
-            ack_buffer: c.ws_ack_buffer_size,
+            ack_buffer: c.ws_ack_buffer_size.max(1),
             ack_flush: Duration::from_millis(c.ws_ack_flush_interval_ms),
             ping_interval,
             silence_max: ping_interval + Duration::from_secs(c.ws_ping_timeout_secs),
@@ -204,12 +215,13 @@ fn cancel_pending_push(local: &Rc<ShardLocal>, device: Uuid) {
 /// The reader task: turns client frames into [`Inbox`] entries.
 async fn read_loop(mut reader: FrameReader, inbox: Rc<RefCell<Inbox>>, signal: Rc<SessionSignal>, ack_buffer: usize) {
     loop {
+        room_for_acks(&inbox, ack_buffer).await;
         let message = reader.next().await;
         {
             let mut inbox = inbox.borrow_mut();
             inbox.last_seen = Some(Instant::now());
             match message {
-                Ok(Inbound::Binary(bytes)) => take_acks(&mut inbox, &bytes, ack_buffer),
+                Ok(Inbound::Binary(bytes)) => take_acks(&mut inbox, &bytes),
                 Ok(Inbound::Ping(payload)) => {
                     if inbox.pongs.len() >= PONGS_OWED_MAX {
                         inbox.pongs.pop_front();
@@ -230,22 +242,42 @@ async fn read_loop(mut reader: FrameReader, inbox: Rc<RefCell<Inbox>>, signal: R
     }
 }
 
+/// Resolves once fewer than `ack_buffer` ack ids wait to be applied.
+async fn room_for_acks(inbox: &RefCell<Inbox>, ack_buffer: usize) {
+    std::future::poll_fn(|cx| {
+        let mut inbox = inbox.borrow_mut();
+        if inbox.acks_unapplied < ack_buffer {
+            return Poll::Ready(());
+        }
+        inbox.reader_waiting = Some(cx.waker().clone());
+        Poll::Pending
+    })
+    .await
+}
+
+/// Counts `n` ack ids as applied and lets a waiting reader go on.
+fn acks_applied(inbox: &RefCell<Inbox>, n: usize) {
+    let mut inbox = inbox.borrow_mut();
+    inbox.acks_unapplied = inbox.acks_unapplied.saturating_sub(n);
+    if let Some(reader) = inbox.reader_waiting.take() {
+        reader.wake();
+    }
+}
+
 /// Queues the well-formed ids of an `AckMessage` frame; anything else
 /// (garbage, other payloads, ids not 16 bytes long) is ignored.
-fn take_acks(inbox: &mut Inbox, bytes: &[u8], ack_buffer: usize) {
+fn take_acks(inbox: &mut Inbox, bytes: &[u8]) {
     let Ok(WebSocketFrame {
         payload: Some(Payload::Ack(ack)),
     }) = WebSocketFrame::decode(bytes)
     else {
         return;
     };
-    for id in ack.message_ids.iter().filter_map(|id| Uuid::from_slice(id).ok()) {
-        if inbox.acks.len() < ack_buffer {
-            inbox.acks.push(id);
-        } else {
-            inbox.acks_dropped += 1;
-        }
-    }
+    let before = inbox.acks.len();
+    inbox
+        .acks
+        .extend(ack.message_ids.iter().filter_map(|id| Uuid::from_slice(id).ok()));
+    inbox.acks_unapplied += inbox.acks.len() - before;
 }
 
 impl Session {
@@ -326,7 +358,8 @@ impl Session {
             }
         }
         self.reap_ack_flush();
-        if self.ack_due.is_some_and(|due| due <= now) || self.acks.len() >= self.limits.ack_batch {
+        let batch_full = self.acks.len() >= self.limits.ack_batch.min(self.limits.ack_buffer);
+        if self.ack_due.is_some_and(|due| due <= now) || batch_full {
             self.start_ack_flush();
         }
         if self.prekey_due.is_some_and(|due| due <= now) {
@@ -466,9 +499,11 @@ impl Session {
         self.count(Counter::AcksReceived, ids.len());
         let done = Rc::new(Cell::new(false));
         let (mesh, device, signal) = (self.mesh.clone(), self.device, self.signal.clone());
-        let flag = done.clone();
+        let (flag, inbox) = (done.clone(), self.inbox.clone());
         let task = monoio::spawn(async move {
+            let n = ids.len();
             apply_acks(&mesh, device, ids).await;
+            acks_applied(&inbox, n);
             flag.set(true);
             signal.wake();
         });
@@ -492,7 +527,9 @@ impl Session {
         let ids = std::mem::take(&mut self.acks);
         if !ids.is_empty() {
             self.count(Counter::AcksReceived, ids.len());
+            let n = ids.len();
             apply_acks(&self.mesh, self.device, ids).await;
+            acks_applied(&self.inbox, n);
         }
     }
 

@@ -1,8 +1,8 @@
 //! Acknowledgements over the gateway (BEHAVIOR §8.7; TEST-CASES G67-G72): batching by size
 //! and by time, several ids per frame, acks scoped to the session's device, bad ids skipped
-//! individually, a full ack buffer dropping ids without closing the socket, and acks still
-//! pending when the client leaves (with or without a Close frame) being applied. "Still
-//! stored" is observed with a fresh socket of the device (`queued_for`).
+//! individually, a full ack buffer pausing the socket's reader (never dropping ids nor closing
+//! the socket), and acks still pending when the client leaves (with or without a Close frame)
+//! being applied. "Still stored" is observed with a fresh socket of the device (`queued_for`).
 
 use std::time::{Duration, Instant};
 
@@ -144,6 +144,37 @@ fn a_full_ack_buffer_keeps_the_socket_open() -> TestResult {
     gw.expect_pong(b"still open", WAIT)?;
     data::send_text(&client, alice.token(), &bob.id, "after the flood")?;
     assert_eq!(texts(&gw.collect_envelopes(1, WAIT, false)?), vec!["after the flood"]);
+    Ok(())
+}
+
+#[test]
+fn acks_beyond_the_buffer_are_applied_not_dropped() -> TestResult {
+    // Goal: our deviation from §8.7 (README) — acks are never dropped: with
+    // `--ws-ack-buffer-size 10`, one frame acking 60 messages and then 40 more frames of one id
+    // each (sent without pause) delete all 100 while the socket stays open; the reference would
+    // drop the ids beyond the buffer and deliver those messages again. Method: as described;
+    // the queue, seen by a second socket of the device, must become empty.
+    let server = data::server_with(&[
+        "--ws-ack-buffer-size",
+        "10",
+        "--ws-ack-batch-size",
+        "100",
+        "--ws-ack-flush-interval-ms",
+        "20",
+    ])?;
+    let client = server.client();
+    let alice = member(&client, "alice", 0)?;
+    let bob = member(&client, "bob", 0)?;
+    queue(&server, &alice, &bob, 100)?;
+    let mut gw = Gateway::connect(&server, bob.token())?;
+    let got = gw.collect_envelopes(100, WAIT, false)?;
+    gw.ack_envelopes(&got[..60])?;
+    for envelope in &got[60..] {
+        gw.ack_envelopes(std::slice::from_ref(envelope))?;
+    }
+    gw.expect_pong(b"open", WAIT)?;
+    wait_queue_empty(&server, &bob, Duration::from_secs(5))?;
+    gw.close()?;
     Ok(())
 }
 
