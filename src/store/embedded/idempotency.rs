@@ -1,6 +1,7 @@
 //! [`Idempotency`] on fjall: the first response to (sending device,
 //! Idempotency-Key), kept until it expires, with an expiry index for the
-//! purge.
+//! purge. Answers are written by [`super::mailboxes`]' `append_and_answer`,
+//! in the send's own transaction.
 
 use prost::Message;
 use uuid::Uuid;

@@ -1,7 +1,9 @@
 //! The writer thread's in-memory index of mailboxes: for each device it has
 //! seen lately, whether the device exists and, once a write needed it, the
 //! queued messages of its mailbox (position, sender, submission id, receive
-//! time; not those of deleted senders, which are never delivered). With it,
+//! time; not those of senders already deleted when it is loaded, which are
+//! never delivered; rows of a sender deleted later stay until the sweep,
+//! harmlessly: an ack of one deletes a row nobody reads). With it,
 //! an append checks senders, targets and duplicates, and an ack checks ids,
 //! without reading the store.
 //!

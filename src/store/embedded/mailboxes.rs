@@ -6,8 +6,9 @@
 //!
 //! The writer's [`super::mailbox_index::MailboxIndex`] answers every check
 //! of an append (sender and target exist, the submission is not queued
-//! yet) and of an ack (the id names a queued message), so neither reads the
-//! store, and each writes or deletes that one row per message.
+//! yet) and of an ack (the id names a queued message), so neither reads
+//! mailbox rows, and each writes or deletes that one row per message (the
+//! idempotency answer and wake-up jobs are point reads of their own).
 //!
 //! There is no index by expiry or by sender: the retention sweep reads each
 //! mailbox ([`Mailboxes::sweep_mailbox`]) and deletes what expired, what

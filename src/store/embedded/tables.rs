@@ -191,6 +191,13 @@ impl Tables {
         first
     }
 
+    /// Forgets the reserved block (writer thread only): after a write whose
+    /// batch may not have committed, its reservation may not be durable, so
+    /// the next number handed out records a new one.
+    pub fn drop_seq_reservation(&self) {
+        self.seq_reserved.store(self.last_seq(), Ordering::Relaxed);
+    }
+
     /// The last sequence number handed out.
     pub fn last_seq(&self) -> u64 {
         self.last_seq.load(Ordering::Relaxed)
