@@ -235,8 +235,9 @@ pub struct Config {
     #[arg(long, env = "OBSCURA_RATE_LIMIT_AUTH_BURST", default_value_t = 3)]
     pub auth_rate_limit_burst: u32,
     /// (Client IP, tier) pairs the rate limiter remembers, for the whole
-    /// process (32 bytes of table each); beyond this a refilled bucket's
-    /// slot is reused.
+    /// process (32 to 64 bytes of table each: twice as many 16-byte slots,
+    /// rounded up to a power of two); beyond this a refilled bucket's slot
+    /// is reused.
     #[arg(long, env = "OBSCURA_RATE_LIMIT_CLIENTS_MAX", default_value_t = limits::RATE_LIMIT_CLIENTS_MAX)]
     pub rate_limit_clients_max: usize,
 
@@ -519,6 +520,11 @@ impl Config {
     /// Standard route timeout.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.server_request_timeout_secs)
+    }
+
+    /// Lifetime of messages and attachments, seconds.
+    pub fn ttl_secs(&self) -> i64 {
+        i64::try_from(self.ttl_days.saturating_mul(86_400)).unwrap_or(i64::MAX / 2)
     }
 
     /// Catch-all route timeout.

@@ -70,7 +70,7 @@ pub const STORE_GROUP_COMMIT_MAX: usize = 1024;
 /// Pending password hashes before callers wait.
 pub const PASSWORD_QUEUE_DEPTH: usize = 4096;
 
-/// Client IPs remembered per shard by the rate limiter.
+/// (Client IP, tier) pairs the rate limiter remembers, for the whole process.
 pub const RATE_LIMIT_CLIENTS_MAX: usize = 100_000;
 
 /// Device names: the contract's `maxLength` (BEHAVIOR.md §5.1).

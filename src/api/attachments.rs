@@ -24,7 +24,7 @@ pub async fn upload(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Respons
     let id = Uuid::new_v4();
     let key = attachment_key(&config.attachment_prefix, id);
     store_body(&ctx.app.blobs, &key, body, limits, TOO_SMALL).await?;
-    let expires_at = now_secs().saturating_add((config.ttl_days as i64).saturating_mul(86_400));
+    let expires_at = now_secs().saturating_add(config.ttl_secs());
     if let Err(e) = ctx.app.store.insert_attachment(id, expires_at).await {
         ctx.app.blobs.delete_in_background(key);
         return Err(e.into());

@@ -156,8 +156,15 @@ impl ShardLocal {
         self.presence.borrow().sessions(&device).to_vec()
     }
 
+    /// Adds `n` to a counter of this shard.
+    pub fn count(&self, counter: Counter, n: usize) {
+        if let Some(metrics) = self.app.shard_metrics(self.me) {
+            metrics.add(counter, n as u64);
+        }
+    }
+
     /// Queues `job` on `shard` without waiting (in a task when its inbox is full).
-    fn send_to(&self, shard: ShardId, job: Job<ShardLocal>) {
+    pub fn send_to(&self, shard: ShardId, job: Job<ShardLocal>) {
         if let Err(job) = self.mesh.try_push(shard, job) {
             let mesh = self.mesh.clone();
             monoio::spawn(async move { mesh.push(shard, job).await });
@@ -204,14 +211,7 @@ impl RequestCtx<'_> {
 
     /// Adds one to a counter of this shard.
     pub fn count(&self, counter: Counter) {
-        self.count_n(counter, 1);
-    }
-
-    /// Adds `n` to a counter of this shard.
-    pub fn count_n(&self, counter: Counter, n: usize) {
-        if let Some(metrics) = self.app.shard_metrics(self.mesh.me()) {
-            metrics.add(counter, n as u64);
-        }
+        self.mesh.context().count(counter, 1);
     }
 
     /// The device of a device-scoped token (403 for a user token).

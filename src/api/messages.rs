@@ -23,6 +23,7 @@
 //! them to the device's sessions; the answer does not wait for that.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
@@ -87,14 +88,38 @@ pub async fn send(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Response,
     let (mut valid, failed) = check_submissions(&request, &template(ctx, principal.user_id, key));
     resolve_targets(ctx, &mut valid).await?;
     let answer_of = answer_of(&valid, failed);
-    let (outcomes, stored) = match ctx.app.store.append_and_answer(valid.clone(), key, answer_of).await? {
+    let stored = match append_and_deliver(ctx, valid, key, answer_of).await? {
         GuardedAppend::Answered(earlier) => return Ok(answer(earlier)),
-        GuardedAppend::Appended { outcomes, answer } => (outcomes, answer),
+        GuardedAppend::Appended { answer, .. } => answer,
     };
     // No answer is stored for a token whose device was deleted.
-    let stored = stored.ok_or(ApiError::Unauthorized)?;
-    deliver_on_owners(ctx, valid, &outcomes).await;
-    Ok(answer(stored))
+    Ok(answer(stored.ok_or(ApiError::Unauthorized)?))
+}
+
+/// Appends `messages` and stores the request's answer in one store
+/// transaction, then hands what was stored to the targets' owners. In a
+/// task of its own, so that a request dropped at its deadline still hands
+/// over what committed (open sessions would otherwise only see it with
+/// their next message).
+async fn append_and_deliver(
+    ctx: &RequestCtx<'_>,
+    messages: Vec<NewMessage>,
+    key: AnswerKey,
+    answer_of: AnswerOf,
+) -> Result<GuardedAppend, ApiError> {
+    let local = ctx.mesh.context().clone();
+    monoio::spawn(async move {
+        let appended = local
+            .app
+            .store
+            .append_and_answer(messages.clone(), key, answer_of)
+            .await?;
+        if let GuardedAppend::Appended { outcomes, .. } = &appended {
+            deliver_on_owners(&local, messages, outcomes);
+        }
+        Ok(appended)
+    })
+    .await
 }
 
 /// The answer stored under the key if there is one, else `refused`.
@@ -113,7 +138,6 @@ async fn stored_or(ctx: &RequestCtx<'_>, key: AnswerKey, refused: ApiError) -> R
 /// What every message of the request shares.
 fn template(ctx: &RequestCtx<'_>, user: Uuid, key: AnswerKey) -> NewMessage {
     let created_at_ms = now_millis();
-    let ttl_secs = seconds(ctx.app.config.ttl_days.saturating_mul(86_400));
     NewMessage {
         target: Uuid::nil(),
         sender_user: user,
@@ -121,7 +145,7 @@ fn template(ctx: &RequestCtx<'_>, user: Uuid, key: AnswerKey) -> NewMessage {
         submission_id: Uuid::nil(),
         payload: Bytes::new(),
         created_at_ms,
-        expires_at_secs: key.now_secs.saturating_add(ttl_secs),
+        expires_at_secs: key.now_secs.saturating_add(ctx.app.config.ttl_secs()),
         wake_at_ms: Some(millis_after(
             created_at_ms,
             ctx.app.config.notifications_push_delay_secs,
@@ -229,28 +253,28 @@ async fn resolve_targets(ctx: &RequestCtx<'_>, messages: &mut [NewMessage]) -> R
 type ByOwner = HashMap<ShardId, Vec<(Uuid, Vec<Arrival>)>>;
 
 /// Hands the stored messages to their targets' owner shards, which hand
-/// them to the targets' sessions.
-async fn deliver_on_owners(ctx: &RequestCtx<'_>, messages: Vec<NewMessage>, outcomes: &[Appended]) {
-    for (owner, targets) in arrivals_by_owner(ctx, messages, outcomes) {
+/// them to the targets' sessions; never waits.
+fn deliver_on_owners(local: &Rc<ShardLocal>, messages: Vec<NewMessage>, outcomes: &[Appended]) {
+    for (owner, targets) in arrivals_by_owner(local, messages, outcomes) {
         let job: Job<ShardLocal> = Box::new(move |local| {
             for (target, arrivals) in targets {
                 local.deliver(target, arrivals);
             }
         });
-        if owner == ctx.mesh.me() {
-            job(ctx.mesh.context().clone());
+        if owner == local.me {
+            job(local.clone());
         } else {
-            ctx.mesh.context().mesh.push(owner, job).await;
+            local.send_to(owner, job);
         }
     }
 }
 
 /// The stored messages for each target, grouped by the target's owner;
 /// counts them and remembers their targets as devices.
-fn arrivals_by_owner(ctx: &RequestCtx<'_>, messages: Vec<NewMessage>, outcomes: &[Appended]) -> ByOwner {
-    let shards = ctx.mesh.shards();
+fn arrivals_by_owner(local: &ShardLocal, messages: Vec<NewMessage>, outcomes: &[Appended]) -> ByOwner {
+    let shards = local.mesh.shards();
     let mut by_owner = ByOwner::new();
-    let mut known = ctx.mesh.context().known_devices.borrow_mut();
+    let mut known = local.known_devices.borrow_mut();
     let mut stored = 0;
     for (m, outcome) in messages.into_iter().zip(outcomes) {
         let Appended::Stored(queued) = outcome else {
@@ -276,6 +300,6 @@ fn arrivals_by_owner(ctx: &RequestCtx<'_>, messages: Vec<NewMessage>, outcomes: 
             None => targets.push((m.target, vec![arrival])),
         }
     }
-    ctx.count_n(Counter::MessagesSent, stored);
+    local.count(Counter::MessagesSent, stored);
     by_owner
 }

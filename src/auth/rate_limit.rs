@@ -183,10 +183,14 @@ impl Buckets {
         let home = key as usize & mask;
         let window = || (0..PROBE).filter_map(|i| self.slots.get((home + i) & mask));
         for slot in window() {
-            match slot.key.compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return slot,
-                Err(found) if found == key => return slot,
-                Err(_) => {}
+            // Read first: a compare-exchange takes the cache line even when
+            // it fails, and most requests find their own slot.
+            let found = match slot.key.load(Ordering::Acquire) {
+                0 => slot.key.compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire),
+                found => Err(found),
+            };
+            if found.is_ok() || found == Err(key) {
+                return slot;
             }
         }
         let fullest = window()

@@ -70,6 +70,8 @@ struct Inbox {
     /// The reader task, waiting for `acks_unapplied` to fall below the
     /// ack buffer.
     reader_waiting: Option<Waker>,
+    /// The session ended: nobody applies acks any more.
+    session_over: bool,
     last_seen: Option<Instant>,
     ended: bool,
     /// The client sent a Close frame (answered with one, RFC 6455 §5.5.1).
@@ -196,6 +198,7 @@ pub async fn run(
         .call(owner, move |o| async move { o.presence.borrow_mut().leave(device, me) })
         .await;
     local.close_session(id);
+    stop_waiting_for_acks(&session.inbox);
     // Ends the reader's pending read, whichever io driver is in use.
     // SAFETY: `fd` belongs to the socket whose halves are still alive here.
     unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
@@ -246,13 +249,23 @@ async fn read_loop(mut reader: FrameReader, inbox: Rc<RefCell<Inbox>>, signal: R
 async fn room_for_acks(inbox: &RefCell<Inbox>, ack_buffer: usize) {
     std::future::poll_fn(|cx| {
         let mut inbox = inbox.borrow_mut();
-        if inbox.acks_unapplied < ack_buffer {
+        if inbox.acks_unapplied < ack_buffer || inbox.session_over {
             return Poll::Ready(());
         }
         inbox.reader_waiting = Some(cx.waker().clone());
         Poll::Pending
     })
     .await
+}
+
+/// The session is over: the reader reads on (to its end) without waiting
+/// for room for acks, which nobody applies any more.
+fn stop_waiting_for_acks(inbox: &RefCell<Inbox>) {
+    let mut inbox = inbox.borrow_mut();
+    inbox.session_over = true;
+    if let Some(reader) = inbox.reader_waiting.take() {
+        reader.wake();
+    }
 }
 
 /// Counts `n` ack ids as applied and lets a waiting reader go on.
@@ -441,9 +454,7 @@ impl Session {
     }
 
     fn count(&self, counter: Counter, n: usize) {
-        if let Some(metrics) = self.local.app.shard_metrics(self.local.me) {
-            metrics.add(counter, n as u64);
-        }
+        self.local.count(counter, n);
     }
 
     /// Writes `messages` in frames, at most `--ws-outbound-buffer-size`
@@ -501,9 +512,7 @@ impl Session {
         let (mesh, device, signal) = (self.mesh.clone(), self.device, self.signal.clone());
         let (flag, inbox) = (done.clone(), self.inbox.clone());
         let task = monoio::spawn(async move {
-            let n = ids.len();
-            apply_acks(&mesh, device, ids).await;
-            acks_applied(&inbox, n);
+            apply_acks(&mesh, device, ids, &inbox).await;
             flag.set(true);
             signal.wake();
         });
@@ -518,18 +527,18 @@ impl Session {
     }
 
     /// At the end of the session: waits for the batch in flight, then
-    /// applies what is left, so acks sent before a disconnect are never
-    /// lost (BEHAVIOR.md §8.7).
+    /// applies what is left (with the session or still in the inbox), so
+    /// acks sent before a disconnect are never lost (BEHAVIOR.md §8.7).
     async fn finish_acks(&mut self) {
         if let Some((task, _)) = self.ack_flush.take() {
             task.await;
         }
+        let queued = std::mem::take(&mut self.inbox.borrow_mut().acks);
+        self.acks.extend(queued);
         let ids = std::mem::take(&mut self.acks);
         if !ids.is_empty() {
             self.count(Counter::AcksReceived, ids.len());
-            let n = ids.len();
-            apply_acks(&self.mesh, self.device, ids).await;
-            acks_applied(&self.inbox, n);
+            apply_acks(&self.mesh, self.device, ids, &self.inbox).await;
         }
     }
 
@@ -542,8 +551,10 @@ impl Session {
     }
 }
 
-/// Deletes acked messages of `device` on its owner shard.
-async fn apply_acks(mesh: &MeshEndpoint<ShardLocal>, device: Uuid, ids: Vec<Uuid>) {
+/// Deletes acked messages of `device` on its owner shard, then frees their
+/// room in the ack buffer (a failed batch too: its messages come again).
+async fn apply_acks(mesh: &MeshEndpoint<ShardLocal>, device: Uuid, ids: Vec<Uuid>, inbox: &RefCell<Inbox>) {
+    let n = ids.len();
     let owner = placement::device_owner(device, mesh.shards());
     let deleted = mesh
         .call(owner, move |o| async move { o.app.store.ack(device, ids).await })
@@ -551,4 +562,5 @@ async fn apply_acks(mesh: &MeshEndpoint<ShardLocal>, device: Uuid, ids: Vec<Uuid
     if !matches!(deleted, Ok(Ok(_))) {
         tracing::warn!("ack batch could not be applied; the messages will be delivered again");
     }
+    acks_applied(inbox, n);
 }

@@ -31,16 +31,12 @@ pub async fn run(local: Rc<ShardLocal>) {
     }
 }
 
-fn ttl_secs(local: &ShardLocal) -> i64 {
-    i64::try_from(local.app.config.ttl_days.saturating_mul(86_400)).unwrap_or(i64::MAX / 2)
-}
-
 async fn purge(local: &ShardLocal) {
     let store = &local.app.store;
     let slice = limits::SWEEP_EXPIRED_PER_SLICE;
     let mut records = 0;
     // An idempotency record is kept for a while after it expired: a send
-    // that began before its expiry still finds it in each of its appends
+    // that began before its expiry still finds it in its transaction
     // (api::messages), and no send lasts longer than the global timeout.
     let grace = i64::try_from(local.app.config.global_timeout().as_secs()).unwrap_or(i64::MAX / 2) + 60;
     loop {
@@ -55,7 +51,7 @@ async fn purge(local: &ShardLocal) {
         monoio::time::sleep(Duration::ZERO).await;
     }
     let senders = match store
-        .forget_deleted_senders(now_secs().saturating_sub(ttl_secs(local)))
+        .forget_deleted_senders(now_secs().saturating_sub(local.app.config.ttl_secs()))
         .await
     {
         Ok(n) => n,
