@@ -7,17 +7,17 @@ use clap::Parser;
 /// Load generator for Obscura Relay (loopback only).
 #[derive(Parser, Debug, Clone)]
 pub struct Args {
-    /// The relay's main address; must be on 127.0.0.0/8.
+    /// The relay's main address; must be on 127.0.0.0/8 (or ::1).
     #[arg(long, default_value = "127.0.0.1:3000")]
     pub target: SocketAddr,
     /// Users (one device each), all connected to the gateway.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = at_least_one())]
     pub users: usize,
     /// Concurrent senders (each one request in flight).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = at_least_one())]
     pub senders: usize,
     /// Submissions per POST /v1/messages.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = at_least_one())]
     pub batch: usize,
     /// Ciphertext bytes per submission (at least 16).
     #[arg(long, default_value_t = 256)]
@@ -60,4 +60,9 @@ impl Args {
     pub fn duration(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.duration_secs.min(600))
     }
+}
+
+/// Counts that must not be zero (a zero would divide by zero or never end).
+fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..)
 }

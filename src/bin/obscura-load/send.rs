@@ -129,7 +129,8 @@ fn open_sender(i: usize, args: &Args, workload: &Workload) -> Result<Sent, Error
     let mut rng = Rng::for_sender(i);
     let mut sent = Sent::default();
     let senders = args.senders.max(1) as u64;
-    let interval_us = (args.batch as u64 * senders) * 1_000_000 / args.rate.max(1);
+    // At least 1 µs, so the loop ends at the duration whatever the rate.
+    let interval_us = ((args.batch as u64 * senders) * 1_000_000 / args.rate.max(1)).max(1);
     let offset_us = interval_us * i as u64 / senders;
     let end_us = args.duration().as_micros() as u64;
     for k in 0u64.. {
