@@ -454,6 +454,43 @@ pub const BACKUP_CLEANUP_INTERVAL_SECS: u64 = 300;
 /// makes `/readyz` fail.
 pub const HEALTH_DB_TIMEOUT_MS: u64 = 2000;
 
+// ----- Cross-node events (--pubsub-url) -----
+
+/// Publishes queued for Redis before more are lost (and a resync is asked
+/// for): a few seconds of a busy node's events while its link reconnects.
+pub const PUBSUB_PUBLISH_QUEUE_MAX: usize = 16_384;
+
+/// Publishes sent in one pipeline (one round trip to Redis).
+pub const PUBSUB_PIPELINE_MAX: usize = 256;
+
+/// New messages for one device travel between nodes with their payloads
+/// up to this many bytes per publish (the receiving session writes them
+/// without a store read); beyond it, only the news that the mailbox has
+/// new messages travels.
+pub const PUBSUB_ARRIVAL_BYTES_MAX: usize = 64 * 1024;
+
+/// An idle publishing connection pings Redis this often, so a lost
+/// connection is noticed within about this long.
+pub const PUBSUB_KEEPALIVE_MS: u64 = 1_000;
+
+/// A session waits at most this long for Redis to confirm its device's
+/// channel before it reads its backlog (past it, it reads anyway; a lost
+/// subscription is covered by the resync after a reconnect).
+pub const PUBSUB_SUBSCRIBE_TIMEOUT_MS: u64 = 2_000;
+
+/// Default of the option with `OBSCURA_PUBSUB_MIN_BACKOFF_SECS`: the
+/// reference server's default (BEHAVIOR.md §14.2), the first wait before a
+/// reconnect.
+pub const PUBSUB_MIN_BACKOFF_SECS: u64 = 1;
+
+/// Default of the option with `OBSCURA_PUBSUB_MAX_BACKOFF_SECS`: the
+/// reference server's default (BEHAVIOR.md §14.2), the longest wait.
+pub const PUBSUB_MAX_BACKOFF_SECS: u64 = 30;
+
+/// Default of the option with `OBSCURA_HEALTH_PUBSUB_TIMEOUT_MS`: the
+/// reference server's default (BEHAVIOR.md §14.8), the `/readyz` probe.
+pub const HEALTH_PUBSUB_TIMEOUT_MS: u64 = 2000;
+
 // ----- How the bounds relate (checked at compile time) -----
 
 const _: () = assert!(
@@ -486,6 +523,7 @@ const _: () = assert!(
     "a full device is not low on prekeys"
 );
 const _: () = assert!(ATTACHMENT_MIN_BYTES <= ATTACHMENT_BYTES_MAX);
+const _: () = assert!(PUBSUB_MIN_BACKOFF_SECS <= PUBSUB_MAX_BACKOFF_SECS);
 const _: () = assert!(BACKUP_MIN_BYTES <= BACKUP_BYTES_MAX);
 const _: () = assert!(
     SERVER_REQUEST_TIMEOUT_SECS <= SERVER_GLOBAL_TIMEOUT_SECS

@@ -167,7 +167,7 @@ pub async fn run(
     let limits = Limits::from(&hub.config);
     let fd = stream.as_raw_fd();
     let (read_half, writer) = stream.into_split();
-    let (id, signal) = hub.open_session();
+    let (id, signal) = hub.open_session(device);
     let inbox = Rc::new(RefCell::new(Inbox {
         last_seen: Some(Instant::now()),
         ..Inbox::default()
@@ -205,7 +205,7 @@ pub async fn run(
     }
     session.finish_acks().await;
     bus.unsubscribe(device, me).await;
-    hub.close_session(id);
+    hub.close_session(device, id);
     stop_waiting_for_acks(&session.inbox);
     // Ends the reader's pending read, whichever io driver is in use.
     // SAFETY: `fd` belongs to the socket whose halves are still alive here.

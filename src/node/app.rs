@@ -10,6 +10,7 @@ use crate::auth::tokens::TokenKeys;
 use crate::blob::Blobs;
 use crate::config::Config;
 use crate::metrics::{Metrics, ShardMetrics};
+use crate::pubsub::Link;
 use crate::store::Store;
 
 /// See the module documentation.
@@ -28,6 +29,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Rate-limit buckets of every client IP (shared, lock-free).
     pub buckets: Buckets,
+    /// The link to the other relay nodes (`--pubsub-url`), if any.
+    pub pubsub: Option<Link>,
 }
 
 impl App {
