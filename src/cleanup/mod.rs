@@ -4,7 +4,9 @@
 //! (`--attachment-cleanup-interval-secs`) and stale backup uploads
 //! (`--backup-cleanup-interval-secs`) in [`blobs`], expired refresh tokens
 //! (`--auth-refresh-token-cleanup-interval-secs`, 0 disables it) in
-//! [`refresh_tokens`]. Message retention is [`crate::mailbox`]'s.
+//! [`refresh_tokens`]. Message retention is [`crate::mailbox`]'s. With
+//! several relay nodes, one of them runs each clean-up per period
+//! ([`App::lead`]).
 
 pub mod blobs;
 pub mod refresh_tokens;
@@ -23,29 +25,42 @@ pub fn spawn(app: &Arc<App>, shutdown: &Shutdown) {
     spawn_every(
         app,
         shutdown,
-        config.attachment_cleanup_interval_secs,
+        ("attachments", config.attachment_cleanup_interval_secs),
         |app| async move { blobs::expire_attachments(&app).await },
     );
-    spawn_every(app, shutdown, config.backup_cleanup_interval_secs, |app| async move {
-        blobs::reset_stale_backups(&app).await
-    });
+    spawn_every(
+        app,
+        shutdown,
+        ("backups", config.backup_cleanup_interval_secs),
+        |app| async move { blobs::reset_stale_backups(&app).await },
+    );
     if config.auth_refresh_token_cleanup_interval_secs > 0 {
         spawn_every(
             app,
             shutdown,
-            config.auth_refresh_token_cleanup_interval_secs,
+            ("refresh-tokens", config.auth_refresh_token_cleanup_interval_secs),
             |app| async move { refresh_tokens::purge_expired(&app).await },
         );
     }
 }
 
-/// Spawns `job` every `period_secs`, with its own handle on the app.
-fn spawn_every<F, Fut>(app: &Arc<App>, shutdown: &Shutdown, period_secs: u64, job: F)
+/// Spawns `job` (named, with its period in seconds) every period, with its
+/// own handle on the app; of several relay nodes, one runs it per period
+/// ([`App::lead`]).
+fn spawn_every<F, Fut>(app: &Arc<App>, shutdown: &Shutdown, (name, period_secs): (&'static str, u64), job: F)
 where
     F: Fn(Arc<App>) -> Fut + 'static,
     Fut: Future<Output = ()> + 'static,
 {
     let app = app.clone();
     let period = Duration::from_secs(period_secs);
-    monoio::spawn(every(period, shutdown.clone(), move || job(app.clone())));
+    let job = std::rc::Rc::new(job);
+    monoio::spawn(every(period, shutdown.clone(), move || {
+        let (app, job) = (app.clone(), job.clone());
+        async move {
+            if app.lead(name, period).await {
+                job(app).await;
+            }
+        }
+    }));
 }

@@ -3,6 +3,7 @@
 //! channel, atomics), so a handler holds `&App` and never locks.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::auth::passwords::Passwords;
 use crate::auth::rate_limit::Buckets;
@@ -34,6 +35,26 @@ pub struct App {
 }
 
 impl App {
+    /// Whether this node runs the periodic job `job` this period. A node
+    /// alone always does; with a pub/sub link, only the node that takes
+    /// the job's lease (`obscura:job:<job>`, held for nine tenths of
+    /// `period`) does, so a deployment runs each clean-up once per period,
+    /// not once per node. Every such job is idempotent, so when Redis
+    /// cannot be asked the node runs it anyway: twice is only more work,
+    /// never is a backlog.
+    pub async fn lead(&self, job: &str, period: Duration) -> bool {
+        let Some(link) = &self.pubsub else {
+            return true;
+        };
+        match link.claim(format!("obscura:job:{job}"), period.mul_f64(0.9)).await {
+            Ok(won) => won,
+            Err(e) => {
+                tracing::debug!(error = %e, job, "job lease unavailable; running the job here");
+                true
+            }
+        }
+    }
+
     /// Shard `i`'s metric slots.
     pub fn shard_metrics(&self, shard: usize) -> Option<&ShardMetrics> {
         self.metrics.shard(shard)
