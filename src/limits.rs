@@ -473,6 +473,10 @@ pub const PUBSUB_ARRIVAL_BYTES_MAX: usize = 64 * 1024;
 /// connection is noticed within about this long.
 pub const PUBSUB_KEEPALIVE_MS: u64 = 1_000;
 
+/// A repeated send whose `Idempotency-Key` another relay node holds
+/// looks again this often.
+pub const SEND_CLAIM_RETRY_MS: u64 = 10;
+
 /// A session waits at most this long for Redis to confirm its device's
 /// channel before it reads its backlog (past it, it reads anyway; a lost
 /// subscription is covered by the resync after a reconnect).

@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod known_devices;
+pub mod send_claims;
 pub mod shard_local;
 
 pub use self::app::App;

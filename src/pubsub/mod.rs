@@ -193,6 +193,17 @@ impl Link {
         Ok(set.await?.map_err(PubSubError::Command)?.is_some())
     }
 
+    /// Gives up the lease `key` (in the background; a lease that cannot be
+    /// deleted ends with its time to live).
+    pub fn release(&self, key: String) {
+        let Ok(mut connection) = self.connection() else {
+            return;
+        };
+        self.side.spawn(async move {
+            let _ = redis::cmd("DEL").arg(key).query_async::<()>(&mut connection).await;
+        });
+    }
+
     /// A round trip to Redis (the `/readyz` probe).
     pub async fn ping(&self) -> Result<(), PubSubError> {
         let mut connection = self.connection()?;
