@@ -9,9 +9,11 @@
 //! messages are, and a repeat (even one that arrives while the first is in
 //! flight: the store serializes sends) gets the first answer, never a
 //! second copy. A body that appends nothing because it is refused
-//! (undecodable, over the batch limit) is looked up on its own, and an
-//! answer stored under the key wins over its error (§7.1: the cache is
-//! consulted before the body is decoded).
+//! (undecodable, no submission at all, over the batch limit) is looked up
+//! on its own, and an answer stored under the key wins over its error
+//! (§7.1: the cache is consulted before the body is decoded). A body
+//! without a submission (an empty body included) is a 400, as the contract
+//! requires a body; the reference answers 200 with an empty answer.
 //!
 //! Deduplication is per (sender device, submission id, target device), kept
 //! with the target's mailbox: the reference's rule, narrowed to one target,
@@ -78,6 +80,10 @@ pub async fn send(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Response,
         expires_at_secs: now.saturating_add(seconds(ctx.app.config.messaging_idempotency_ttl_secs)),
     };
     let request = match SendMessageRequest::decode(bytes.as_slice()) {
+        Ok(request) if request.messages.is_empty() => {
+            let refused = ApiError::BadRequest("SendMessageRequest holds no submission".into());
+            return stored_or(ctx, key, refused).await;
+        }
         Ok(request) if request.messages.len() <= ctx.app.config.messaging_send_batch_limit => request,
         Ok(_) => return stored_or(ctx, key, ApiError::PayloadTooLarge).await,
         Err(e) => {
