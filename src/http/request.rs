@@ -176,6 +176,9 @@ fn content_length(bytes: &[u8]) -> Result<u64, HeadError> {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
