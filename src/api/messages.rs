@@ -38,7 +38,7 @@ use crate::admin::metrics::Counter;
 use crate::gateway::events::Arrival;
 use crate::http::{Body, Response};
 use crate::proto::send_message_response::{ErrorCode, FailedSubmission};
-use crate::proto::{SendMessageRequest, SendMessageResponse};
+use crate::proto::{wire, SendMessageRequest, SendMessageResponse};
 use crate::shard::mesh::Job;
 use crate::shard::{placement, ShardId};
 use crate::store::{AnswerKey, AnswerOf, Appended, GuardedAppend, NewMessage, StoredMessage};
@@ -79,17 +79,9 @@ pub async fn send(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Response,
         now_secs: now,
         expires_at_secs: now.saturating_add(seconds(ctx.app.config.messaging_idempotency_ttl_secs)),
     };
-    let request = match SendMessageRequest::decode(bytes.as_slice()) {
-        Ok(request) if request.messages.is_empty() => {
-            let refused = ApiError::BadRequest("SendMessageRequest holds no submission".into());
-            return stored_or(ctx, key, refused).await;
-        }
-        Ok(request) if request.messages.len() <= ctx.app.config.messaging_send_batch_limit => request,
-        Ok(_) => return stored_or(ctx, key, ApiError::PayloadTooLarge).await,
-        Err(e) => {
-            let refused = ApiError::BadRequest(format!("Invalid SendMessageRequest protobuf: {e}"));
-            return stored_or(ctx, key, refused).await;
-        }
+    let request = match decode_request(&bytes, ctx.app.config.messaging_send_batch_limit) {
+        Ok(request) => request,
+        Err(refused) => return stored_or(ctx, key, refused).await,
     };
     let (mut valid, failed) = check_submissions(&request, &template(ctx, principal.user_id, key));
     resolve_targets(ctx, &mut valid).await?;
@@ -100,6 +92,22 @@ pub async fn send(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Response,
     };
     // No answer is stored for a token whose device was deleted.
     Ok(answer(stored.ok_or(ApiError::Unauthorized)?))
+}
+
+/// Decodes a send: 413 above `limit` submissions, 400 when the body is not
+/// a `SendMessageRequest` or holds no submission. The submissions are
+/// counted before anything is built: prost makes a 96-byte `Submission` of
+/// every 2-byte empty one (a body both too long and broken inside a
+/// submission is therefore a 413).
+fn decode_request(bytes: &[u8], limit: usize) -> Result<SendMessageRequest, ApiError> {
+    let undecodable =
+        |e: &dyn std::fmt::Display| ApiError::BadRequest(format!("Invalid SendMessageRequest protobuf: {e}"));
+    match wire::submissions(bytes) {
+        Err(e) => Err(undecodable(&e)),
+        Ok(0) => Err(ApiError::BadRequest("SendMessageRequest holds no submission".into())),
+        Ok(n) if n > limit => Err(ApiError::PayloadTooLarge),
+        Ok(_) => SendMessageRequest::decode(bytes).map_err(|e| undecodable(&e)),
+    }
 }
 
 /// Appends `messages` and stores the request's answer in one store
