@@ -58,7 +58,7 @@ pub struct DeviceKeysJson {
 }
 
 #[derive(Deserialize)]
-struct CreateDeviceRequest {
+pub(super) struct CreateDeviceRequest {
     name: Option<String>,
     #[serde(flatten)]
     keys: DeviceKeysJson,
@@ -127,7 +127,7 @@ impl DeviceKeys {
 }
 
 #[derive(Deserialize)]
-struct RenameRequest {
+pub(super) struct RenameRequest {
     name: Option<String>,
 }
 

@@ -74,7 +74,7 @@ pub fn auth_response(
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct LoginRequest {
+pub(super) struct LoginRequest {
     username: String,
     password: String,
     device_id: Option<String>,
@@ -121,7 +121,7 @@ pub async fn login(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Response
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RefreshRequest {
+pub(super) struct RefreshRequest {
     refresh_token: String,
 }
 

@@ -32,7 +32,7 @@ pub const PASSWORD_BYTES_MIN: usize = 12;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RegistrationRequest {
+pub(super) struct RegistrationRequest {
     username: String,
     password: String,
     identity_key: Option<String>,
