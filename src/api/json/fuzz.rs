@@ -12,8 +12,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 
 use super::decode;
-use crate::api::devices::{CreateDeviceRequest, DeviceKeys, DeviceKeysJson, RenameRequest};
-use crate::api::keys::UploadRequest;
+use crate::api::devices::{CreateDeviceRequest, RenameRequest};
+use crate::api::key_upload::UploadRequest;
+use crate::api::keys_json::{DeviceKeys, DeviceKeysJson};
 use crate::api::push_tokens::PushTokenRequest;
 use crate::api::routes::{parse_uuid, resolve, Resolved, ROUTE_LABELS, UNMATCHED_LABEL};
 use crate::api::sessions::{LoginRequest, RefreshRequest};
