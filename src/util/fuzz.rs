@@ -24,7 +24,7 @@ use monoio::BufResult;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 
-/// Cases per property in CI: the whole fuzz set takes about ten seconds.
+/// Cases per property in CI: the whole fuzz set takes about fifteen seconds.
 pub const CI_CASES: u32 = 2048;
 
 /// The configuration of every fuzz property.
