@@ -162,6 +162,10 @@ pub const WS_WRITE_TIMEOUT_SECS: u64 = 30;
 /// which would let one socket pin 64 MiB of our memory.
 pub const WS_MESSAGE_BYTES_MAX: usize = 1024 * 1024;
 
+/// Control frames (ping, pong, close): RFC 6455 §5.5 allows 125 bytes of
+/// payload and no fragmentation; a ping's payload is echoed in the pong.
+pub const WS_CONTROL_PAYLOAD_BYTES_MAX: usize = 125;
+
 /// Bytes read from a gateway socket per read call: clients send acks of a
 /// few hundred bytes, and an idle socket holds one such buffer in its
 /// pending read, so it is kept small (idle gateways must cost little).

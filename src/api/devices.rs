@@ -27,14 +27,14 @@ use crate::store::{DeviceRecord, StoreError};
 use crate::util::time::rfc3339_micros;
 
 #[derive(Deserialize)]
-struct CreateDeviceRequest {
+pub(super) struct CreateDeviceRequest {
     name: Option<String>,
     #[serde(flatten)]
     keys: DeviceKeysJson,
 }
 
 #[derive(Deserialize)]
-struct RenameRequest {
+pub(super) struct RenameRequest {
     name: Option<String>,
 }
 

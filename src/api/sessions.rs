@@ -27,7 +27,7 @@ use crate::util::time::now_secs;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct LoginRequest {
+pub(super) struct LoginRequest {
     username: String,
     password: String,
     device_id: Option<String>,
@@ -76,7 +76,7 @@ pub async fn login(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Response
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RefreshRequest {
+pub(super) struct RefreshRequest {
     refresh_token: String,
 }
 

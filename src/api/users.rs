@@ -32,7 +32,7 @@ use crate::util::time::now_micros;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RegistrationRequest {
+pub(super) struct RegistrationRequest {
     username: String,
     password: String,
     identity_key: Option<String>,
@@ -43,7 +43,7 @@ struct RegistrationRequest {
 
 impl RegistrationRequest {
     /// The legacy key fields: `None` when none is present (a v1
-    /// registration), all four when any is (422 naming a missing one).
+    /// registration), all four when any is (400 naming a missing one).
     fn legacy_keys(&mut self) -> Result<Option<DeviceKeysJson>, ApiError> {
         let any = self.identity_key.is_some()
             || self.registration_id.is_some()
@@ -52,7 +52,7 @@ impl RegistrationRequest {
         if !any {
             return Ok(None);
         }
-        let missing = |field: &str| ApiError::Unprocessable(format!("missing field `{field}`"));
+        let missing = |field: &str| ApiError::BadShape(format!("missing field `{field}`"));
         Ok(Some(DeviceKeysJson {
             identity_key: self.identity_key.take().ok_or_else(|| missing("identityKey"))?,
             registration_id: self.registration_id.take().ok_or_else(|| missing("registrationId"))?,
