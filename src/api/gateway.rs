@@ -73,7 +73,7 @@ async fn ticket_device(ctx: &RequestCtx<'_>, ticket: &str) -> Result<Uuid, ApiEr
 /// user's primary device (401 when the token is invalid or its device is
 /// gone).
 async fn token_device(ctx: &RequestCtx<'_>, token: &str) -> Result<Uuid, ApiError> {
-    let principal = ctx.app.tokens.verify(token).map_err(|_| ApiError::Unauthorized)?;
+    let principal = ctx.verify_access(token)?;
     let device = match principal.device_id {
         Some(device) => ctx.app.store.device(device).await?.map(|d| d.id),
         None => primary_device(ctx.app.store.as_ref(), principal.user_id).await?,

@@ -26,6 +26,23 @@ pub async fn read<T: DeserializeOwned>(head: &RequestHead, body: &mut Body<'_>, 
     decode(&bytes)
 }
 
+/// As [`read`], but the body must be a JSON object (serde would also take
+/// an array for a struct) and a body of the wrong shape is a 400 too: the
+/// account routes' contract (`/v1/users/me…`) has no 422.
+pub async fn read_object_400<T: DeserializeOwned>(
+    head: &RequestHead,
+    body: &mut Body<'_>,
+    limit: usize,
+) -> Result<T, ApiError> {
+    let shape_400 = |e: ApiError| match e {
+        ApiError::Unprocessable(_) => ApiError::BadRequest(e.to_string()),
+        other => other,
+    };
+    let object: serde_json::Map<String, serde_json::Value> = read(head, body, limit).await.map_err(shape_400)?;
+    serde_json::from_value(serde_json::Value::Object(object))
+        .map_err(|e| shape_400(ApiError::Unprocessable(e.to_string())))
+}
+
 /// Decodes JSON bytes with the 400/422 split: the syntax of the whole body
 /// is checked first (without building anything), so a body that is not JSON
 /// is always a 400, whatever fields it lacks.
