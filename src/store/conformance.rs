@@ -681,11 +681,16 @@ async fn idempotency_and_tickets(store: &dyn Store) {
     );
     assert_eq!(store.purge_idempotency(200, 10).await.unwrap(), 1);
     let ticket = Uuid::new_v4();
-    store.create_ticket(ticket, device, 30).await.unwrap();
-    assert_eq!(store.consume_ticket(ticket).await.unwrap(), Some(device));
+    let holder = TicketHolder {
+        device_id: device,
+        user_id: Uuid::now_v7(),
+        generation: 3,
+    };
+    store.create_ticket(ticket, holder, 30).await.unwrap();
+    assert_eq!(store.consume_ticket(ticket).await.unwrap(), Some(holder));
     assert_eq!(store.consume_ticket(ticket).await.unwrap(), None, "single use");
     let expired = Uuid::new_v4();
-    store.create_ticket(expired, device, 0).await.unwrap();
+    store.create_ticket(expired, holder, 0).await.unwrap();
     assert_eq!(store.consume_ticket(expired).await.unwrap(), None);
 }
 

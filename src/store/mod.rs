@@ -606,12 +606,25 @@ pub trait PushJobs {
     fn pending_push(&self, device: Uuid) -> StoreFuture<'_, Option<u64>>;
 }
 
+/// Whom a gateway ticket was issued to: the device, and the account and
+/// token generation of the token that asked for it, so a ticket issued
+/// before a password change or a deletion is refused like that token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TicketHolder {
+    /// The device the session is for.
+    pub device_id: Uuid,
+    /// Its account.
+    pub user_id: Uuid,
+    /// The token generation of the token that asked for the ticket.
+    pub generation: u32,
+}
+
 /// Gateway tickets: short-lived, single use.
 pub trait Tickets {
-    /// Maps `ticket` to `device` for `ttl_secs`.
-    fn create_ticket(&self, ticket: Uuid, device: Uuid, ttl_secs: u64) -> StoreFuture<'_, ()>;
+    /// Maps `ticket` to `holder` for `ttl_secs`.
+    fn create_ticket(&self, ticket: Uuid, holder: TicketHolder, ttl_secs: u64) -> StoreFuture<'_, ()>;
     /// Consumes a ticket atomically: of two racing consumers, one gets it.
-    fn consume_ticket(&self, ticket: Uuid) -> StoreFuture<'_, Option<Uuid>>;
+    fn consume_ticket(&self, ticket: Uuid) -> StoreFuture<'_, Option<TicketHolder>>;
 }
 
 /// Refresh tokens and their families.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::common::data::{self, member};
-use crate::common::gateway::{ticket, Gateway};
+use crate::common::gateway::{ticket, Gateway, Handshake};
 use crate::common::keys::DeviceKeys;
 use crate::common::{jwt, random_uuid, Auth, Client, TestResult, TestServer, PASSWORD};
 
@@ -243,8 +243,9 @@ fn older_tokens_are_refused_even_from_the_same_second() -> TestResult {
 #[test]
 fn password_change_closes_the_accounts_sockets_as_a_takeover_does() -> TestResult {
     // Goal: a password change closes every open socket of every device of the account with the
-    // Close frame a takeover sends (no status code); another account's socket stays open, and
-    // the new pair gets a working socket. Method: erin has two devices with a socket each.
+    // Close frame a takeover sends (no status code); a ticket taken before the change no longer
+    // opens one (401); another account's socket stays open, and the new pair gets a working
+    // socket. Method: erin has two devices with a socket each.
     let server = data::server_with(&[])?;
     let client = server.client();
     let erin = member(&client, "erin", 0)?;
@@ -258,6 +259,7 @@ fn password_change_closes_the_accounts_sockets_as_a_takeover_does() -> TestResul
     for gw in sockets.iter_mut() {
         gw.expect_pong(b"up", WAIT)?;
     }
+    let early_ticket = ticket(&client, erin.token())?;
     let resp = client.change_password(erin2.token(), PASSWORD, NEW_PASSWORD)?;
     let pair = Auth::from_json(&resp.expect_json(200)?)?;
     for (i, gw) in sockets.iter_mut().enumerate() {
@@ -269,6 +271,11 @@ fn password_change_closes_the_accounts_sockets_as_a_takeover_does() -> TestResul
         );
     }
     bystander.expect_pong(b"unaffected", WAIT)?;
+    match Gateway::handshake(server.main_port, &early_ticket)? {
+        Handshake::Refused(401, _) => {}
+        Handshake::Refused(status, _) => return Err(format!("an older ticket answered {status}").into()),
+        Handshake::Upgraded(_) => return Err("a ticket issued before the change opened a socket".into()),
+    }
     let mut again = Gateway::open(server.main_port, &ticket(&client, &pair.token)?)?;
     again.expect_pong(b"back", WAIT)?;
     Ok(())

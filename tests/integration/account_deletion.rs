@@ -132,7 +132,8 @@ fn deletion_cascades_to_devices_messages_bundles_and_sockets() -> TestResult {
     // sockets of every device close with the device-deletion close (no status code), the
     // messages it sent that a friend still has queued are gone, the friend's bundle fetch of it
     // is 404 (v1 and legacy), sends to its devices fail with INVALID_DEVICE, its backups and
-    // their blobs are gone; the friend's own socket stays open. Method: mona (two devices, a
+    // their blobs are gone, a ticket taken before the deletion opens no socket (401); the
+    // friend's own socket stays open. Method: mona (two devices, a
     // socket each, a backup, messages queued both ways) and her friend ned.
     let server = BlobServer::start(Backend::Local, &[])?;
     let client = server.client();
@@ -154,7 +155,12 @@ fn deletion_cascades_to_devices_messages_bundles_and_sockets() -> TestResult {
         gw.expect_pong(b"up", WAIT)?;
     }
 
+    let early_ticket = crate::common::gateway::ticket(&client, mona2.token())?;
     delete_ok(&client, &mona)?;
+    match Gateway::handshake(server.main_port, &early_ticket)? {
+        Handshake::Refused(401, _) => {}
+        other => return Err(format!("a ticket of the deleted account answered {}", describe(&other)).into()),
+    }
     for (i, gw) in sockets.iter_mut().enumerate() {
         assert!(gw.wait_closed(WAIT)?, "socket {i} of the deleted account stayed open");
         assert_eq!(gw.close, Some(None), "socket {i}: expected the device-deletion close");
@@ -180,6 +186,14 @@ fn deletion_cascades_to_devices_messages_bundles_and_sockets() -> TestResult {
     );
     server.wait_keys(&folder, |keys| keys.is_empty())?;
     Ok(())
+}
+
+/// A handshake's outcome, for a failure message.
+fn describe(handshake: &Handshake) -> String {
+    match handshake {
+        Handshake::Refused(status, _) => format!("{status}"),
+        Handshake::Upgraded(_) => "101 (a socket opened)".into(),
+    }
 }
 
 /// Every route, as (method, path, JSON body) — requests a token of any scope may make.
