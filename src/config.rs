@@ -635,4 +635,27 @@ mod tests {
             );
         }
     }
+
+    /// Goal: the lookup tier defaults to 1 per second with a burst of 30
+    /// (issue 15), a burst of 0 and a revocation re-read period of 0 are
+    /// refused, and the test-build fault is off unless asked for.
+    #[test]
+    fn account_options_default_and_validate() {
+        let config = parse(&[]);
+        assert_eq!(
+            (config.rate_limit_lookup_per_second, config.rate_limit_lookup_burst),
+            (1, 30)
+        );
+        assert_eq!(config.auth_revocation_sync_interval_secs, 5);
+        assert!(!config.abort_after_account_deletion());
+        assert!(matches!(
+            parse(&["--rate-limit-lookup-burst", "0"]).validate(),
+            Err(ConfigError::ZeroBurst("rate-limit-lookup-burst"))
+        ));
+        assert!(matches!(
+            parse(&["--auth-revocation-sync-interval-secs", "0"]).validate(),
+            Err(ConfigError::Zero("auth-revocation-sync-interval-secs"))
+        ));
+        assert!(parse(&["--test-fault-abort-after-account-deletion"]).abort_after_account_deletion());
+    }
 }
