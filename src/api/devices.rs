@@ -80,10 +80,12 @@ pub async fn create(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Respons
         return Err(device_limit(max_devices));
     }
     keys.check(ctx.app.config.pre_keys_max)?;
-    let (new, scoped, token) = new_device(ctx, keys, principal.user_id, req.name)?;
+    let (new, scoped, token) = new_device(ctx, keys, principal, req.name)?;
     match ctx.app.store.create_device(new, max_devices).await {
         Ok(()) => {}
         Err(StoreError::DeviceLimit(max)) => return Err(device_limit(max)),
+        // The account was deleted or its password changed meanwhile.
+        Err(StoreError::AccountChanged) => return Err(ApiError::Unauthorized),
         Err(e) => return Err(e.into()),
     }
     ctx.count(Counter::DevicesCreated);

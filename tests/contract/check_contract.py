@@ -233,6 +233,11 @@ def main(argv):
     served_doc, up_doc = load(argv[1]), load(argv[2])
     validate(served_doc)
     errors = []
+    # Served as text/yaml without a charset, which schemathesis reads as Latin-1.
+    with open(argv[1], "rb") as f:
+        for number, line in enumerate(f, 1):
+            if not line.isascii():
+                errors.append(f"line {number} is not ASCII (the served file must be)")
     superset(up_doc, served_doc, (), errors)
     check_success_shapes(up_doc, served_doc, errors)
     if errors:

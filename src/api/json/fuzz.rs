@@ -12,13 +12,15 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 
 use super::decode;
+use crate::api::account::{DeletionRequest, PasswordChangeRequest};
+use crate::api::credentials::validate;
 use crate::api::devices::{CreateDeviceRequest, RenameRequest};
 use crate::api::key_upload::UploadRequest;
 use crate::api::keys_json::{DeviceKeys, DeviceKeysJson};
 use crate::api::push_tokens::PushTokenRequest;
 use crate::api::routes::{parse_uuid, resolve, Resolved, ROUTE_LABELS, UNMATCHED_LABEL};
 use crate::api::sessions::{LoginRequest, RefreshRequest};
-use crate::api::users::{validate, RegistrationRequest};
+use crate::api::users::RegistrationRequest;
 use crate::util::fuzz::{config, measure};
 
 /// Every field name of every body, so generated objects hit real fields.
@@ -177,6 +179,12 @@ proptest! {
     fn fuzz_json_keys_and_push_tokens(bytes in body_bytes(push_token_and_keys())) {
         decodes_or_400::<UploadRequest>(&bytes, accepted)?;
         decodes_or_400::<PushTokenRequest>(&bytes, accepted)?;
+    }
+
+    #[test]
+    fn fuzz_json_account(bytes in body_bytes(json!({"currentPassword": "password12345", "newPassword": "password123456", "password": "password12345"}))) {
+        decodes_or_400::<PasswordChangeRequest>(&bytes, accepted)?;
+        decodes_or_400::<DeletionRequest>(&bytes, accepted)?;
     }
 
     /// Any path routes to a route, a 405 or a 404; a route's label exists;
