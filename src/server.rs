@@ -27,7 +27,7 @@ use crate::admin::service::AdminService;
 use crate::api::routes::ROUTE_LABELS;
 use crate::api::ApiService;
 use crate::auth::passwords::Passwords;
-use crate::auth::rate_limit::{Buckets, Rate};
+use crate::auth::rate_limit::{Buckets, Rate, TierRates};
 use crate::auth::tokens::TokenKeys;
 use crate::blob::{BlobError, Blobs};
 use crate::config::Config;
@@ -39,6 +39,8 @@ use crate::http::listener::{accept_loop, Serving};
 use crate::http::HttpLimits;
 use crate::limits;
 use crate::metrics::Metrics;
+use crate::node::relay::{NodeDeliver, REVOCATIONS_CHANNEL};
+use crate::node::revocations::{self, Revocations};
 use crate::node::{App, ShardLocal};
 use crate::offload::side_runtime::SideRuntime;
 use crate::offload::workers::WorkerPool;
@@ -154,6 +156,7 @@ fn start_link(
     config: &Config,
     side: &SideRuntime,
     mesh: &Arc<Mesh<Hub>>,
+    revocations: &Arc<Revocations>,
 ) -> Result<Option<(Link, Arc<Cluster>)>, StartError> {
     let Some(url) = &config.pubsub_url else {
         return Ok(None);
@@ -166,7 +169,13 @@ fn start_link(
         min_backoff: Duration::from_secs(config.pubsub_min_backoff_secs),
         max_backoff: Duration::from_secs(config.pubsub_max_backoff_secs),
     };
-    let link = Link::start(&options, side.clone(), cluster.clone())?;
+    let deliver = NodeDeliver {
+        node,
+        cluster: cluster.clone(),
+        revocations: revocations.clone(),
+    };
+    let link = Link::start(&options, side.clone(), Arc::new(deliver))?;
+    link.listen(REVOCATIONS_CHANNEL.as_bytes().to_vec());
     tracing::info!(node, "relaying events through pub/sub");
     Ok(Some((link, cluster)))
 }
@@ -181,24 +190,27 @@ fn open_app(config: Config, mesh: &Arc<Mesh<Hub>>) -> Result<Opened, StartError>
     };
     let (store, _detached) = EmbeddedStore::open(&config.data_dir, &options)?;
     let side = SideRuntime::start().map_err(io_err("starting the side runtime"))?;
-    let linked = start_link(&config, &side, mesh)?;
+    let revocations = Arc::new(Revocations::new(revocations::keep_ms(config.auth_token_ttl_secs)));
+    let linked = start_link(&config, &side, mesh, &revocations)?;
     let blobs = Blobs::open(&config, side)?;
     let pool = WorkerPool::start("password", config.password_worker_count(), limits::PASSWORD_QUEUE_DEPTH)
         .map_err(io_err("starting password workers"))?;
     let push_threads = config.notifications_worker_concurrency.min(limits::PUSH_THREADS_MAX);
     let pusher =
         Pusher::start(Provider::from_config(&config)?, push_threads).map_err(io_err("starting push workers"))?;
-    let buckets = Buckets::new(
-        Rate::new(config.auth_rate_limit_per_second, config.auth_rate_limit_burst),
-        Rate::new(config.rate_limit_per_second, config.rate_limit_burst),
-        config.rate_limit_clients_max,
-    );
+    let rates = TierRates {
+        auth: Rate::new(config.auth_rate_limit_per_second, config.auth_rate_limit_burst),
+        standard: Rate::new(config.rate_limit_per_second, config.rate_limit_burst),
+        lookup: Rate::new(config.rate_limit_lookup_per_second, config.rate_limit_lookup_burst),
+    };
+    let buckets = Buckets::new(rates, config.rate_limit_clients_max);
     let (pubsub, cluster) = linked.unzip();
     let app = Arc::new(App {
         pubsub,
         buckets,
         tokens: TokenKeys::new(&config.auth_jwt_secret, config.auth_token_ttl_secs),
         passwords: Passwords::new(pool),
+        revocations,
         metrics: Metrics::new(config.shard_count(), &ROUTE_LABELS),
         store: store as Arc<dyn Store>,
         blobs,
@@ -222,8 +234,11 @@ pub fn start(config: Config, listeners: Listeners) -> Result<RunningServer, Star
         .map_err(io_err("reading the management port"))?
         .port();
     let shards = listeners.main.len();
+    let started_ms = crate::util::time::now_micros() / 1000;
     let mesh = Mesh::<Hub>::new(shards, limits::MESH_QUEUE_DEPTH);
     let Opened { app, pusher, cluster } = open_app(config, &mesh)?;
+    runtime::block_on(driver, crate::cleanup::revocations::load(&app))
+        .map_err(io_err("loading token revocations"))??;
     let mut pusher = Some(pusher);
     tracing::info!(shards, driver = ?driver, data_dir = %app.config.data_dir.display(), durability = ?app.config.durability, "starting");
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
@@ -241,6 +256,7 @@ pub fn start(config: Config, listeners: Listeners) -> Result<RunningServer, Star
             pusher: pusher.take(),
             cluster: cluster.clone(),
             draining: draining.clone(),
+            started_ms,
         };
         let (app, mesh, ready) = (app.clone(), mesh.clone(), ready_tx.clone());
         let handle = std::thread::Builder::new()
@@ -312,6 +328,8 @@ struct ShardStart {
     /// Shards still draining: a shard keeps serving its mesh inbox until
     /// this is zero, so the others' last calls to it (acks, presence) land.
     draining: Arc<AtomicUsize>,
+    /// When the process started, ms since the epoch.
+    started_ms: i64,
 }
 
 impl ShardStart {
@@ -341,7 +359,7 @@ impl ShardStart {
             if let Some(pusher) = self.pusher {
                 monoio::spawn(push::worker::run(app.clone(), pusher, shutdown.clone()));
             }
-            crate::cleanup::spawn(&app, &shutdown);
+            crate::cleanup::spawn(&app, &shutdown, self.started_ms);
         }
         let open = app
             .shard_metrics(self.id)

@@ -1,10 +1,12 @@
-//! [`App`]: the state every shard of the process shares. `Send + Sync`,
-//! read-only after start; each part is internally shared (an `Arc`, a
-//! channel, atomics), so a handler holds `&App` and never locks.
+//! [`App`]: the state every shard of the process shares. `Send + Sync`;
+//! each part is internally shared (an `Arc`, a channel, atomics), so a
+//! handler holds `&App`; only the recent token revocations take a lock,
+//! and only when one arrives ([`Revocations`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::revocations::Revocations;
 use crate::auth::passwords::Passwords;
 use crate::auth::rate_limit::Buckets;
 use crate::auth::tokens::TokenKeys;
@@ -12,6 +14,7 @@ use crate::blob::Blobs;
 use crate::config::Config;
 use crate::metrics::{Metrics, ShardMetrics};
 use crate::pubsub::Link;
+use crate::store::Revocation;
 use crate::store::Store;
 
 /// See the module documentation.
@@ -32,9 +35,22 @@ pub struct App {
     pub buckets: Buckets,
     /// The link to the other relay nodes (`--pubsub-url`), if any.
     pub pubsub: Option<Link>,
+    /// Accounts whose older access tokens are refused (recent password
+    /// changes and deletions).
+    pub revocations: Arc<Revocations>,
 }
 
 impl App {
+    /// Takes in a revocation decided on this node, and tells the other
+    /// nodes of it.
+    pub fn revoke(&self, revocation: Revocation) {
+        self.revocations
+            .apply(&[revocation], crate::util::time::now_micros() / 1000);
+        if let Some(link) = &self.pubsub {
+            super::relay::publish_revocation(link, &revocation);
+        }
+    }
+
     /// Whether this node runs the periodic job `job` this period. A node
     /// alone always does; with a pub/sub link, only the node that takes
     /// the job's lease (`obscura:job:<job>`, held for nine tenths of

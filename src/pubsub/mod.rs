@@ -169,6 +169,12 @@ impl Link {
         let _ = monoio::time::timeout(wait, rx).await;
     }
 
+    /// Listens on `channel` from now on, without waiting for Redis to
+    /// confirm it (for channels a node listens on all its life).
+    pub fn listen(&self, channel: Vec<u8>) {
+        let _ = self.control.send(Control::Subscribe(channel, None));
+    }
+
     /// Stops listening on `channel`.
     pub fn unsubscribe(&self, channel: Vec<u8>) {
         let _ = self.control.send(Control::Unsubscribe(channel));
