@@ -221,6 +221,12 @@ pub const SESSION_ARRIVALS_MAX: usize = 256;
 /// Payload bytes of the new messages a gateway session holds at most.
 pub const SESSION_ARRIVAL_BYTES_MAX: usize = 1 << 20;
 
+/// Mailbox positions a gateway session remembers having delivered within
+/// its store's late-commit window (several relay nodes only; 8 bytes each):
+/// a device that receives more than this within the window may get the
+/// oldest of them again (at least once), never miss one.
+pub const SESSION_RECENT_POSITIONS_MAX: usize = 65_536;
+
 /// Pongs a gateway session owes at once; a client that pings faster than
 /// its socket takes frames gets the latest ones (RFC 6455 §5.5.3 allows
 /// answering only the most recent ping).

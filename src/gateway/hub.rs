@@ -102,6 +102,17 @@ impl Hub {
         self.mesh.shards()
     }
 
+    /// How far behind the newest position a message may still commit in a
+    /// mailbox: the store's window when several relay nodes append to one
+    /// mailbox (a pub/sub link is set), else 0 ([`super::cursor`]).
+    pub fn late_commit_window(&self) -> u64 {
+        if self.config.pubsub_url.is_some() {
+            self.store.late_commit_window()
+        } else {
+            0
+        }
+    }
+
     /// Adds `n` to a counter of this shard.
     pub fn count(&self, counter: Counter, n: usize) {
         if let Some(metrics) = self.metrics.shard(self.me) {

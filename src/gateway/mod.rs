@@ -1,8 +1,8 @@
 //! The WebSocket side and the delivery of device events. In reading order:
 //! the upgrade handshake ([`upgrade`]); one connection's session
 //! ([`session`]) with WebSocket framing over monoio's owned-buffer I/O
-//! ([`websocket`]) and envelopes packed into frames ([`delivery`]); what a
-//! session waits on ([`signal`]). Events reach sessions through one seam,
+//! ([`websocket`]), where it is in the mailbox ([`cursor`]) and envelopes
+//! packed into frames ([`delivery`]); what a session waits on ([`signal`]). Events reach sessions through one seam,
 //! [`events::EventBus`], implemented in-process by [`mesh_bus`]: the
 //! device's owner shard keeps its [`presence`] in its [`hub`] and fans
 //! each event out to the shards that hold the device's sockets. With
@@ -14,6 +14,7 @@
 //! Nothing here knows the node's state or the API above it.
 
 pub mod cluster_bus;
+pub mod cursor;
 pub mod delivery;
 pub mod events;
 pub mod hub;
