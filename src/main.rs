@@ -31,6 +31,18 @@ fn main() -> ExitCode {
         tracing::error!("invalid configuration: {e}");
         return ExitCode::from(2);
     }
+    if let Some(command) = &config.command {
+        return match obscura_relay::store::run_command(command, &config) {
+            Ok(report) => {
+                tracing::info!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let mut signals = match Signals::new([SIGTERM, SIGINT]) {
         Ok(s) => s,
         Err(e) => {

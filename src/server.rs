@@ -39,8 +39,7 @@ use crate::push::{self, Provider};
 use crate::shard::mesh::{Job, Mesh};
 use crate::shard::runtime::{self, ChosenDriver};
 use crate::shard::shutdown::Shutdown;
-use crate::store::embedded::{EmbeddedOptions, EmbeddedStore};
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 use crate::util::time::now_secs;
 
 /// The bound sockets: one main listener per shard (all on one port, with
@@ -129,13 +128,7 @@ fn http_limits(config: &Config) -> HttpLimits {
 }
 
 fn open_app(config: Config) -> Result<Arc<App>, StartError> {
-    let options = EmbeddedOptions {
-        durability: config.durability,
-        read_threads: config.store_read_threads,
-        faults: config.store_faults(),
-        mailbox_index_max: config.store_mailbox_index_max,
-    };
-    let (store, _detached) = EmbeddedStore::open(&config.data_dir, &options)?;
+    let store = crate::store::open(&config)?;
     let side = SideRuntime::start().map_err(io_err("starting the side runtime"))?;
     let blobs = Blobs::open(&config, side)?;
     let pool = WorkerPool::start("password", config.password_worker_count(), limits::PASSWORD_QUEUE_DEPTH)
@@ -154,7 +147,7 @@ fn open_app(config: Config) -> Result<Arc<App>, StartError> {
         tokens: TokenKeys::new(&config.auth_jwt_secret, config.auth_token_ttl_secs),
         passwords: Passwords::new(pool),
         metrics: Metrics::new(config.shard_count(), &ROUTE_LABELS),
-        store: store as Arc<dyn Store>,
+        store,
         blobs,
         config: Arc::new(config),
     });
