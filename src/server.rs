@@ -170,7 +170,7 @@ pub fn start(config: Config, listeners: Listeners) -> Result<RunningServer, Star
         .port();
     let shards = listeners.main.len();
     let app = open_app(config)?;
-    tracing::info!(shards, driver = ?driver, data_dir = %app.config.data_dir.display(), durability = ?app.config.durability, "starting");
+    tracing::info!(shards, driver = ?driver, store = ?app.config.store, data_dir = %app.config.data_dir.display(), durability = ?app.config.durability, "starting");
     let mesh = Mesh::<ShardLocal>::new(shards, limits::MESH_QUEUE_DEPTH);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
     let cpus = runtime::allowed_cpus();

@@ -79,6 +79,10 @@ impl Inner {
     }
 
     async fn user_by_name(&self, username: String) -> Result<Option<UserRecord>, StoreError> {
+        if username.is_empty() {
+            // No user has an empty name, and CQL refuses an empty key.
+            return Ok(None);
+        }
         let Some((Some(id),)) = self
             .cql
             .first::<(Option<Uuid>,)>(Stmt::SelectUsername, (username,))

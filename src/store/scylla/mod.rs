@@ -154,7 +154,12 @@ impl Inner {
 
 impl Health for ScyllaStore {
     fn ping(&self) -> StoreFuture<'_, ()> {
-        self.call(|s| async move { s.cql.exec(Stmt::Ping, ()).await.map(drop) })
+        self.call(|s| async move {
+            if !s.options.ping_delay.is_zero() {
+                tokio::time::sleep(s.options.ping_delay).await;
+            }
+            s.cql.exec(Stmt::Ping, ()).await.map(drop)
+        })
     }
 
     fn is_poisoned(&self) -> bool {

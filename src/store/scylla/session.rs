@@ -67,6 +67,8 @@ pub struct ScyllaOptions {
     pub sweep_interval_secs: u64,
     /// Empty every table at start (test builds, keyspaces leased by tests).
     pub reset_keyspace: bool,
+    /// Every ping takes this long (test builds: exercises /readyz timeouts).
+    pub ping_delay: Duration,
 }
 
 /// Why the options cannot be used.
@@ -114,6 +116,7 @@ impl ScyllaOptions {
             reset_keyspace: config.test_scylla_reset_keyspace,
             #[cfg(not(debug_assertions))]
             reset_keyspace: false,
+            ping_delay: config.store_faults().ping_delay,
         })
     }
 }

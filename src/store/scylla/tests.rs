@@ -35,6 +35,7 @@ fn options(keyspace: &str, reset: bool) -> ScyllaOptions {
         ttl_secs: 30 * 86_400,
         sweep_interval_secs: 300,
         reset_keyspace: reset,
+        ping_delay: Duration::ZERO,
     }
 }
 
