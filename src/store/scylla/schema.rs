@@ -15,6 +15,7 @@
 use std::time::{Duration, Instant};
 
 use scylla::client::session::Session;
+use sha2::Digest;
 use uuid::Uuid;
 
 use super::cql::backend;
@@ -29,6 +30,24 @@ const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../../schema/001_initi
 
 /// The table that records the version (and holds the apply lock).
 const META_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_meta (name text PRIMARY KEY, version int, holder uuid)";
+
+/// The CQL that creates `schema_meta` in `keyspace`. Every other table is
+/// created under the lock this one holds, but this one is created by every
+/// node that starts at once: ScyllaDB serializes schema changes (Raft),
+/// while Cassandra gives each concurrent creation its own table id and
+/// refuses all but one ("Column family ID mismatch"), so there the id is
+/// fixed, derived from the keyspace's name, and concurrent creations agree.
+fn meta_table(keyspace: &str, scylla: bool) -> String {
+    let create = META_TABLE.replace("schema_meta", &format!("{keyspace}.schema_meta"));
+    if scylla {
+        return create;
+    }
+    let digest = sha2::Sha256::digest(format!("obscura-relay schema_meta {keyspace}").as_bytes());
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&digest[..16]);
+    let id = uuid::Builder::from_sha1_bytes(id).into_uuid();
+    format!("{create} WITH ID = {id}")
+}
 
 /// How long a lock row lives if its holder dies, seconds.
 const LOCK_TTL_SECS: u32 = 120;
@@ -199,11 +218,7 @@ pub async fn check(session: &Session, keyspace: &str) -> Result<i32, StoreError>
 pub async fn apply(session: &Session, options: &ScyllaOptions) -> Result<i32, StoreError> {
     let keyspace = &options.keyspace;
     create_keyspace(session, options).await?;
-    run(
-        session,
-        &META_TABLE.replace("schema_meta", &format!("{keyspace}.schema_meta")),
-    )
-    .await?;
+    run(session, &meta_table(keyspace, is_scylla(session).await?)).await?;
     let holder = Uuid::new_v4();
     let started = Instant::now();
     loop {

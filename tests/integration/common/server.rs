@@ -75,8 +75,8 @@ impl TestStore {
     }
 }
 
-/// The arguments that put a server on a leased keyspace.
-fn scylla_args(lease: &cql_node::Lease) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+/// The arguments that put a server (or a subcommand) on a leased keyspace.
+pub fn scylla_args(lease: &cql_node::Lease) -> Result<Vec<String>, Box<dyn std::error::Error>> {
     let nodes = cql_node::nodes()?;
     Ok([
         "--store",
@@ -125,14 +125,31 @@ impl TestServer {
 
     /// Starts a server on `store` with the default arguments followed by `extra`.
     pub fn start_on(store: TestStore, extra: &[&str]) -> Result<Self, Box<dyn std::error::Error>> {
+        match store {
+            TestStore::Embedded => Self::start_in(None, false, extra),
+            TestStore::Scylla => Self::start_in(Some(cql_node::lease()?), true, extra),
+        }
+    }
+
+    /// Starts a server on the keyspace `lease` names as it is (nothing emptied).
+    pub fn start_on_keyspace(lease: cql_node::Lease, extra: &[&str]) -> Result<Self, Box<dyn std::error::Error>> {
+        Self::start_in(Some(lease), false, extra)
+    }
+
+    fn start_in(
+        lease: Option<cql_node::Lease>,
+        reset: bool,
+        extra: &[&str],
+    ) -> Result<Self, Box<dyn std::error::Error>> {
         let dir = tempfile::Builder::new().prefix("obscura-it-").tempdir()?;
-        let lease = match store {
-            TestStore::Embedded => None,
-            TestStore::Scylla => Some(cql_node::lease()?),
+        let store_args = match &lease {
+            Some(lease) => scylla_args(lease)?,
+            None => Vec::new(),
         };
-        let (store_args, first_start_args) = match &lease {
-            Some(lease) => (scylla_args(lease)?, vec!["--test-scylla-reset-keyspace".to_string()]),
-            None => (Vec::new(), Vec::new()),
+        let first_start_args = if reset {
+            vec!["--test-scylla-reset-keyspace".to_string()]
+        } else {
+            Vec::new()
         };
         let mut server = TestServer {
             child: None,
