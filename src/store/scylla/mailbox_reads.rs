@@ -36,8 +36,12 @@ type MessageRow = (i64, Uuid, Uuid, bytes::Bytes, i64, i64);
 /// (position, sender device, expiry) of a message.
 type Head = (u64, Uuid, i64);
 
-/// Rows one read of the sweep or the floor takes.
+/// Rows one read of the sweep takes.
 const HEADS_PER_READ: i32 = 1_000;
+
+/// Rows one read of a floor move takes: the first deliverable message is
+/// usually the first row.
+const FLOOR_HEADS_PER_READ: i32 = 16;
 
 /// Loads the devices deleted within the messages' lifetime.
 pub(super) async fn load_deleted_senders(s: &Inner) -> Result<HashSet<Uuid>, StoreError> {
@@ -106,11 +110,14 @@ impl Inner {
         Ok(out)
     }
 
-    /// Every message head from the floor up to the watermark, with the
-    /// watermark and the buckets read.
-    async fn heads(&self, device: Uuid) -> Result<(Vec<Head>, u64, Vec<i64>, u64), StoreError> {
+    /// The message heads from the floor up to the watermark (all of them,
+    /// or up to the first deliverable one when `to_first`), with the
+    /// watermark, the buckets and the floor.
+    async fn heads(&self, device: Uuid, to_first: bool) -> Result<(Vec<Head>, u64, Vec<i64>, u64), StoreError> {
         let cap = self.appends.watermark(device, &self.positions);
         let (buckets, floor) = self.buckets(device).await?;
+        let now = now_secs();
+        let per_read = if to_first { FLOOR_HEADS_PER_READ } else { HEADS_PER_READ };
         let mut heads = Vec::new();
         for &bucket in buckets.iter().filter(|b| **b >= bucket_of(floor)) {
             let mut from = floor.max(bucket_start(bucket));
@@ -119,13 +126,16 @@ impl Inner {
                     .cql
                     .rows(
                         Stmt::SelectMessageHeads,
-                        (device, bucket, to_cql(from), to_cql(cap), HEADS_PER_READ),
+                        (device, bucket, to_cql(from), to_cql(cap), per_read),
                     )
                     .await?;
-                let full = rows.len() == HEADS_PER_READ as usize;
+                let full = rows.len() == usize::try_from(per_read).unwrap_or(0);
                 for (seq, sender, expires) in rows {
                     from = from_cql(seq) + 1;
                     heads.push((from_cql(seq), sender, expires));
+                    if to_first && self.deliverable(&sender, expires, now) {
+                        return Ok((heads, cap, buckets, floor));
+                    }
                 }
                 if !full {
                     break;
@@ -138,7 +148,7 @@ impl Inner {
     /// Moves the floor up to the first deliverable message (or the
     /// watermark) and drops the buckets wholly below it.
     pub(super) async fn advance_floor(&self, device: Uuid) -> Result<(), StoreError> {
-        let (heads, cap, buckets, floor) = self.heads(device).await?;
+        let (heads, cap, buckets, floor) = self.heads(device, true).await?;
         let now = now_secs();
         let first = heads
             .iter()
@@ -170,7 +180,7 @@ impl Inner {
     }
 
     pub(super) async fn sweep_mailbox(&self, device: Uuid, now: i64, max: usize) -> Result<usize, StoreError> {
-        let (heads, cap, buckets, floor) = self.heads(device).await?;
+        let (heads, cap, buckets, floor) = self.heads(device, false).await?;
         let (mut victims, kept): (Vec<Head>, Vec<Head>) = heads
             .into_iter()
             .partition(|(_, sender, expires)| !self.deliverable(sender, *expires, now));

@@ -256,3 +256,112 @@ fn cql_backup_compare_and_set_holds_under_concurrency() {
         }
     });
 }
+
+/// Appends `n` messages to `target` from `sender`, `per_call` a call, 8 calls at a time; their
+/// ids.
+async fn fill(store: &ScyllaStore, target: Uuid, sender: Uuid, n: usize, per_call: usize) -> Vec<Uuid> {
+    let call = || {
+        let batch = (0..per_call)
+            .map(|_| NewMessage {
+                target,
+                sender_user: Uuid::now_v7(),
+                sender_device: sender,
+                submission_id: Uuid::new_v4(),
+                payload: bytes::Bytes::from_static(&[7; 256]),
+                created_at_ms: crate::util::time::now_millis(),
+                expires_at_secs: i64::MAX / 4,
+                wake_at_ms: None,
+            })
+            .collect();
+        store.append(batch)
+    };
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n.div_ceil(per_call * 8) {
+        for outcomes in join_all((0..8).map(|_| call())).await {
+            ids.extend(outcomes.unwrap().into_iter().filter_map(|o| match o {
+                Appended::Stored(q) => Some(q.id),
+                _ => None,
+            }));
+        }
+    }
+    ids
+}
+
+/// The median times of `runs` fetches of `limit` messages from the start of each mailbox,
+/// the fetches of the two interleaved (so that the machine's other load weighs on both alike).
+async fn median_fetches(store: &ScyllaStore, devices: [Uuid; 2], limit: usize, runs: usize) -> [Duration; 2] {
+    let mut times = [Vec::with_capacity(runs), Vec::with_capacity(runs)];
+    for _ in 0..runs {
+        for (device, times) in devices.iter().zip(times.iter_mut()) {
+            let started = Instant::now();
+            let got = store.fetch(*device, None, limit, 0).await.unwrap();
+            times.push(started.elapsed());
+            assert_eq!(got.len(), limit);
+        }
+    }
+    times.map(|mut t| {
+        t.sort_unstable();
+        t[runs / 2]
+    })
+}
+
+/// Flushes the test node's memtables (tombstones then live in sstables, as they do in a
+/// deployment), where the node is one the tests started.
+fn flush_test_node() {
+    let (Some(cassandra), Err(_)) = (test_node::cassandra_dir(), std::env::var("OBSCURA_TEST_CQL_NODES")) else {
+        return;
+    };
+    let node = std::env::var_os("OBSCURA_TEST_CQL_STATE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("obscura-cql-tests"))
+        .join("node");
+    let flushed = std::process::Command::new(cassandra.join("nodetool"))
+        .arg(&node)
+        .arg("flush")
+        .output();
+    eprintln!("nodetool flush: {:?}", flushed.map(|o| o.status));
+}
+
+/// Goal (issue 13): acks leave no tombstone storm behind. A mailbox that received and acked
+/// 100,000 messages fetches a backlog of 100 in at most 1.5 times what a fresh mailbox takes.
+/// Method: fill one mailbox with 100,000 messages, ack them all (in acks of 100, as sessions
+/// do), flush the node's memtables, queue 100 more; queue 100 in a fresh mailbox; compare the
+/// median of 101 fetches of each, interleaved (from the start: what a session's backlog read
+/// does).
+#[test]
+#[cfg_attr(
+    not(cql_node),
+    ignore = "no CQL node: set OBSCURA_TEST_CQL_NODES or provide ../shared/cassandra"
+)]
+fn cql_acked_messages_leave_backlog_fetches_fast() {
+    let lease = test_node::lease().unwrap();
+    let store = open(&lease, true);
+    run(async {
+        let (busy, fresh, sender) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        for (i, id) in [busy, fresh, sender].into_iter().enumerate() {
+            let mut device = new_device(Uuid::now_v7(), 1, &format!("tomb{i}"));
+            device.device.id = id;
+            device.refresh.device_id = Some(id);
+            store.create_device(device, 10).await.unwrap();
+        }
+        let started = Instant::now();
+        let ids = fill(&store, busy, sender, 100_000, 100).await;
+        eprintln!("100,000 appended in {:?}", started.elapsed());
+        let started = Instant::now();
+        for chunk in ids.chunks(800) {
+            let acks = chunk.chunks(100).map(|ids| store.ack(busy, ids.to_vec()));
+            assert_eq!(
+                join_all(acks).await.into_iter().map(Result::unwrap).sum::<usize>(),
+                chunk.len()
+            );
+        }
+        eprintln!("100,000 acked in {:?}", started.elapsed());
+        monoio::time::sleep(Duration::from_millis(500)).await; // the last floor move
+        flush_test_node();
+        fill(&store, busy, sender, 100, 100).await;
+        fill(&store, fresh, sender, 100, 100).await;
+        let [acked, new] = median_fetches(&store, [busy, fresh], 100, 101).await;
+        eprintln!("backlog of 100: after 100,000 acked {acked:?}, fresh mailbox {new:?}");
+        assert!(acked.as_secs_f64() <= 1.5 * new.as_secs_f64(), "{acked:?} vs {new:?}");
+    });
+}
