@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
-use crate::auth::rate_limit::Cidr;
 use crate::limits;
+use crate::util::cidr::Cidr;
 
 /// What a successful write survives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -67,19 +67,19 @@ pub struct Config {
     #[arg(long, env = "OBSCURA_SERVER_HOST", default_value = "0.0.0.0")]
     pub server_host: IpAddr,
     /// API port (0 picks a free port; see --ready-file).
-    #[arg(long, env = "OBSCURA_SERVER_PORT", default_value_t = 3000)]
+    #[arg(long, env = "OBSCURA_SERVER_PORT", default_value_t = limits::SERVER_PORT)]
     pub server_port: u16,
     /// Management port: /livez, /readyz, /metrics.
-    #[arg(long, env = "OBSCURA_SERVER_MGMT_PORT", default_value_t = 9090)]
+    #[arg(long, env = "OBSCURA_SERVER_MGMT_PORT", default_value_t = limits::SERVER_MGMT_PORT)]
     pub server_mgmt_port: u16,
     /// Grace period for in-flight requests at shutdown, seconds.
-    #[arg(long, env = "OBSCURA_SERVER_SHUTDOWN_TIMEOUT_SECS", default_value_t = 5)]
+    #[arg(long, env = "OBSCURA_SERVER_SHUTDOWN_TIMEOUT_SECS", default_value_t = limits::SERVER_SHUTDOWN_TIMEOUT_SECS)]
     pub server_shutdown_timeout_secs: u64,
     /// Standard route timeout (408), seconds: auth and standard tier routes.
-    #[arg(long, env = "OBSCURA_SERVER_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    #[arg(long, env = "OBSCURA_SERVER_REQUEST_TIMEOUT_SECS", default_value_t = limits::SERVER_REQUEST_TIMEOUT_SECS)]
     pub server_request_timeout_secs: u64,
     /// Catch-all timeout of every route (408), seconds.
-    #[arg(long, env = "OBSCURA_SERVER_GLOBAL_TIMEOUT_SECS", default_value_t = 600)]
+    #[arg(long, env = "OBSCURA_SERVER_GLOBAL_TIMEOUT_SECS", default_value_t = limits::SERVER_GLOBAL_TIMEOUT_SECS)]
     pub server_global_timeout_secs: u64,
     /// Comma-separated CIDRs whose X-Forwarded-For is believed.
     #[arg(
@@ -150,16 +150,16 @@ pub struct Config {
     #[arg(long, env = "OBSCURA_ATTACHMENT_MAX_SIZE_BYTES", default_value_t = limits::ATTACHMENT_BYTES_MAX)]
     pub attachment_max_size_bytes: u64,
     /// Smallest attachment, bytes; 400 below.
-    #[arg(long, env = "OBSCURA_ATTACHMENT_MIN_SIZE_BYTES", default_value_t = 1)]
+    #[arg(long, env = "OBSCURA_ATTACHMENT_MIN_SIZE_BYTES", default_value_t = limits::ATTACHMENT_MIN_BYTES)]
     pub attachment_min_size_bytes: u64,
     /// Attachment route timeout (408), seconds, body included.
-    #[arg(long, env = "OBSCURA_ATTACHMENT_TIMEOUT_SECS", default_value_t = 120)]
+    #[arg(long, env = "OBSCURA_ATTACHMENT_TIMEOUT_SECS", default_value_t = limits::ATTACHMENT_TIMEOUT_SECS)]
     pub attachment_timeout_secs: u64,
     /// Period of the expired-attachment clean-up, seconds.
-    #[arg(long, env = "OBSCURA_ATTACHMENT_CLEANUP_INTERVAL_SECS", default_value_t = 3600)]
+    #[arg(long, env = "OBSCURA_ATTACHMENT_CLEANUP_INTERVAL_SECS", default_value_t = limits::ATTACHMENT_CLEANUP_INTERVAL_SECS)]
     pub attachment_cleanup_interval_secs: u64,
     /// Expired attachments deleted per batch of the clean-up.
-    #[arg(long, env = "OBSCURA_ATTACHMENT_CLEANUP_BATCH_SIZE", default_value_t = 100)]
+    #[arg(long, env = "OBSCURA_ATTACHMENT_CLEANUP_BATCH_SIZE", default_value_t = limits::ATTACHMENT_CLEANUP_BATCH_COUNT)]
     pub attachment_cleanup_batch_size: usize,
     /// Object-key prefix of backups.
     #[arg(long, env = "OBSCURA_BACKUP_PREFIX", default_value = "backups/")]
@@ -168,17 +168,17 @@ pub struct Config {
     #[arg(long, env = "OBSCURA_BACKUP_MAX_SIZE_BYTES", default_value_t = limits::BACKUP_BYTES_MAX)]
     pub backup_max_size_bytes: u64,
     /// Smallest backup, bytes; 400 below.
-    #[arg(long, env = "OBSCURA_BACKUP_MIN_SIZE_BYTES", default_value_t = 32)]
+    #[arg(long, env = "OBSCURA_BACKUP_MIN_SIZE_BYTES", default_value_t = limits::BACKUP_MIN_BYTES)]
     pub backup_min_size_bytes: u64,
     /// Backup route timeout (408), seconds, body included.
-    #[arg(long, env = "OBSCURA_BACKUP_TIMEOUT_SECS", default_value_t = 60)]
+    #[arg(long, env = "OBSCURA_BACKUP_TIMEOUT_SECS", default_value_t = limits::BACKUP_TIMEOUT_SECS)]
     pub backup_timeout_secs: u64,
     /// Age after which an unfinished backup upload may be taken over or is
     /// reset by the clean-up, minutes.
-    #[arg(long, env = "OBSCURA_BACKUP_STALE_THRESHOLD_MINS", default_value_t = 30)]
+    #[arg(long, env = "OBSCURA_BACKUP_STALE_THRESHOLD_MINS", default_value_t = limits::BACKUP_STALE_THRESHOLD_MINS)]
     pub backup_stale_threshold_mins: u64,
     /// Period of the stale-backup-upload clean-up, seconds.
-    #[arg(long, env = "OBSCURA_BACKUP_CLEANUP_INTERVAL_SECS", default_value_t = 300)]
+    #[arg(long, env = "OBSCURA_BACKUP_CLEANUP_INTERVAL_SECS", default_value_t = limits::BACKUP_CLEANUP_INTERVAL_SECS)]
     pub backup_cleanup_interval_secs: u64,
     /// Where blobs live: `local` (a directory) or `s3`.
     #[arg(long, env = "OBSCURA_STORAGE_BACKEND", value_enum, default_value_t = StorageBackend::Local)]
@@ -215,35 +215,35 @@ pub struct Config {
     )]
     pub auth_jwt_secret: String,
     /// Access-token lifetime, seconds.
-    #[arg(long, env = "OBSCURA_AUTH_TOKEN_TTL_SECS", default_value_t = 900)]
+    #[arg(long, env = "OBSCURA_AUTH_TOKEN_TTL_SECS", default_value_t = limits::AUTH_TOKEN_TTL_SECS)]
     pub auth_token_ttl_secs: u64,
     /// Refresh-token lifetime, days.
-    #[arg(long, env = "OBSCURA_AUTH_REFRESH_TOKEN_TTL_DAYS", default_value_t = 30)]
+    #[arg(long, env = "OBSCURA_AUTH_REFRESH_TOKEN_TTL_DAYS", default_value_t = limits::AUTH_REFRESH_TOKEN_TTL_DAYS)]
     pub auth_refresh_token_ttl_days: u64,
     /// Period of the expired-refresh-token purge, seconds; 0 disables it.
     #[arg(
         long,
         env = "OBSCURA_AUTH_REFRESH_TOKEN_CLEANUP_INTERVAL_SECS",
-        default_value_t = 86_400
+        default_value_t = limits::AUTH_REFRESH_TOKEN_CLEANUP_INTERVAL_SECS
     )]
     pub auth_refresh_token_cleanup_interval_secs: u64,
     /// Devices per user (403 above).
-    #[arg(long, env = "OBSCURA_AUTH_MAX_DEVICES_PER_USER", default_value_t = 10)]
+    #[arg(long, env = "OBSCURA_AUTH_MAX_DEVICES_PER_USER", default_value_t = limits::DEVICES_PER_USER_MAX)]
     pub auth_max_devices_per_user: usize,
     /// Threads that hash passwords (argon2id); default: the CPU count.
     #[arg(long, env = "OBSCURA_PASSWORD_WORKERS")]
     pub password_workers: Option<usize>,
     /// Standard tier refill rate per client IP, tokens per second (0 = 1).
-    #[arg(long, env = "OBSCURA_RATE_LIMIT_PER_SECOND", default_value_t = 10)]
+    #[arg(long, env = "OBSCURA_RATE_LIMIT_PER_SECOND", default_value_t = limits::RATE_LIMIT_PER_SECOND)]
     pub rate_limit_per_second: u32,
     /// Standard tier bucket capacity per client IP.
-    #[arg(long, env = "OBSCURA_RATE_LIMIT_BURST", default_value_t = 20)]
+    #[arg(long, env = "OBSCURA_RATE_LIMIT_BURST", default_value_t = limits::RATE_LIMIT_BURST_TOKENS)]
     pub rate_limit_burst: u32,
     /// Auth tier refill rate per client IP, tokens per second (0 = 1).
-    #[arg(long, env = "OBSCURA_RATE_LIMIT_AUTH_PER_SECOND", default_value_t = 1)]
+    #[arg(long, env = "OBSCURA_RATE_LIMIT_AUTH_PER_SECOND", default_value_t = limits::AUTH_RATE_LIMIT_PER_SECOND)]
     pub auth_rate_limit_per_second: u32,
     /// Auth tier bucket capacity per client IP.
-    #[arg(long, env = "OBSCURA_RATE_LIMIT_AUTH_BURST", default_value_t = 3)]
+    #[arg(long, env = "OBSCURA_RATE_LIMIT_AUTH_BURST", default_value_t = limits::AUTH_RATE_LIMIT_BURST_TOKENS)]
     pub auth_rate_limit_burst: u32,
     /// (Client IP, tier) pairs the rate limiter remembers, for the whole
     /// process (32 to 64 bytes of table each: twice as many 16-byte slots,
@@ -254,69 +254,69 @@ pub struct Config {
 
     // ----- keys and messages -----
     /// One-time prekeys per device and per upload (400 above).
-    #[arg(long = "messaging-pre-keys-max", env = "OBSCURA_PRE_KEYS_MAX", default_value_t = 100)]
+    #[arg(long = "messaging-pre-keys-max", env = "OBSCURA_PRE_KEYS_MAX", default_value_t = limits::PRE_KEYS_COUNT_MAX)]
     pub pre_keys_max: usize,
     /// One-time prekey low-water mark: strictly below it, devices are told.
     #[arg(
         long = "messaging-pre-key-refill-threshold",
         env = "OBSCURA_PRE_KEY_REFILL_THRESHOLD",
-        default_value_t = 20
+        default_value_t = limits::PRE_KEYS_LOW_COUNT
     )]
     pub pre_key_refill_threshold: usize,
     /// Lifetime of messages and attachments, days.
-    #[arg(long, env = "OBSCURA_TTL_DAYS", default_value_t = 30)]
+    #[arg(long, env = "OBSCURA_TTL_DAYS", default_value_t = limits::TTL_DAYS)]
     pub ttl_days: u64,
     /// Submissions per POST /v1/messages (413 above).
-    #[arg(long, env = "OBSCURA_MESSAGING_SEND_BATCH_LIMIT", default_value_t = 100)]
+    #[arg(long, env = "OBSCURA_MESSAGING_SEND_BATCH_LIMIT", default_value_t = limits::SEND_SUBMISSIONS_MAX)]
     pub messaging_send_batch_limit: usize,
     /// How long a POST /v1/messages answer is replayed for its Idempotency-Key, seconds.
-    #[arg(long, env = "OBSCURA_MESSAGING_IDEMPOTENCY_TTL_SECS", default_value_t = 86_400)]
+    #[arg(long, env = "OBSCURA_MESSAGING_IDEMPOTENCY_TTL_SECS", default_value_t = limits::IDEMPOTENCY_TTL_SECS)]
     pub messaging_idempotency_ttl_secs: u64,
     /// Messages kept per device by the retention sweep (oldest dropped first).
-    #[arg(long, env = "OBSCURA_MESSAGING_INBOX_MAX_SIZE", default_value_t = 1000)]
+    #[arg(long, env = "OBSCURA_MESSAGING_INBOX_MAX_SIZE", default_value_t = limits::INBOX_MESSAGES_MAX)]
     pub messaging_inbox_max_size: usize,
     /// Period of the retention sweep (expiry and inbox limit), seconds.
-    #[arg(long, env = "OBSCURA_MESSAGING_CLEANUP_INTERVAL_SECS", default_value_t = 300)]
+    #[arg(long, env = "OBSCURA_MESSAGING_CLEANUP_INTERVAL_SECS", default_value_t = limits::MESSAGING_CLEANUP_INTERVAL_SECS)]
     pub messaging_cleanup_interval_secs: u64,
 
     // ----- gateway -----
     /// Lifetime of a gateway ticket, seconds.
-    #[arg(long, env = "OBSCURA_WS_TICKET_TTL_SECS", default_value_t = 30)]
+    #[arg(long, env = "OBSCURA_WS_TICKET_TTL_SECS", default_value_t = limits::WS_TICKET_TTL_SECS)]
     pub ws_ticket_ttl_secs: u64,
     /// Encoded frames queued per socket before the delivery pump waits.
-    #[arg(long, env = "OBSCURA_WS_OUTBOUND_BUFFER_SIZE", default_value_t = 32)]
+    #[arg(long, env = "OBSCURA_WS_OUTBOUND_BUFFER_SIZE", default_value_t = limits::WS_OUTBOUND_FRAMES_MAX)]
     pub ws_outbound_buffer_size: usize,
     /// Ack ids waiting to be applied per socket; beyond it the socket is not
     /// read until a batch is applied (none are dropped).
-    #[arg(long, env = "OBSCURA_WS_ACK_BUFFER_SIZE", default_value_t = 1000)]
+    #[arg(long, env = "OBSCURA_WS_ACK_BUFFER_SIZE", default_value_t = limits::WS_ACK_BUFFER_IDS_MAX)]
     pub ws_ack_buffer_size: usize,
     /// Ack ids per delete batch.
-    #[arg(long, env = "OBSCURA_WS_ACK_BATCH_SIZE", default_value_t = 100)]
+    #[arg(long, env = "OBSCURA_WS_ACK_BATCH_SIZE", default_value_t = limits::WS_ACK_BATCH_IDS_MAX)]
     pub ws_ack_batch_size: usize,
     /// Longest delay of an ack batch, ms.
-    #[arg(long, env = "OBSCURA_WS_ACK_FLUSH_INTERVAL_MS", default_value_t = 500)]
+    #[arg(long, env = "OBSCURA_WS_ACK_FLUSH_INTERVAL_MS", default_value_t = limits::WS_ACK_FLUSH_INTERVAL_MS)]
     pub ws_ack_flush_interval_ms: u64,
     /// Server ping period, seconds (0 means 1).
-    #[arg(long, env = "OBSCURA_WS_PING_INTERVAL_SECS", default_value_t = 30)]
+    #[arg(long, env = "OBSCURA_WS_PING_INTERVAL_SECS", default_value_t = limits::WS_PING_INTERVAL_SECS)]
     pub ws_ping_interval_secs: u64,
     /// Silence tolerated beyond a ping interval before closing, seconds.
-    #[arg(long, env = "OBSCURA_WS_PING_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(long, env = "OBSCURA_WS_PING_TIMEOUT_SECS", default_value_t = limits::WS_PING_TIMEOUT_SECS)]
     pub ws_ping_timeout_secs: u64,
     /// PreKeyStatus debounce after a low-prekey event, ms.
-    #[arg(long, env = "OBSCURA_WS_PREKEY_DEBOUNCE_INTERVAL_MS", default_value_t = 500)]
+    #[arg(long, env = "OBSCURA_WS_PREKEY_DEBOUNCE_INTERVAL_MS", default_value_t = limits::WS_PREKEY_DEBOUNCE_INTERVAL_MS)]
     pub ws_prekey_debounce_interval_ms: u64,
     /// Messages per store fetch of the delivery pump.
-    #[arg(long, env = "OBSCURA_WS_MESSAGE_FETCH_BATCH_SIZE", default_value_t = 50)]
+    #[arg(long, env = "OBSCURA_WS_MESSAGE_FETCH_BATCH_SIZE", default_value_t = limits::WS_FETCH_MESSAGES_MAX)]
     pub ws_message_fetch_batch_size: usize,
     /// Shortest time between two frames of new messages to one socket, ms;
     /// messages arriving sooner wait and go together (0: each at once).
     /// Trades up to this much delivery delay, for devices that receive many
     /// messages a second, for fewer and fuller frames. At most 1000.
-    #[arg(long, env = "OBSCURA_WS_DELIVERY_INTERVAL_MS", default_value_t = 0,
+    #[arg(long, env = "OBSCURA_WS_DELIVERY_INTERVAL_MS", default_value_t = limits::WS_DELIVERY_INTERVAL_MS,
           value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub ws_delivery_interval_ms: u64,
     /// Soft cap of one EnvelopeBatch frame, bytes (a larger envelope goes alone).
-    #[arg(long, env = "OBSCURA_WS_MAX_BATCH_BYTES", default_value_t = 8 * 1024 * 1024)]
+    #[arg(long, env = "OBSCURA_WS_MAX_BATCH_BYTES", default_value_t = limits::WS_MAX_BATCH_BYTES)]
     pub ws_max_batch_bytes: usize,
     /// A socket whose client does not take a frame within this long is closed, seconds.
     #[arg(long, env = "OBSCURA_WS_WRITE_TIMEOUT_SECS", default_value_t = limits::WS_WRITE_TIMEOUT_SECS)]
@@ -329,29 +329,29 @@ pub struct Config {
     // ----- push notifications -----
     /// Delay before a wake-up push, seconds: events of a device within it
     /// share one push, and a session or an ack before it cancels it.
-    #[arg(long, env = "OBSCURA_NOTIFICATIONS_PUSH_DELAY_SECS", default_value_t = 2)]
+    #[arg(long, env = "OBSCURA_NOTIFICATIONS_PUSH_DELAY_SECS", default_value_t = limits::PUSH_DELAY_SECS)]
     pub notifications_push_delay_secs: u64,
     /// Period of the push worker's poll for due jobs, seconds.
-    #[arg(long, env = "OBSCURA_NOTIFICATIONS_WORKER_INTERVAL_SECS", default_value_t = 1)]
+    #[arg(long, env = "OBSCURA_NOTIFICATIONS_WORKER_INTERVAL_SECS", default_value_t = limits::PUSH_WORKER_INTERVAL_SECS)]
     pub notifications_worker_interval_secs: u64,
     /// Pushes in flight at most (= jobs leased per poll).
-    #[arg(long, env = "OBSCURA_NOTIFICATIONS_WORKER_CONCURRENCY", default_value_t = 100)]
+    #[arg(long, env = "OBSCURA_NOTIFICATIONS_WORKER_CONCURRENCY", default_value_t = limits::PUSHES_IN_FLIGHT_MAX)]
     pub notifications_worker_concurrency: usize,
     /// Lease of a job being sent, seconds: a failed push is retried after it.
-    #[arg(long, env = "OBSCURA_NOTIFICATIONS_VISIBILITY_TIMEOUT_SECS", default_value_t = 30)]
+    #[arg(long, env = "OBSCURA_NOTIFICATIONS_VISIBILITY_TIMEOUT_SECS", default_value_t = limits::PUSH_VISIBILITY_TIMEOUT_SECS)]
     pub notifications_visibility_timeout_secs: u64,
     /// Dead push tokens are deleted at least this often, seconds.
     #[arg(
         long,
         env = "OBSCURA_NOTIFICATIONS_INVALID_TOKEN_CLEANUP_INTERVAL_SECS",
-        default_value_t = 5
+        default_value_t = limits::PUSH_DEAD_TOKEN_CLEANUP_INTERVAL_SECS
     )]
     pub notifications_invalid_token_cleanup_interval_secs: u64,
     /// Dead push tokens are deleted at once when this many are waiting.
     #[arg(
         long,
         env = "OBSCURA_NOTIFICATIONS_INVALID_TOKEN_CLEANUP_BATCH_SIZE",
-        default_value_t = 50
+        default_value_t = limits::PUSH_DEAD_TOKEN_BATCH_COUNT
     )]
     pub notifications_invalid_token_cleanup_batch_size: usize,
     /// Firebase project; pushes go through FCM only when this and
@@ -362,7 +362,7 @@ pub struct Config {
     #[arg(long, env = "OBSCURA_FCM_CREDENTIALS_FILE")]
     pub fcm_credentials_file: Option<PathBuf>,
     /// TTL of an FCM message, seconds.
-    #[arg(long, env = "OBSCURA_FCM_TTL_SECS", default_value_t = 604_800)]
+    #[arg(long, env = "OBSCURA_FCM_TTL_SECS", default_value_t = limits::FCM_TTL_SECS)]
     pub fcm_ttl_secs: u64,
     /// Base URL of the FCM HTTP v1 API (changed only to test against a
     /// stand-in).
@@ -377,12 +377,12 @@ pub struct Config {
     )]
     pub fcm_token_url: String,
     /// Timeout of one call to FCM or its token endpoint, seconds.
-    #[arg(long, env = "OBSCURA_FCM_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(long, env = "OBSCURA_FCM_TIMEOUT_SECS", default_value_t = limits::FCM_TIMEOUT_SECS)]
     pub fcm_timeout_secs: u64,
 
     // ----- health and telemetry -----
     /// /readyz database probe timeout, ms.
-    #[arg(long, env = "OBSCURA_HEALTH_DB_TIMEOUT_MS", default_value_t = 2000)]
+    #[arg(long, env = "OBSCURA_HEALTH_DB_TIMEOUT_MS", default_value_t = limits::HEALTH_DB_TIMEOUT_MS)]
     pub health_db_timeout_ms: u64,
     /// Log format (level from RUST_LOG, default info).
     #[arg(long, env = "OBSCURA_TELEMETRY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -695,13 +695,13 @@ impl Config {
 
     /// The number of shards to run: the flag, else the CPUs we may use.
     pub fn shard_count(&self) -> usize {
-        self.shards.unwrap_or_else(crate::shard::runtime::allowed_cpu_count)
+        self.shards.unwrap_or_else(crate::util::cpus::allowed_cpu_count)
     }
 
     /// The number of password-hashing threads.
     pub fn password_worker_count(&self) -> usize {
         self.password_workers
-            .unwrap_or_else(crate::shard::runtime::allowed_cpu_count)
+            .unwrap_or_else(crate::util::cpus::allowed_cpu_count)
             .max(1)
     }
 

@@ -10,28 +10,33 @@
 //! travels over the [`shard::mesh`], a set of bounded lock-free queues whose
 //! pushes wake the target runtime.
 //!
-//! A request reads from socket to store by folder names:
-//! `http::listener → http::connection → http::request → api::routes →
-//! api::<resource> → shard::mesh → store::embedded::group_commit`.
+//! A message reads from socket to store, and on to the WebSocket that
+//! delivers it, by folder names: `http::listener → http::connection →
+//! http::request → api::routes → api::messages → store::embedded::group_commit
+//! → gateway::events → gateway::mesh_bus → shard::mesh → gateway::hub →
+//! gateway::session → gateway::delivery`.
 //!
 //! # The layers
 //!
-//! - [`config`]: flags and `OBSCURA_*` variables, validated once.
-//! - [`limits`]: every bound with its unit and its reason.
-//! - [`server`]: starts the shards, the admin port and the store; drains on shutdown.
-//! - [`shard`]: runtimes, placement and the mesh (guards "nothing blocks a shard").
-//! - [`http`]: HTTP/1.1 on a socket, nothing about our API (guards invariant 3 and 4).
-//! - [`api`]: one file per resource of the contract; the only place statuses are chosen.
-//! - [`auth`]: tokens, passwords, refresh families, rate limits.
-//! - [`crypto`]: public-key formats and XEdDSA signature checks.
-//! - [`gateway`]: the WebSocket: handshake, framing, sessions, delivery.
-//! - [`mailbox`]: message retention (expiry, inbox limits).
-//! - [`push`]: wake-up push jobs and their providers (FCM).
-//! - [`store`]: the storage interface and its embedded backend (guards invariant 1).
-//! - [`blob`]: attachments and backups in object storage (local or S3), streamed.
-//! - [`offload`]: work that must not run on a shard, and the channel that returns it.
-//! - [`admin`]: `/livez`, `/readyz`, `/metrics` on the management port.
-//! - [`proto`]: the protobuf wire contract.
+//! Bottom to top; a module uses its own layer and the ones below, never one
+//! above (`tests/layers.rs` checks it, docs/ARCHITECTURE.md lists the rules):
+//!
+//! 0. [`limits`] (every bound and default), [`config`] (the options),
+//!    [`util`] (time, CIDR, CPUs).
+//! 1. [`shard`] (runtimes, placement, mesh, shutdown, periodic jobs; guards
+//!    "nothing blocks a shard"), [`offload`] (work off the shards, and the
+//!    channels back).
+//! 2. [`http`] (HTTP/1.1, nothing about our API; invariants 3 and 4),
+//!    [`store`] (the storage interface and its backends; invariant 1),
+//!    [`blob`] (object storage), [`crypto`], [`auth`], [`proto`],
+//!    [`metrics`].
+//! 3. [`gateway`] (sessions, presence, the device-event seam; invariant 2),
+//!    [`node`] (the node's state: [`node::App`], [`node::ShardLocal`]).
+//! 4. [`mailbox`] (retention), [`push`] (wake-up pushes), [`cleanup`]
+//!    (blob and token clean-ups), [`admin`] (`/livez`, `/readyz`,
+//!    `/metrics`).
+//! 5. [`api`]: routes and handlers, the only place statuses are chosen.
+//! 6. [`server`]: starts and stops it all.
 
 #![deny(clippy::unwrap_used)]
 
@@ -39,12 +44,15 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod blob;
+pub mod cleanup;
 pub mod config;
 pub mod crypto;
 pub mod gateway;
 pub mod http;
 pub mod limits;
 pub mod mailbox;
+pub mod metrics;
+pub mod node;
 pub mod offload;
 pub mod proto;
 pub mod push;

@@ -1,6 +1,8 @@
-//! Every bound of the server with its unit and its reason. Options in
-//! [`crate::config`] take their defaults from here; bounds that are not
-//! options (queue depths, scan slices) live here alone.
+//! Every bound of the server with its unit and its reason, and the default
+//! of every numeric option: [`crate::config`] takes each default from here,
+//! and bounds that are not options (queue depths, scan slices, retry waits)
+//! live here alone. Units come last in the names. Where two bounds depend
+//! on each other a `const` assertion at the end checks it at compile time.
 
 /// Request head (request line + headers): 16 KiB is what common proxies allow
 /// and far above any client of ours; larger heads are refused with 431.
@@ -47,8 +49,42 @@ pub const HTTP_CHUNK_LINE_BYTES_MAX: usize = 1024;
 /// makes the sender wait: back-pressure, never a drop.
 pub const MESH_QUEUE_DEPTH: usize = 4096;
 
-/// A sender that finds a mesh queue full waits this long before retrying.
-pub const MESH_FULL_BACKOFF_US: u64 = 50;
+/// A sender that finds a bounded queue full (a mesh inbox, the store's
+/// channels, a worker pool) keeps its item and offers it again after this
+/// long: short enough that a shard's queue that drains in microseconds is
+/// refilled at once, long enough that a waiting sender costs no CPU worth
+/// measuring (the hottest queue, a mesh inbox, empties in ~1 µs per job).
+pub const QUEUE_FULL_RETRY_US: u64 = 100;
+
+/// Pending connections per listening socket (`listen(2)` backlog): a burst
+/// of this many connects waits for accept instead of being refused; the
+/// kernel caps it at `net.core.somaxconn`.
+pub const LISTEN_BACKLOG: i32 = 1024;
+
+/// Submission-queue entries of each shard's io_uring: I/O operations one
+/// shard has in flight at once before submissions wait (every open socket
+/// holds one pending read).
+pub const IO_URING_ENTRIES: u32 = 4096;
+
+/// A shard at `--http-connections-per-shard-max` looks again this often
+/// for room to accept.
+pub const ACCEPT_AT_CAP_RETRY_MS: u64 = 5;
+
+/// After a failed accept (out of files, say) a shard waits this long
+/// before the next, so a persistent failure does not spin.
+pub const ACCEPT_ERROR_RETRY_MS: u64 = 10;
+
+/// A management request may take `--health-db-timeout-ms` plus this long
+/// (the store probe's answer, then the response).
+pub const ADMIN_DEADLINE_SLACK_MS: u64 = 5_000;
+
+/// Open connections on the management port: probes and scrapers, a few
+/// at a time.
+pub const ADMIN_CONNECTIONS_MAX: usize = 64;
+
+/// While a shard drains at shutdown it looks at its open connections (and
+/// then at the other shards) this often.
+pub const SHUTDOWN_POLL_MS: u64 = 2;
 
 /// Shards per process: far above any core count we run on.
 pub const SHARDS_MAX: usize = 256;
@@ -115,6 +151,15 @@ pub const STORE_READ_THREADS: usize = 2;
 /// indexed in memory per generation (two generations: about 50 MiB at most).
 pub const STORE_MAILBOX_INDEX_MAX: usize = 262_144;
 
+/// Mailbox positions the embedded store reserves per `meta` write: one
+/// small durable write per 65,536 messages, and a restart skips at most
+/// that many numbers.
+pub const STORE_SEQ_BLOCK_COUNT: u64 = 1 << 16;
+
+/// Outstanding gateway tickets beyond which expired ones are swept on
+/// insert: the table stays small without a timer.
+pub const TICKETS_SWEEP_AT_COUNT: usize = 4096;
+
 /// Pending store jobs (reads or writes) before callers wait.
 pub const STORE_QUEUE_DEPTH: usize = 65_536;
 
@@ -127,6 +172,24 @@ pub const PASSWORD_QUEUE_DEPTH: usize = 4096;
 
 /// (Client IP, tier) pairs the rate limiter remembers, for the whole process.
 pub const RATE_LIMIT_CLIENTS_MAX: usize = 100_000;
+
+/// Slots of the rate-limit table probed from a key's home slot before one
+/// is reused: a lookup touches at most this many (one or two cache lines).
+pub const RATE_LIMIT_PROBE_SLOTS: usize = 16;
+
+/// Usernames, ASCII letters, digits and `_` (BEHAVIOR.md §4.2).
+pub const USERNAME_CHARS_MIN: usize = 3;
+
+/// ...and at most this long.
+pub const USERNAME_CHARS_MAX: usize = 50;
+
+/// Shortest password, UTF-8 bytes (BEHAVIOR.md §4.2).
+pub const PASSWORD_BYTES_MIN: usize = 12;
+
+/// Stored password hashes asking argon2 for more memory than this are
+/// refused rather than computed: a corrupt or hostile record must not
+/// exhaust memory (ours use 19 MiB).
+pub const PASSWORD_HASH_MEMORY_KIB_MAX: u32 = 256 * 1024;
 
 /// Device names: the contract's `maxLength` (BEHAVIOR.md §5.1).
 pub const DEVICE_NAME_CHARS_MAX: usize = 100;
@@ -194,9 +257,6 @@ pub const BLOB_PARTS_IN_FLIGHT: usize = 2;
 /// Threads the side runtime may use for blocking filesystem calls.
 pub const SIDE_RUNTIME_BLOCKING_THREADS: usize = 8;
 
-const _: () = assert!(HTTP_DISCARD_BYTES_MAX >= HTTP_READ_CHUNK_BYTES);
-const _: () = assert!(HTTP_HEADER_BYTES_MAX >= 1024, "a request line needs room");
-
 /// Message targets a shard remembers as devices, per generation (two
 /// generations; 16 bytes each).
 pub const KNOWN_DEVICES_MAX: usize = 65_536;
@@ -207,3 +267,289 @@ pub const SESSION_ARRIVALS_MAX: usize = 256;
 
 /// Payload bytes of the new messages a gateway session holds at most.
 pub const SESSION_ARRIVAL_BYTES_MAX: usize = 1 << 20;
+
+/// Pongs a gateway session owes at once; a client that pings faster than
+/// its socket takes frames gets the latest ones (RFC 6455 §5.5.3 allows
+/// answering only the most recent ping).
+pub const WS_PONGS_OWED_MAX: usize = 16;
+
+// ----- Defaults of the options (config.rs takes each from here) -----
+
+// Server
+/// Default of the option with `OBSCURA_SERVER_PORT`: the reference server's
+/// default (BEHAVIOR.md §14.1).
+pub const SERVER_PORT: u16 = 3000;
+
+/// Default of the option with `OBSCURA_SERVER_MGMT_PORT`: the reference
+/// server's default (BEHAVIOR.md §14.1).
+pub const SERVER_MGMT_PORT: u16 = 9090;
+
+/// Default of the option with `OBSCURA_SERVER_SHUTDOWN_TIMEOUT_SECS`: the
+/// reference server's default (BEHAVIOR.md §14.1): in-flight requests get this
+/// long at shutdown.
+pub const SERVER_SHUTDOWN_TIMEOUT_SECS: u64 = 5;
+
+/// Default of the option with `OBSCURA_SERVER_REQUEST_TIMEOUT_SECS`: the
+/// reference server's default (BEHAVIOR.md §14.1): standard routes answer 408
+/// after this long.
+pub const SERVER_REQUEST_TIMEOUT_SECS: u64 = 30;
+
+/// Default of the option with `OBSCURA_SERVER_GLOBAL_TIMEOUT_SECS`: the
+/// reference server's default (BEHAVIOR.md §14.1): no route may take longer.
+pub const SERVER_GLOBAL_TIMEOUT_SECS: u64 = 600;
+
+/// Default of the option with `OBSCURA_TTL_DAYS`: the reference server's
+/// default (BEHAVIOR.md §14.1): messages and attachments live this long.
+pub const TTL_DAYS: u64 = 30;
+
+// Authentication and rate limits
+/// Default of the option with `OBSCURA_AUTH_TOKEN_TTL_SECS`: the reference
+/// server's default (BEHAVIOR.md §14.3): a stolen access token is good for 15
+/// minutes at most.
+pub const AUTH_TOKEN_TTL_SECS: u64 = 900;
+
+/// Default of the option with `OBSCURA_AUTH_REFRESH_TOKEN_TTL_DAYS`: the
+/// reference server's default (BEHAVIOR.md §14.3).
+pub const AUTH_REFRESH_TOKEN_TTL_DAYS: u64 = 30;
+
+/// Default of the option with
+/// `OBSCURA_AUTH_REFRESH_TOKEN_CLEANUP_INTERVAL_SECS`: the reference server's
+/// default (BEHAVIOR.md §14.3): expired tokens are refused on use, so a daily
+/// purge only reclaims space.
+pub const AUTH_REFRESH_TOKEN_CLEANUP_INTERVAL_SECS: u64 = 86_400;
+
+/// Default of the option with `OBSCURA_AUTH_MAX_DEVICES_PER_USER`: the
+/// reference server's default (BEHAVIOR.md §14.3).
+pub const DEVICES_PER_USER_MAX: usize = 10;
+
+/// Default of the option with `OBSCURA_RATE_LIMIT_PER_SECOND`: the reference
+/// server's default (BEHAVIOR.md §14.3): standard-tier tokens per second per
+/// client IP.
+pub const RATE_LIMIT_PER_SECOND: u32 = 10;
+
+/// Default of the option with `OBSCURA_RATE_LIMIT_BURST`: the reference
+/// server's default (BEHAVIOR.md §14.3): standard-tier bucket capacity.
+pub const RATE_LIMIT_BURST_TOKENS: u32 = 20;
+
+/// Default of the option with `OBSCURA_RATE_LIMIT_AUTH_PER_SECOND`: the
+/// reference server's default (BEHAVIOR.md §14.3): auth-tier tokens per second
+/// per client IP (each costs an argon2 hash).
+pub const AUTH_RATE_LIMIT_PER_SECOND: u32 = 1;
+
+/// Default of the option with `OBSCURA_RATE_LIMIT_AUTH_BURST`: the reference
+/// server's default (BEHAVIOR.md §14.3): auth-tier bucket capacity.
+pub const AUTH_RATE_LIMIT_BURST_TOKENS: u32 = 3;
+
+// Keys and messages
+/// Default of the option with `OBSCURA_PRE_KEYS_MAX`: the reference server's
+/// default (BEHAVIOR.md §14.4): one-time prekeys per device and per upload.
+pub const PRE_KEYS_COUNT_MAX: usize = 100;
+
+/// Default of the option with `OBSCURA_PRE_KEY_REFILL_THRESHOLD`: the
+/// reference server's default (BEHAVIOR.md §14.4): below this many one-time
+/// prekeys a device is told to refill.
+pub const PRE_KEYS_LOW_COUNT: usize = 20;
+
+/// Default of the option with `OBSCURA_MESSAGING_SEND_BATCH_LIMIT`: the
+/// reference server's default (BEHAVIOR.md §14.4): submissions per `POST
+/// /v1/messages`.
+pub const SEND_SUBMISSIONS_MAX: usize = 100;
+
+/// Default of the option with `OBSCURA_MESSAGING_IDEMPOTENCY_TTL_SECS`: the
+/// reference server's default (BEHAVIOR.md §14.4): a retried send within a day
+/// gets the first answer.
+pub const IDEMPOTENCY_TTL_SECS: u64 = 86_400;
+
+/// Default of the option with `OBSCURA_MESSAGING_INBOX_MAX_SIZE`: the
+/// reference server's default (BEHAVIOR.md §14.4): messages kept per device by
+/// the retention sweep.
+pub const INBOX_MESSAGES_MAX: usize = 1000;
+
+/// Default of the option with `OBSCURA_MESSAGING_CLEANUP_INTERVAL_SECS`: the
+/// reference server's default (BEHAVIOR.md §14.4): how often the retention
+/// sweep runs.
+pub const MESSAGING_CLEANUP_INTERVAL_SECS: u64 = 300;
+
+// Gateway
+/// Default of the option with `OBSCURA_WS_TICKET_TTL_SECS`: the reference
+/// server's default (BEHAVIOR.md §14.6): a ticket is redeemed right after it
+/// is issued.
+pub const WS_TICKET_TTL_SECS: u64 = 30;
+
+/// Default of the option with `OBSCURA_WS_OUTBOUND_BUFFER_SIZE`: the reference
+/// server's default (BEHAVIOR.md §14.6): frames written between two looks at a
+/// socket's acks and pings.
+pub const WS_OUTBOUND_FRAMES_MAX: usize = 32;
+
+/// Default of the option with `OBSCURA_WS_ACK_BUFFER_SIZE`: the reference
+/// server's default (BEHAVIOR.md §14.6): ack ids a socket may have waiting
+/// before its reader pauses.
+pub const WS_ACK_BUFFER_IDS_MAX: usize = 1000;
+
+/// Default of the option with `OBSCURA_WS_ACK_BATCH_SIZE`: the reference
+/// server's default (BEHAVIOR.md §14.6): ack ids per store delete.
+pub const WS_ACK_BATCH_IDS_MAX: usize = 100;
+
+/// Default of the option with `OBSCURA_WS_ACK_FLUSH_INTERVAL_MS`: the
+/// reference server's default (BEHAVIOR.md §14.6): longest wait of an ack
+/// before its batch is applied (an ack lost in a crash redelivers at most this
+/// much).
+pub const WS_ACK_FLUSH_INTERVAL_MS: u64 = 500;
+
+/// Default of the option with `OBSCURA_WS_PING_INTERVAL_SECS`: the reference
+/// server's default (BEHAVIOR.md §14.6): well inside common proxies' 60 s idle
+/// timeouts.
+pub const WS_PING_INTERVAL_SECS: u64 = 30;
+
+/// Default of the option with `OBSCURA_WS_PING_TIMEOUT_SECS`: the reference
+/// server's default (BEHAVIOR.md §14.6): silence tolerated beyond a ping
+/// interval.
+pub const WS_PING_TIMEOUT_SECS: u64 = 10;
+
+/// Default of the option with `OBSCURA_WS_PREKEY_DEBOUNCE_INTERVAL_MS`: the
+/// reference server's default (BEHAVIOR.md §14.6): low-prekey events within it
+/// share one PreKeyStatus.
+pub const WS_PREKEY_DEBOUNCE_INTERVAL_MS: u64 = 500;
+
+/// Default of the option with `OBSCURA_WS_MESSAGE_FETCH_BATCH_SIZE`: the
+/// reference server's default (BEHAVIOR.md §14.6): messages per store read of
+/// a session.
+pub const WS_FETCH_MESSAGES_MAX: usize = 50;
+
+/// Default of the option with `OBSCURA_WS_DELIVERY_INTERVAL_MS`: ours: every
+/// new message goes out at once unless an operator trades latency for fuller
+/// frames.
+pub const WS_DELIVERY_INTERVAL_MS: u64 = 0;
+
+/// Default of the option with `OBSCURA_WS_MAX_BATCH_BYTES`: the reference
+/// server's default (BEHAVIOR.md §14.6): soft cap of one `EnvelopeBatch`
+/// frame.
+pub const WS_MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+
+// Push
+/// Default of the option with `OBSCURA_NOTIFICATIONS_PUSH_DELAY_SECS`: the
+/// reference server's default (BEHAVIOR.md §14.5): events of a device within
+/// it share one push, and a session or ack before it cancels it.
+pub const PUSH_DELAY_SECS: u64 = 2;
+
+/// Default of the option with `OBSCURA_NOTIFICATIONS_WORKER_INTERVAL_SECS`:
+/// the reference server's default (BEHAVIOR.md §14.5): how often due push jobs
+/// are leased.
+pub const PUSH_WORKER_INTERVAL_SECS: u64 = 1;
+
+/// Default of the option with `OBSCURA_NOTIFICATIONS_WORKER_CONCURRENCY`: the
+/// reference server's default (BEHAVIOR.md §14.5): pushes in flight at once (=
+/// jobs leased per poll).
+pub const PUSHES_IN_FLIGHT_MAX: usize = 100;
+
+/// Default of the option with `OBSCURA_NOTIFICATIONS_VISIBILITY_TIMEOUT_SECS`:
+/// the reference server's default (BEHAVIOR.md §14.5): a failed push is
+/// retried after its lease ends.
+pub const PUSH_VISIBILITY_TIMEOUT_SECS: u64 = 30;
+
+/// Default of the option with
+/// `OBSCURA_NOTIFICATIONS_INVALID_TOKEN_CLEANUP_INTERVAL_SECS`: the reference
+/// server's default (BEHAVIOR.md §14.5): dead tokens are deleted at least this
+/// often.
+pub const PUSH_DEAD_TOKEN_CLEANUP_INTERVAL_SECS: u64 = 5;
+
+/// Default of the option with
+/// `OBSCURA_NOTIFICATIONS_INVALID_TOKEN_CLEANUP_BATCH_SIZE`: the reference
+/// server's default (BEHAVIOR.md §14.5): dead tokens deleted at once when this
+/// many wait.
+pub const PUSH_DEAD_TOKEN_BATCH_COUNT: usize = 50;
+
+/// Default of the option with `OBSCURA_FCM_TTL_SECS`: the reference server's
+/// default (BEHAVIOR.md §14.5): FCM keeps an undelivered wake-up for a week.
+pub const FCM_TTL_SECS: u64 = 604_800;
+
+/// Default of the option with `OBSCURA_FCM_TIMEOUT_SECS`: ours: one FCM call
+/// (or token fetch) that takes longer fails and is retried with its job.
+pub const FCM_TIMEOUT_SECS: u64 = 10;
+
+// Attachments and backups
+/// Default of the option with `OBSCURA_ATTACHMENT_MIN_SIZE_BYTES`: the
+/// reference server's default (BEHAVIOR.md §14.7): an empty attachment is
+/// refused.
+pub const ATTACHMENT_MIN_BYTES: u64 = 1;
+
+/// Default of the option with `OBSCURA_ATTACHMENT_TIMEOUT_SECS`: the reference
+/// server's default (BEHAVIOR.md §14.7): a 50 MiB upload at 3.5 Mbit/s.
+pub const ATTACHMENT_TIMEOUT_SECS: u64 = 120;
+
+/// Default of the option with `OBSCURA_ATTACHMENT_CLEANUP_INTERVAL_SECS`: the
+/// reference server's default (BEHAVIOR.md §14.7).
+pub const ATTACHMENT_CLEANUP_INTERVAL_SECS: u64 = 3600;
+
+/// Default of the option with `OBSCURA_ATTACHMENT_CLEANUP_BATCH_SIZE`: the
+/// reference server's default (BEHAVIOR.md §14.7): expired attachments deleted
+/// per batch.
+pub const ATTACHMENT_CLEANUP_BATCH_COUNT: usize = 100;
+
+/// Default of the option with `OBSCURA_BACKUP_MIN_SIZE_BYTES`: the reference
+/// server's default (BEHAVIOR.md §14.7): smaller than any encrypted backup.
+pub const BACKUP_MIN_BYTES: u64 = 32;
+
+/// Default of the option with `OBSCURA_BACKUP_TIMEOUT_SECS`: the reference
+/// server's default (BEHAVIOR.md §14.7).
+pub const BACKUP_TIMEOUT_SECS: u64 = 60;
+
+/// Default of the option with `OBSCURA_BACKUP_STALE_THRESHOLD_MINS`: the
+/// reference server's default (BEHAVIOR.md §14.7): an unfinished upload older
+/// than this may be taken over.
+pub const BACKUP_STALE_THRESHOLD_MINS: u64 = 30;
+
+/// Default of the option with `OBSCURA_BACKUP_CLEANUP_INTERVAL_SECS`: the
+/// reference server's default (BEHAVIOR.md §14.7).
+pub const BACKUP_CLEANUP_INTERVAL_SECS: u64 = 300;
+
+// Health
+/// Default of the option with `OBSCURA_HEALTH_DB_TIMEOUT_MS`: the reference
+/// server's default (BEHAVIOR.md §14.8): a store round trip slower than this
+/// makes `/readyz` fail.
+pub const HEALTH_DB_TIMEOUT_MS: u64 = 2000;
+
+// ----- How the bounds relate (checked at compile time) -----
+
+const _: () = assert!(
+    HTTP_DISCARD_BYTES_MAX >= HTTP_READ_CHUNK_BYTES,
+    "a discard reads whole chunks"
+);
+const _: () = assert!(HTTP_HEADER_BYTES_MAX >= 1024, "a request line needs room");
+const _: () = assert!(
+    HTTP_FIRST_READ_BYTES <= HTTP_READ_CHUNK_BYTES,
+    "the first read of a request is the smaller one"
+);
+const _: () = assert!(
+    WS_READ_CHUNK_BYTES <= WS_MESSAGE_BYTES_MAX,
+    "one read never holds more than a message may be"
+);
+const _: () = assert!(
+    STORE_GROUP_COMMIT_MAX <= STORE_QUEUE_DEPTH,
+    "a group is taken from the queue"
+);
+const _: () = assert!(
+    WS_ACK_BATCH_IDS_MAX <= WS_ACK_BUFFER_IDS_MAX,
+    "a full batch fits in the ack buffer, or acks wait for the flush interval"
+);
+const _: () = assert!(
+    WS_FETCH_MESSAGES_MAX <= SESSION_ARRIVALS_MAX,
+    "a session delivers a fetch's worth of arrivals before it must drop them"
+);
+const _: () = assert!(
+    PRE_KEYS_LOW_COUNT <= PRE_KEYS_COUNT_MAX,
+    "a full device is not low on prekeys"
+);
+const _: () = assert!(ATTACHMENT_MIN_BYTES <= ATTACHMENT_BYTES_MAX);
+const _: () = assert!(BACKUP_MIN_BYTES <= BACKUP_BYTES_MAX);
+const _: () = assert!(
+    SERVER_REQUEST_TIMEOUT_SECS <= SERVER_GLOBAL_TIMEOUT_SECS
+        && ATTACHMENT_TIMEOUT_SECS <= SERVER_GLOBAL_TIMEOUT_SECS
+        && BACKUP_TIMEOUT_SECS <= SERVER_GLOBAL_TIMEOUT_SECS,
+    "the global timeout caps every route"
+);
+const _: () = assert!(BLOB_S3_PART_BYTES >= 5 * 1024 * 1024, "S3 refuses parts under 5 MiB");
+const _: () = assert!(
+    BLOB_LOCAL_PART_BYTES <= BLOB_S3_PART_BYTES,
+    "local parts are the small ones"
+);

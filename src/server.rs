@@ -4,8 +4,11 @@
 //! finish, flush the store and join every thread
 //! ([`RunningServer::shutdown`]).
 //!
-//! Shard 0 also serves the management port and runs the periodic jobs. The
-//! side runtime (object_store's tokio) starts with the store.
+//! Each shard gets its own state ([`ShardLocal`]: its gateway hub on the
+//! mesh and the event bus over it) and serves the API; shard 0 also serves
+//! the management port and runs the push worker and the clean-ups; every
+//! shard sweeps the mailboxes it owns. The side runtime (object_store's
+//! tokio) starts with the store.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -19,18 +22,21 @@ use std::time::{Duration, Instant};
 use monoio::net::TcpListener;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::admin::metrics::Metrics;
 use crate::admin::service::AdminService;
 use crate::api::routes::ROUTE_LABELS;
-use crate::api::{ApiService, App, ShardLocal};
+use crate::api::ApiService;
 use crate::auth::passwords::Passwords;
 use crate::auth::rate_limit::{Buckets, Rate};
 use crate::auth::tokens::TokenKeys;
 use crate::blob::{BlobError, Blobs};
 use crate::config::Config;
+use crate::gateway::hub::{Hub, HubParts};
+use crate::gateway::mesh_bus::MeshBus;
 use crate::http::listener::{accept_loop, Serving};
 use crate::http::HttpLimits;
 use crate::limits;
+use crate::metrics::Metrics;
+use crate::node::{App, ShardLocal};
 use crate::offload::side_runtime::SideRuntime;
 use crate::offload::workers::WorkerPool;
 use crate::push::fcm::FcmSetupError;
@@ -40,7 +46,6 @@ use crate::shard::mesh::{Job, Mesh};
 use crate::shard::runtime::{self, ChosenDriver};
 use crate::shard::shutdown::Shutdown;
 use crate::store::StoreError;
-use crate::util::time::now_secs;
 
 /// The bound sockets: one main listener per shard (all on one port, with
 /// `SO_REUSEPORT`) and the management listener.
@@ -87,7 +92,7 @@ fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<StdListener> {
     }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(1024)?;
+    socket.listen(limits::LISTEN_BACKLOG)?;
     Ok(socket.into())
 }
 
@@ -112,7 +117,7 @@ pub struct RunningServer {
     pub main_port: u16,
     /// The management port.
     pub mgmt_port: u16,
-    mesh: Arc<Mesh<ShardLocal>>,
+    mesh: Arc<Mesh<Hub>>,
     shards: Vec<JoinHandle<()>>,
     app: Arc<App>,
 }
@@ -127,7 +132,8 @@ fn http_limits(config: &Config) -> HttpLimits {
     }
 }
 
-fn open_app(config: Config) -> Result<Arc<App>, StartError> {
+/// The shared state, and the push sender for shard 0's worker.
+fn open_app(config: Config) -> Result<(Arc<App>, Pusher), StartError> {
     let store = crate::store::open(&config)?;
     let side = SideRuntime::start().map_err(io_err("starting the side runtime"))?;
     let blobs = Blobs::open(&config, side)?;
@@ -142,7 +148,6 @@ fn open_app(config: Config) -> Result<Arc<App>, StartError> {
         config.rate_limit_clients_max,
     );
     let app = Arc::new(App {
-        pusher,
         buckets,
         tokens: TokenKeys::new(&config.auth_jwt_secret, config.auth_token_ttl_secs),
         passwords: Passwords::new(pool),
@@ -151,7 +156,7 @@ fn open_app(config: Config) -> Result<Arc<App>, StartError> {
         blobs,
         config: Arc::new(config),
     });
-    Ok(app)
+    Ok((app, pusher))
 }
 
 /// Starts the store, the workers and the shards on `listeners`; returns once
@@ -169,11 +174,12 @@ pub fn start(config: Config, listeners: Listeners) -> Result<RunningServer, Star
         .map_err(io_err("reading the management port"))?
         .port();
     let shards = listeners.main.len();
-    let app = open_app(config)?;
+    let (app, pusher) = open_app(config)?;
+    let mut pusher = Some(pusher);
     tracing::info!(shards, driver = ?driver, store = ?app.config.store, data_dir = %app.config.data_dir.display(), durability = ?app.config.durability, "starting");
-    let mesh = Mesh::<ShardLocal>::new(shards, limits::MESH_QUEUE_DEPTH);
+    let mesh = Mesh::<Hub>::new(shards, limits::MESH_QUEUE_DEPTH);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
-    let cpus = runtime::allowed_cpus();
+    let cpus = crate::util::cpus::allowed_cpus();
     let mut mgmt = Some(listeners.mgmt);
     let mut handles = Vec::with_capacity(shards);
     let draining = Arc::new(AtomicUsize::new(shards));
@@ -184,6 +190,7 @@ pub fn start(config: Config, listeners: Listeners) -> Result<RunningServer, Star
             driver,
             listener,
             mgmt: mgmt.take(),
+            pusher: pusher.take(),
             draining: draining.clone(),
         };
         let (app, mesh, ready) = (app.clone(), mesh.clone(), ready_tx.clone());
@@ -226,11 +233,8 @@ impl RunningServer {
     /// thread.
     pub fn shutdown(self) -> Result<(), StoreError> {
         for shard in 0..self.mesh.shards() {
-            let mut job: Job<ShardLocal> = Box::new(|local| local.shutdown.trigger());
-            while let Err(returned) = self.mesh.try_push(shard, job) {
-                job = returned;
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            let job: Job<Hub> = Box::new(|hub| hub.shutdown.trigger());
+            self.mesh.push_blocking(shard, job);
         }
         for handle in self.shards {
             let _ = handle.join();
@@ -252,13 +256,15 @@ struct ShardStart {
     driver: ChosenDriver,
     listener: StdListener,
     mgmt: Option<StdListener>,
+    /// The push sender, for the worker on the shard that has `mgmt`.
+    pusher: Option<Pusher>,
     /// Shards still draining: a shard keeps serving its mesh inbox until
     /// this is zero, so the others' last calls to it (acks, presence) land.
     draining: Arc<AtomicUsize>,
 }
 
 impl ShardStart {
-    fn run(self, app: Arc<App>, mesh: Arc<Mesh<ShardLocal>>, ready: std::sync::mpsc::Sender<()>) {
+    fn run(self, app: Arc<App>, mesh: Arc<Mesh<Hub>>, ready: std::sync::mpsc::Sender<()>) {
         runtime::pin_current_thread(self.cpu);
         let id = self.id;
         if let Err(e) = runtime::block_on(self.driver, self.serve(app, mesh, ready)) {
@@ -266,13 +272,11 @@ impl ShardStart {
         }
     }
 
-    async fn serve(self, app: Arc<App>, mesh: Arc<Mesh<ShardLocal>>, ready: std::sync::mpsc::Sender<()>) {
+    async fn serve(self, app: Arc<App>, mesh: Arc<Mesh<Hub>>, ready: std::sync::mpsc::Sender<()>) {
         let config = app.config.clone();
-        let shutdown = Shutdown::default();
-        let local = Rc::new(ShardLocal::new(app.clone(), self.id, mesh.clone(), shutdown.clone()));
-        let endpoint = mesh.connect(self.id, local.clone());
-        monoio::spawn(endpoint.clone().serve());
-        monoio::spawn(crate::mailbox::retention::run(local));
+        let local = shard_local(&app, self.id, &mesh);
+        let shutdown = local.shutdown().clone();
+        monoio::spawn(crate::mailbox::retention::run(local.clone()));
         let limits = Rc::new(http_limits(&config));
         let listener = match TcpListener::from_std(self.listener) {
             Ok(l) => l,
@@ -283,15 +287,16 @@ impl ShardStart {
             if let Err(e) = start_admin(mgmt, &app, limits.clone(), shutdown.clone(), admin_open.clone()) {
                 return tracing::error!(error = %e, "management listener setup failed");
             }
-            monoio::spawn(purge_refresh_tokens(app.clone(), shutdown.clone()));
-            monoio::spawn(push::worker::run(app.clone(), shutdown.clone()));
-            crate::blob::retention::spawn(&app, &shutdown);
+            if let Some(pusher) = self.pusher {
+                monoio::spawn(push::worker::run(app.clone(), pusher, shutdown.clone()));
+            }
+            crate::cleanup::spawn(&app, &shutdown);
         }
         let open = app
             .shard_metrics(self.id)
             .map_or_else(|| Arc::new(AtomicUsize::new(0)), |m| m.open_connections.clone());
         let serving = Serving {
-            service: Rc::new(ApiService::new(app.clone(), endpoint)),
+            service: Rc::new(ApiService::new(local)),
             limits,
             shutdown,
             open: open.clone(),
@@ -306,9 +311,25 @@ impl ShardStart {
         .await;
         self.draining.fetch_sub(1, Ordering::AcqRel);
         while self.draining.load(Ordering::Acquire) > 0 {
-            monoio::time::sleep(Duration::from_millis(2)).await;
+            monoio::time::sleep(Duration::from_millis(limits::SHUTDOWN_POLL_MS)).await;
         }
     }
+}
+
+/// Shard `me`'s state: its gateway hub (connected to the mesh, whose inbox
+/// it now serves) and the event bus over it.
+fn shard_local(app: &Arc<App>, me: usize, mesh: &Arc<Mesh<Hub>>) -> Rc<ShardLocal> {
+    let hub = Rc::new(Hub::new(HubParts {
+        me,
+        mesh: mesh.clone(),
+        shutdown: Shutdown::default(),
+        store: app.store.clone(),
+        config: app.config.clone(),
+        metrics: app.metrics.clone(),
+    }));
+    let endpoint = mesh.connect(me, hub.clone());
+    monoio::spawn(endpoint.clone().serve());
+    Rc::new(ShardLocal::new(app.clone(), hub, Rc::new(MeshBus::new(endpoint))))
 }
 
 fn start_admin(
@@ -329,7 +350,7 @@ fn start_admin(
         limits,
         shutdown,
         open,
-        open_max: 64,
+        open_max: limits::ADMIN_CONNECTIONS_MAX,
     };
     monoio::spawn(accept_loop(listener, serving));
     Ok(())
@@ -339,39 +360,6 @@ fn start_admin(
 async fn drain(open: &[Arc<AtomicUsize>], grace: Duration) {
     let deadline = Instant::now() + grace;
     while open.iter().any(|o| o.load(Ordering::Relaxed) > 0) && Instant::now() < deadline {
-        monoio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Deletes expired refresh tokens every
-/// `--auth-refresh-token-cleanup-interval-secs` (0 disables), in slices so
-/// the store's writer is never held long.
-async fn purge_refresh_tokens(app: Arc<App>, shutdown: Shutdown) {
-    let interval = app.config.auth_refresh_token_cleanup_interval_secs;
-    if interval == 0 {
-        return;
-    }
-    loop {
-        loop {
-            match app
-                .store
-                .purge_expired_refresh(now_secs(), limits::REFRESH_PURGE_SLICE)
-                .await
-            {
-                Ok(n) if n == limits::REFRESH_PURGE_SLICE => continue,
-                Ok(n) => {
-                    tracing::debug!(purged = n, "expired refresh tokens purged");
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "refresh token purge failed");
-                    break;
-                }
-            }
-        }
-        monoio::select! {
-            _ = monoio::time::sleep(Duration::from_secs(interval)) => {},
-            _ = shutdown.wait() => return,
-        }
+        monoio::time::sleep(Duration::from_millis(limits::SHUTDOWN_POLL_MS)).await;
     }
 }

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use http::{HeaderValue, Method, StatusCode};
 
-use super::metrics::Metrics;
 use super::readyz;
 use crate::http::{Body, RequestHead, Response, Service};
+use crate::limits;
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// Answers the management port.
@@ -23,7 +24,7 @@ pub struct AdminService {
 
 impl Service for AdminService {
     fn deadline(&self, _head: &RequestHead) -> Duration {
-        self.db_timeout + Duration::from_secs(5)
+        self.db_timeout + Duration::from_millis(limits::ADMIN_DEADLINE_SLACK_MS)
     }
 
     async fn call(&self, head: &RequestHead, _body: &mut Body<'_>, _peer: SocketAddr) -> Response {

@@ -7,8 +7,8 @@ use http::StatusCode;
 use uuid::Uuid;
 
 use super::blob_body::{check_declared, etag, if_none_match, not_modified, store_body, streamed};
+use super::context::RequestCtx;
 use super::error::ApiError;
-use super::RequestCtx;
 use crate::blob::attachment_key;
 use crate::http::{Body, Response};
 use crate::util::time::now_secs;

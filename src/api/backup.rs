@@ -14,8 +14,8 @@ use http::StatusCode;
 use uuid::Uuid;
 
 use super::blob_body::{check_declared, etag, if_none_match, not_modified, store_body, streamed};
+use super::context::RequestCtx;
 use super::error::ApiError;
-use super::RequestCtx;
 use crate::blob::backup_key;
 use crate::http::{Body, RequestHead, Response};
 use crate::store::{BackupCommit, Reservation, Store};

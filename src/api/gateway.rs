@@ -8,9 +8,9 @@
 use http::StatusCode;
 use uuid::Uuid;
 
+use super::context::RequestCtx;
 use super::error::ApiError;
-use super::legacy::primary_device;
-use super::RequestCtx;
+use super::primary_device::primary_device;
 use crate::gateway::delivery::Framing;
 use crate::gateway::{session, upgrade};
 use crate::http::Response;
@@ -52,10 +52,10 @@ pub async fn connect(ctx: &RequestCtx<'_>) -> Result<Response, ApiError> {
             ))
         }
     };
-    let mesh = ctx.mesh.clone();
+    let (hub, events) = (ctx.local.hub.clone(), ctx.local.events.clone());
     Ok(Response::switching_protocols(
         upgrade::switching_headers(accept),
-        Box::new(move |stream, leftover| Box::pin(session::run(stream, leftover, device, framing, mesh))),
+        Box::new(move |stream, leftover| Box::pin(session::run(stream, leftover, device, framing, hub, events))),
     ))
 }
 

@@ -1,6 +1,5 @@
 //! The single-device legacy API served beside v1 (BEHAVIOR.md §17.2): the
-//! primary device that stands for a user wherever a legacy client names
-//! one, and the two routes only the legacy API has — `POST /v1/keys`
+//! two routes only the legacy API has — `POST /v1/keys`
 //! (a key upload to the token's device, or the primary device for a
 //! user-scoped token) and `GET /v1/keys/{userId}` (the primary device's
 //! bundle as one object, any valid token). Legacy registration lives with
@@ -9,23 +8,18 @@
 //! with [`super::gateway`].
 
 use http::StatusCode;
-use uuid::Uuid;
 
+use super::bundles::take_bundle;
+use super::context::RequestCtx;
 use super::error::ApiError;
-use super::keys::{take_bundle, upload_to, BundleOut, UploadRequest};
-use super::{json, RequestCtx};
+use super::json;
+use super::key_upload::{upload_to, UploadRequest};
+use super::keys_json::BundleOut;
+use super::primary_device::primary_device;
 use crate::http::{Body, Response};
-use crate::store::Store;
 
 /// The 400 of a key upload for a user without devices.
 const NO_DEVICE: &str = "No device to upload keys to; create one with POST /v1/devices";
-
-/// The primary device of `user`: its oldest device (for a legacy user, the
-/// one created at registration; every device has complete keys), as the
-/// store's target resolution defines it.
-pub async fn primary_device(store: &dyn Store, user: Uuid) -> Result<Option<Uuid>, ApiError> {
-    Ok(store.resolve_targets(vec![user]).await?.into_iter().next().flatten())
-}
 
 /// `POST /v1/keys`.
 pub async fn upload(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Response, ApiError> {

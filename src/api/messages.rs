@@ -18,11 +18,10 @@
 //! since clients give every target its own submission id. A target that
 //! names a user instead of a device (a legacy client, BEHAVIOR.md §17.2)
 //! reaches that user's primary device: targets not known to be devices
-//! ([`super::known_devices`]) are resolved in one store read first. Once
-//! appended, the messages go to the owner shard of each target, which hands
-//! them to the device's sessions; the answer does not wait for that.
+//! ([`crate::node::known_devices`]) are resolved in one store read first.
+//! Once appended, the messages go to their targets' sessions through the
+//! event bus; the answer does not wait for that.
 
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -30,16 +29,15 @@ use http::{HeaderValue, StatusCode};
 use prost::Message;
 use uuid::Uuid;
 
+use super::context::RequestCtx;
 use super::error::{device_scope_required, ApiError};
-use super::{RequestCtx, ShardLocal};
-use crate::admin::metrics::Counter;
 use crate::gateway::events::Arrival;
 use crate::http::{Body, Response};
+use crate::metrics::Counter;
+use crate::node::ShardLocal;
 use crate::proto::send_message_response::{ErrorCode, FailedSubmission};
 use crate::proto::{SendMessageRequest, SendMessageResponse};
-use crate::shard::mesh::Job;
-use crate::shard::{placement, ShardId};
-use crate::store::{AnswerKey, AnswerOf, Appended, GuardedAppend, NewMessage, StoredMessage};
+use crate::store::{AnswerKey, AnswerOf, Appended, GuardedAppend, NewMessage, Queued, StoredMessage};
 use crate::util::time::{millis_after, now_millis, now_secs};
 
 /// `Content-Type` of the answer, as the contract says.
@@ -97,7 +95,7 @@ pub async fn send(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Response,
 }
 
 /// Appends `messages` and stores the request's answer in one store
-/// transaction, then hands what was stored to the targets' owners. In a
+/// transaction, then hands what was stored to the targets' sessions. In a
 /// task of its own, so that a request dropped at its deadline still hands
 /// over what committed (open sessions would otherwise only see it with
 /// their next message).
@@ -107,7 +105,7 @@ async fn append_and_deliver(
     key: AnswerKey,
     answer_of: AnswerOf,
 ) -> Result<GuardedAppend, ApiError> {
-    let local = ctx.mesh.context().clone();
+    let local = ctx.local.clone();
     monoio::spawn(async move {
         let appended = local
             .app
@@ -115,7 +113,7 @@ async fn append_and_deliver(
             .append_and_answer(messages.clone(), key, answer_of)
             .await?;
         if let GuardedAppend::Appended { outcomes, .. } = &appended {
-            deliver_on_owners(&local, messages, outcomes);
+            hand_over(&local, messages, outcomes);
         }
         Ok(appended)
     })
@@ -233,7 +231,7 @@ fn check_submissions(request: &SendMessageRequest, template: &NewMessage) -> (Ve
 /// every target is a device this shard knows.
 async fn resolve_targets(ctx: &RequestCtx<'_>, messages: &mut [NewMessage]) -> Result<(), ApiError> {
     let all_known = {
-        let mut known = ctx.mesh.context().known_devices.borrow_mut();
+        let mut known = ctx.local.known_devices.borrow_mut();
         messages.iter().all(|m| known.contains(&m.target))
     };
     if all_known {
@@ -249,57 +247,37 @@ async fn resolve_targets(ctx: &RequestCtx<'_>, messages: &mut [NewMessage]) -> R
     Ok(())
 }
 
-/// The stored messages for each target, grouped by the target's owner.
-type ByOwner = HashMap<ShardId, Vec<(Uuid, Vec<Arrival>)>>;
-
-/// Hands the stored messages to their targets' owner shards, which hand
-/// them to the targets' sessions; never waits.
-fn deliver_on_owners(local: &Rc<ShardLocal>, messages: Vec<NewMessage>, outcomes: &[Appended]) {
-    for (owner, targets) in arrivals_by_owner(local, messages, outcomes) {
-        let job: Job<ShardLocal> = Box::new(move |local| {
-            for (target, arrivals) in targets {
-                local.deliver(target, arrivals);
-            }
-        });
-        if owner == local.me {
-            job(local.clone());
-        } else {
-            local.send_to(owner, job);
+/// Hands the stored messages to their targets' open sessions through the
+/// event bus; counts them and remembers their targets as devices. Never
+/// waits.
+fn hand_over(local: &Rc<ShardLocal>, messages: Vec<NewMessage>, outcomes: &[Appended]) {
+    let mut arrivals = Vec::with_capacity(messages.len());
+    {
+        let mut known = local.known_devices.borrow_mut();
+        for (m, outcome) in messages.into_iter().zip(outcomes) {
+            let Appended::Stored(queued) = outcome else {
+                continue;
+            };
+            known.insert(m.target);
+            arrivals.push((m.target, arrival(m, queued)));
         }
     }
+    local.count(Counter::MessagesSent, arrivals.len());
+    local.events.arrived(arrivals);
 }
 
-/// The stored messages for each target, grouped by the target's owner;
-/// counts them and remembers their targets as devices.
-fn arrivals_by_owner(local: &ShardLocal, messages: Vec<NewMessage>, outcomes: &[Appended]) -> ByOwner {
-    let shards = local.mesh.shards();
-    let mut by_owner = ByOwner::new();
-    let mut known = local.known_devices.borrow_mut();
-    let mut stored = 0;
-    for (m, outcome) in messages.into_iter().zip(outcomes) {
-        let Appended::Stored(queued) = outcome else {
-            continue;
-        };
-        stored += 1;
-        known.insert(m.target);
-        let arrival = Arrival {
-            expires_at_secs: m.expires_at_secs,
-            message: StoredMessage {
-                seq: queued.seq,
-                id: queued.id,
-                sender_user: m.sender_user,
-                sender_device: m.sender_device,
-                payload: m.payload,
-                created_at_ms: m.created_at_ms,
-            },
-            prev: queued.prev,
-        };
-        let targets = by_owner.entry(placement::device_owner(m.target, shards)).or_default();
-        match targets.iter_mut().find(|(target, _)| *target == m.target) {
-            Some((_, arrivals)) => arrivals.push(arrival),
-            None => targets.push((m.target, vec![arrival])),
-        }
+/// A stored message as its target's sessions get it.
+fn arrival(m: NewMessage, queued: &Queued) -> Arrival {
+    Arrival {
+        expires_at_secs: m.expires_at_secs,
+        message: StoredMessage {
+            seq: queued.seq,
+            id: queued.id,
+            sender_user: m.sender_user,
+            sender_device: m.sender_device,
+            payload: m.payload,
+            created_at_ms: m.created_at_ms,
+        },
+        prev: queued.prev,
     }
-    local.count(Counter::MessagesSent, stored);
-    by_owner
 }

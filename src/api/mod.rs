@@ -1,24 +1,39 @@
-//! The Obscura API: one file per resource of `openapi-v1.yaml`, each with
-//! the decoding, checks and store calls of its routes ([`blob_body`] is the
-//! streaming glue that attachments and backups share). [`ApiService`] is the
-//! [`Service`] the HTTP layer calls: it routes ([`routes`]), rate-limits on
-//! the client's owner shard, dispatches, maps errors ([`error`]) and records
-//! metrics. Checks run in the reference server's order (BEHAVIOR.md §3.4):
-//! route, rate limit, (timeout), authentication, path, body, handler.
+//! The Obscura API: routes and handlers, nothing else. [`ApiService`] is
+//! the [`Service`] the HTTP layer calls: it routes ([`routes`]),
+//! rate-limits the client (one process-wide table), dispatches, maps errors
+//! ([`error`]) and records metrics. Checks run in the reference server's
+//! order (BEHAVIOR.md §3.4): route, rate limit, (timeout), authentication,
+//! path, body, handler.
+//!
+//! Handlers, one file per resource of `openapi-v1.yaml`: [`users`],
+//! [`sessions`], [`devices`], [`keys`], [`messages`], [`gateway`],
+//! [`push_tokens`], [`attachments`], [`backup`], [`openapi`], and
+//! [`legacy`] for what only the single-device API has. No handler imports
+//! another; what several share has a module of its own: the request
+//! context ([`context`]), JSON bodies ([`json`]), prekey JSON
+//! ([`keys_json`]), a new device ([`new_device`]), the `AuthResponse`
+//! ([`auth_response`]), key uploads ([`key_upload`]), bundle fetches
+//! ([`bundles`]), the legacy primary device ([`primary_device`]) and
+//! streamed blob bodies ([`blob_body`]).
 
 pub mod attachments;
+pub mod auth_response;
 pub mod backup;
 pub mod blob_body;
+pub mod bundles;
 pub mod context;
 pub mod devices;
 pub mod error;
 pub mod gateway;
 pub mod json;
+pub mod key_upload;
 pub mod keys;
-pub mod known_devices;
+pub mod keys_json;
 pub mod legacy;
 pub mod messages;
+pub mod new_device;
 pub mod openapi;
+pub mod primary_device;
 pub mod push_tokens;
 pub mod routes;
 pub mod sessions;
@@ -29,24 +44,27 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use self::context::{App, RequestCtx, ShardLocal};
+use self::context::RequestCtx;
 use self::error::ApiError;
 use self::routes::{Resolved, Route, TimeoutClass};
-use crate::admin::metrics::Counter;
 use crate::auth::rate_limit::{client_ip, Tier};
 use crate::http::{Body, RequestHead, Response, Service};
-use crate::shard::mesh::MeshEndpoint;
+use crate::metrics::Counter;
+use crate::node::{App, ShardLocal};
 
 /// The main listener's service on one shard.
 pub struct ApiService {
     app: Arc<App>,
-    mesh: Rc<MeshEndpoint<ShardLocal>>,
+    local: Rc<ShardLocal>,
 }
 
 impl ApiService {
-    /// The service of the shard that `mesh` is connected on.
-    pub fn new(app: Arc<App>, mesh: Rc<MeshEndpoint<ShardLocal>>) -> Self {
-        Self { app, mesh }
+    /// The service of the shard whose state is `local`.
+    pub fn new(local: Rc<ShardLocal>) -> Self {
+        Self {
+            app: local.app.clone(),
+            local,
+        }
     }
 
     /// Takes a token of `tier` from the client's bucket.
@@ -57,7 +75,7 @@ impl ApiService {
             &self.app.config.trusted_proxies,
         );
         let verdict = self.app.buckets.check(ip, tier, Instant::now());
-        let metrics = self.app.shard_metrics(self.mesh.me());
+        let metrics = self.app.shard_metrics(self.local.me());
         match verdict {
             Ok(()) => {
                 if let Some(m) = metrics {
@@ -99,7 +117,7 @@ impl ApiService {
         }
         let ctx = RequestCtx {
             app: &self.app,
-            mesh: &self.mesh,
+            local: &self.local,
             head,
             param: param.as_deref(),
         };
@@ -156,7 +174,7 @@ impl Service for ApiService {
         let (label, outcome) = self.dispatch(head, body, peer).await;
         let response = outcome.unwrap_or_else(ApiError::into_response);
         let elapsed = started.elapsed();
-        if let Some(metrics) = self.app.shard_metrics(self.mesh.me()) {
+        if let Some(metrics) = self.app.shard_metrics(self.local.me()) {
             metrics.record_request(label, response.status.as_u16(), elapsed);
         }
         // Route and status only: never a path parameter, token or body.

@@ -1,13 +1,14 @@
 //! `PUT /v1/push-tokens` (BEHAVIOR.md §11.1): the calling device's push
 //! token, replaced on every call. Checked on the trimmed value (not empty,
-//! at most 4096 bytes) and stored as sent. The device's owner shard writes
-//! it, like every operation on one device.
+//! at most 4096 bytes) and stored as sent, in one store call from the
+//! shard that took the request.
 
 use http::StatusCode;
 use serde::Deserialize;
 
+use super::context::RequestCtx;
 use super::error::ApiError;
-use super::{json, RequestCtx};
+use super::json;
 use crate::http::{Body, Response};
 use crate::limits::PUSH_TOKEN_BYTES_MAX;
 
@@ -35,12 +36,7 @@ pub async fn put(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Response, 
     let (_, device) = ctx.calling_device()?;
     let req: PushTokenRequest = json::read(ctx.head, body, ctx.app.config.http_body_bytes_max).await?;
     validate(&req.token)?;
-    let stored = ctx
-        .on_device_owner(device, move |local| async move {
-            local.app.store.set_push_token(device, req.token).await
-        })
-        .await??;
-    if !stored {
+    if !ctx.app.store.set_push_token(device, req.token).await? {
         // A still-valid token of a deleted device.
         return Err(ApiError::Unauthorized);
     }

@@ -1,6 +1,5 @@
 //! `POST /v1/sessions` (login), `DELETE /v1/sessions` (logout) and
-//! `POST /v1/sessions/refresh` (rotation), BEHAVIOR.md §4.3–4.6, plus the
-//! `AuthResponse` every token-issuing route answers with.
+//! `POST /v1/sessions/refresh` (rotation), BEHAVIOR.md §4.3–4.6.
 //!
 //! Login failures look the same whether or not the user exists: same status
 //! and body, and the same argon2 cost (a dummy hash is verified).
@@ -11,66 +10,20 @@
 use std::sync::Arc;
 
 use http::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use uuid::Uuid;
 
+use super::auth_response::{auth_response, new_refresh};
+use super::context::RequestCtx;
 use super::error::ApiError;
-use super::legacy::primary_device;
-use super::{json, RequestCtx};
-use crate::admin::metrics::Counter;
-use crate::auth::refresh::{hash_text, RefreshToken};
+use super::json;
+use super::primary_device::primary_device;
+use crate::auth::refresh::hash_text;
 use crate::auth::tokens::Principal;
 use crate::http::{Body, Response};
-use crate::store::{RefreshRecord, Rotation};
+use crate::metrics::Counter;
+use crate::store::Rotation;
 use crate::util::time::now_secs;
-
-/// The body of every token-issuing answer.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct AuthResponse {
-    token: String,
-    refresh_token: String,
-    expires_at: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    device_id: Option<Uuid>,
-}
-
-/// A new refresh token for `principal` in `family`, and its stored record.
-pub fn new_refresh(
-    ctx: &RequestCtx<'_>,
-    principal: Principal,
-    family: Uuid,
-) -> Result<(RefreshToken, RefreshRecord), ApiError> {
-    let token = RefreshToken::generate().map_err(|e| ApiError::internal(std::io::Error::other(e.to_string())))?;
-    let ttl_secs = ctx.app.config.auth_refresh_token_ttl_days.saturating_mul(86_400);
-    let record = RefreshRecord {
-        hash: token.hash(),
-        user_id: principal.user_id,
-        device_id: principal.device_id,
-        family,
-        expires_at_secs: now_secs().saturating_add(i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2)),
-    };
-    Ok((token, record))
-}
-
-/// The `AuthResponse` for `principal` with a fresh access token.
-pub fn auth_response(
-    ctx: &RequestCtx<'_>,
-    status: StatusCode,
-    principal: Principal,
-    refresh: RefreshToken,
-) -> Response {
-    let issued = ctx.app.tokens.issue(principal, now_secs());
-    Response::json(
-        status,
-        &AuthResponse {
-            token: issued.token,
-            refresh_token: refresh.0,
-            expires_at: issued.expires_at,
-            device_id: principal.device_id,
-        },
-    )
-}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -101,8 +54,10 @@ pub async fn login(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Response
     };
     let device = match device_id {
         Some(id) => ctx
-            .on_device_owner(id, move |local| async move { local.app.store.device(id).await })
-            .await??
+            .app
+            .store
+            .device(id)
+            .await?
             .filter(|d| d.user_id == user.id)
             .map(|d| d.id),
         // A legacy client's login is bound to its account's one device.

@@ -17,18 +17,18 @@ use http::StatusCode;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::devices::{DeviceKeys, DeviceKeysJson, OneTimePreKeyJson, SignedPreKeyJson};
+use super::auth_response::{auth_response, new_refresh};
+use super::context::RequestCtx;
 use super::error::ApiError;
-use super::sessions::{auth_response, new_refresh};
-use super::{json, RequestCtx};
-use crate::admin::metrics::Counter;
+use super::json;
+use super::keys_json::{DeviceKeys, DeviceKeysJson, OneTimePreKeyJson, SignedPreKeyJson};
+use super::new_device::new_device;
 use crate::auth::tokens::Principal;
 use crate::http::{Body, Response};
+use crate::limits::{PASSWORD_BYTES_MIN, USERNAME_CHARS_MAX, USERNAME_CHARS_MIN};
+use crate::metrics::Counter;
 use crate::store::{StoreError, UserRecord};
 use crate::util::time::now_micros;
-
-/// Shortest password, UTF-8 bytes.
-pub const PASSWORD_BYTES_MIN: usize = 12;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -68,7 +68,7 @@ pub fn validate(username: &str, password: &str) -> Result<(), ApiError> {
         return Err(ApiError::BadRequest("Username cannot be empty".into()));
     }
     let valid_chars = username.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if !(3..=50).contains(&username.len()) || !valid_chars {
+    if !(USERNAME_CHARS_MIN..=USERNAME_CHARS_MAX).contains(&username.len()) || !valid_chars {
         return Err(ApiError::BadRequest(
             "Username must be between 3 and 50 characters and can only contain letters, numbers, and underscores"
                 .into(),
@@ -107,7 +107,7 @@ pub async fn register(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Respo
     let user_id = user.id;
     let (created, principal, token) = match first_device {
         Some(keys) => {
-            let (device, principal, token) = keys.into_new_device(ctx, user_id, None)?;
+            let (device, principal, token) = new_device(ctx, keys, user_id, None)?;
             (
                 ctx.app.store.create_user_with_device(user, device).await,
                 principal,

@@ -11,6 +11,7 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use base64::Engine;
 
+use crate::limits;
 use crate::offload::oneshot::Canceled;
 use crate::offload::workers::WorkerPool;
 
@@ -33,10 +34,6 @@ pub enum PasswordError {
 fn params() -> Params {
     Params::new(19_456, 2, 1, Some(32)).unwrap_or_default()
 }
-
-/// Stored hashes asking for more memory than this (KiB) are refused rather
-/// than computed: a corrupt or hostile record must not exhaust memory.
-const STORED_M_COST_MAX_KIB: u32 = 256 * 1024;
 
 thread_local! {
     /// The argon2 memory of this worker, allocated once and reused: a fresh
@@ -93,7 +90,7 @@ fn hash_now(password: &[u8]) -> Result<String, PasswordError> {
 fn verify_now(password: &[u8], phc: &str) -> Result<bool, PasswordError> {
     let parsed = PasswordHash::new(phc).map_err(PasswordError::BadHash)?;
     let params = Params::try_from(&parsed).map_err(PasswordError::BadHash)?;
-    if params.m_cost() > STORED_M_COST_MAX_KIB {
+    if params.m_cost() > limits::PASSWORD_HASH_MEMORY_KIB_MAX {
         return Err(PasswordError::BadHash(argon2::password_hash::Error::ParamValueInvalid(
             argon2::password_hash::errors::InvalidValue::TooLong,
         )));

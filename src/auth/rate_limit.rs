@@ -11,66 +11,11 @@
 
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// A CIDR block such as `10.0.0.0/8` or `::1/128`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    network: IpAddr,
-    prefix: u8,
-}
-
-/// A CIDR that does not parse.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("invalid CIDR {0:?} (expected e.g. 10.0.0.0/8 or ::1/128)")]
-pub struct CidrError(String);
-
-impl FromStr for Cidr {
-    type Err = CidrError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        let err = || CidrError(s.to_string());
-        let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (
-                a.parse::<IpAddr>().map_err(|_| err())?,
-                p.parse::<u8>().map_err(|_| err())?,
-            ),
-            None => {
-                let a = s.parse::<IpAddr>().map_err(|_| err())?;
-                (a, if a.is_ipv4() { 32 } else { 128 })
-            }
-        };
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        if prefix > max {
-            return Err(err());
-        }
-        Ok(Self { network: addr, prefix })
-    }
-}
-
-fn to_bits(ip: IpAddr) -> (u128, u8) {
-    match ip {
-        IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32),
-        IpAddr::V6(v6) => (u128::from(v6), 128),
-    }
-}
-
-impl Cidr {
-    /// Whether `ip` lies in this block (same address family only).
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let (net, width) = to_bits(self.network);
-        let (addr, addr_width) = to_bits(ip);
-        if width != addr_width {
-            return false;
-        }
-        let host_bits = u32::from(width - self.prefix);
-        let mask = if host_bits >= 128 { 0 } else { u128::MAX << host_bits };
-        (net & mask) == (addr & mask)
-    }
-}
+use crate::limits;
+use crate::util::cidr::Cidr;
 
 /// The client address of a request (see the module doc).
 pub fn client_ip(peer: IpAddr, forwarded_for: Option<&http::HeaderValue>, trusted: &[Cidr]) -> IpAddr {
@@ -122,9 +67,6 @@ impl Rate {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryAfter(pub u64);
 
-/// Slots probed from a key's home slot before one is reused.
-const PROBE: usize = 16;
-
 /// One (client IP, tier) pair: its key (0 = free) and GCRA's whole state,
 /// the theoretical arrival time in ns since the table's epoch.
 #[derive(Default)]
@@ -135,7 +77,7 @@ struct Slot {
 
 /// The buckets of every client IP, shared by all shards: a fixed table of
 /// atomics, so a shard takes a token with one compare-and-swap and no hop
-/// (GCRA's whole state is one number). A pair lives in one of the [`PROBE`]
+/// (GCRA's whole state is one number). A pair lives in one of the [`limits::RATE_LIMIT_PROBE_SLOTS`]
 /// slots after its hashed home slot. When all of them are taken by other
 /// pairs, the one whose bucket is fullest is reused: a refilled bucket is
 /// the same as a new one, so only a table full of busy clients forgets
@@ -152,7 +94,7 @@ impl Buckets {
     /// Empty buckets with the two tiers' rates, remembering about
     /// `clients_max` (IP, tier) pairs.
     pub fn new(auth: Rate, standard: Rate, clients_max: usize) -> Self {
-        let size = (clients_max.max(PROBE) * 2).next_power_of_two();
+        let size = (clients_max.max(limits::RATE_LIMIT_PROBE_SLOTS) * 2).next_power_of_two();
         // SAFETY: a `Slot` is two atomics, for which all zeros is valid (a
         // free slot). A zeroed allocation is fresh memory the OS zeroes, so
         // pages count towards RSS only once clients use them.
@@ -181,7 +123,7 @@ impl Buckets {
         let key = self.hasher.hash_one((ip, tier)) | 1;
         let mask = self.slots.len() - 1;
         let home = key as usize & mask;
-        let window = || (0..PROBE).filter_map(|i| self.slots.get((home + i) & mask));
+        let window = || (0..limits::RATE_LIMIT_PROBE_SLOTS).filter_map(|i| self.slots.get((home + i) & mask));
         for slot in window() {
             // Read first: a compare-exchange takes the cache line even when
             // it fails, and most requests find their own slot.
@@ -230,21 +172,6 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
-    }
-
-    #[test]
-    fn cidr_membership_is_exact() {
-        let c: Cidr = "10.0.0.0/8".parse().unwrap();
-        assert!(c.contains(ip("10.255.0.1")));
-        assert!(!c.contains(ip("11.0.0.1")));
-        let one: Cidr = "127.0.0.1/32".parse().unwrap();
-        assert!(one.contains(ip("127.0.0.1")));
-        assert!(!one.contains(ip("127.0.0.2")));
-        assert!(!one.contains(ip("::1")));
-        let all: Cidr = "0.0.0.0/0".parse().unwrap();
-        assert!(all.contains(ip("8.8.8.8")));
-        assert!("1.2.3.4/33".parse::<Cidr>().is_err());
-        assert!("nonsense".parse::<Cidr>().is_err());
     }
 
     #[test]

@@ -4,10 +4,10 @@
 //! side runtime ([`crate::offload::side_runtime`]) and a shard only sends
 //! chunks and awaits answers over channels. Bodies stream both ways
 //! ([`upload`], [`download`]): an upload holds a few parts in memory, never
-//! its body. [`retention`] runs the periodic clean-ups of both resources.
+//! its body. The periodic clean-ups of both resources are
+//! [`crate::cleanup`]'s.
 
 pub mod download;
-pub mod retention;
 pub mod upload;
 
 use std::sync::Arc;

@@ -1,16 +1,22 @@
-//! The WebSocket side: the upgrade handshake ([`upgrade`]), WebSocket
-//! framing over monoio's owned-buffer I/O with tungstenite's frame codec
-//! ([`websocket`]), per-device events and presence ([`events`]), packing
-//! envelopes into frames ([`delivery`]) and one connection's session
-//! ([`session`]).
+//! The WebSocket side and the delivery of device events. In reading order:
+//! the upgrade handshake ([`upgrade`]); one connection's session
+//! ([`session`]) with WebSocket framing over monoio's owned-buffer I/O
+//! ([`websocket`]) and envelopes packed into frames ([`delivery`]); what a
+//! session waits on ([`signal`]). Events reach sessions through one seam,
+//! [`events::EventBus`], implemented in-process by [`mesh_bus`]: the
+//! device's owner shard keeps its [`presence`] in its [`hub`] and fans
+//! each event out to the shards that hold the device's sockets.
 //!
-//! A socket stays on the shard that accepted it. The device's owner shard
-//! keeps the device's presence (which shards hold sessions of it) and sends
-//! those sessions events over the mesh; a session then reads its mailbox
-//! itself and writes the frames.
+//! A socket stays on the shard that accepted it. The mesh carries gateway
+//! work only: presence, fan-out, and the server's shutdown signal.
+//! Nothing here knows the node's state or the API above it.
 
 pub mod delivery;
 pub mod events;
+pub mod hub;
+pub mod mesh_bus;
+pub mod presence;
 pub mod session;
+pub mod signal;
 pub mod upgrade;
 pub mod websocket;

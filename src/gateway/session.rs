@@ -3,15 +3,15 @@
 //! client frames (acks, pings, pongs, close) into [`Inbox`] and wakes the
 //! session; the session task owns the write half and does everything else:
 //!
-//! 1. joins the device's presence on its owner shard (so events reach it),
+//! 1. subscribes to the device's events ([`super::events::EventBus`]),
 //! 2. sends the welcome `PreKeyStatus` when the device is low on prekeys,
 //! 3. delivers the backlog, reading the mailbox after its cursor (a mailbox
 //!    position in commit order, so late commits are never skipped), then
-//!    every new message as its owner hands it over ([`super::events::Arrival`]): written
+//!    every new message as it is handed over ([`super::events::Arrival`]): written
 //!    straight away when its predecessor is at or before the cursor, else
 //!    the mailbox is read after the cursor again; in `EnvelopeBatch` frames
 //!    (one `envelope` frame per message on a legacy socket),
-//! 4. answers pings, batches acks into deletes on the owner shard, pings
+//! 4. answers pings, batches acks into store deletes, pings
 //!    the client and closes it when silent or stuck, and closes on takeover,
 //!    deletion (Disconnect) or shutdown (1001).
 //!
@@ -34,6 +34,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -44,20 +45,17 @@ use tungstenite::protocol::frame::coding::{Control, OpCode};
 use uuid::Uuid;
 
 use super::delivery::{follow, frames, prekey_status, Framing};
-use super::events::{DeviceEvent, Events, SessionRef, SessionSignal};
+use super::events::{DeviceEvent, EventBus};
+use super::hub::Hub;
+use super::presence::SessionRef;
+use super::signal::{Events, SessionSignal};
 use super::websocket::{self, FrameReader, Inbound};
-use crate::admin::metrics::Counter;
-use crate::api::ShardLocal;
 use crate::config::Config;
+use crate::limits::WS_PONGS_OWED_MAX;
+use crate::metrics::Counter;
 use crate::proto::{web_socket_frame::Payload, WebSocketFrame};
-use crate::shard::mesh::MeshEndpoint;
-use crate::shard::placement;
-use crate::store::StoredMessage;
+use crate::store::{Store, StoredMessage};
 use crate::util::time::now_secs;
-
-/// Pongs owed at once; a client that pings faster than we write gets the
-/// latest ones.
-const PONGS_OWED_MAX: usize = 16;
 
 /// What the reader task hands the session.
 #[derive(Default)]
@@ -78,38 +76,49 @@ struct Inbox {
     closed_by_client: bool,
 }
 
-/// The session's bounds, from the configuration.
+/// The session's bounds, from the configuration; counts end in their unit.
 struct Limits {
-    threshold: usize,
-    fetch: usize,
-    batch_bytes: usize,
-    outbound_frames: usize,
-    ack_batch: usize,
-    ack_buffer: usize,
-    ack_flush: Duration,
-    ping_interval: Duration,
+    /// Below this many one-time prekeys the device is told (`PreKeyStatus`).
+    prekeys_low_count: usize,
+    /// Messages per store read.
+    fetch_messages_max: usize,
+    /// Soft cap of one `EnvelopeBatch` frame.
+    frame_bytes_max: usize,
+    /// Frames written between two looks at the socket's news.
+    outbound_frames_max: usize,
+    /// Ack ids per store delete.
+    ack_batch_ids_max: usize,
+    /// Ack ids waiting to be applied before the reader pauses.
+    ack_buffer_ids_max: usize,
+    /// Longest wait of an ack id before its batch is applied.
+    ack_flush_after: Duration,
+    ping_every: Duration,
+    /// Silence after which the client is taken for gone.
     silence_max: Duration,
-    debounce: Duration,
+    /// Delay of a `PreKeyStatus` after a low-prekey event.
+    prekey_debounce: Duration,
+    /// A frame the client takes no part of within this long ends the session.
     write_timeout: Duration,
-    coalesce: Duration,
+    /// Shortest time between two frames of new messages.
+    delivery_interval: Duration,
 }
 
 impl Limits {
     fn from(c: &Config) -> Self {
-        let ping_interval = Duration::from_secs(c.ws_ping_interval_secs.max(1));
+        let ping_every = Duration::from_secs(c.ws_ping_interval_secs.max(1));
         Self {
-            threshold: c.pre_key_refill_threshold,
-            fetch: c.ws_message_fetch_batch_size,
-            batch_bytes: c.ws_max_batch_bytes,
-            outbound_frames: c.ws_outbound_buffer_size,
-            ack_batch: c.ws_ack_batch_size,
-            ack_buffer: c.ws_ack_buffer_size.max(1),
-            ack_flush: Duration::from_millis(c.ws_ack_flush_interval_ms),
-            ping_interval,
-            silence_max: ping_interval + Duration::from_secs(c.ws_ping_timeout_secs),
-            debounce: Duration::from_millis(c.ws_prekey_debounce_interval_ms),
+            prekeys_low_count: c.pre_key_refill_threshold,
+            fetch_messages_max: c.ws_message_fetch_batch_size,
+            frame_bytes_max: c.ws_max_batch_bytes,
+            outbound_frames_max: c.ws_outbound_buffer_size,
+            ack_batch_ids_max: c.ws_ack_batch_size,
+            ack_buffer_ids_max: c.ws_ack_buffer_size.max(1),
+            ack_flush_after: Duration::from_millis(c.ws_ack_flush_interval_ms),
+            ping_every,
+            silence_max: ping_every + Duration::from_secs(c.ws_ping_timeout_secs),
+            prekey_debounce: Duration::from_millis(c.ws_prekey_debounce_interval_ms),
             write_timeout: Duration::from_secs(c.ws_write_timeout_secs),
-            coalesce: Duration::from_millis(c.ws_delivery_interval_ms),
+            delivery_interval: Duration::from_millis(c.ws_delivery_interval_ms),
         }
     }
 }
@@ -126,8 +135,7 @@ enum End {
 struct Session {
     device: Uuid,
     framing: Framing,
-    mesh: Rc<MeshEndpoint<ShardLocal>>,
-    local: Rc<ShardLocal>,
+    hub: Rc<Hub>,
     signal: Rc<SessionSignal>,
     inbox: Rc<RefCell<Inbox>>,
     writer: OwnedWriteHalf<TcpStream>,
@@ -146,36 +154,38 @@ struct Session {
     next_ping: Instant,
 }
 
-/// Runs the session of `device` on an upgraded socket until it ends.
+/// Runs the session of `device` on an upgraded socket until it ends: its
+/// events come through `bus`, its socket is held by `hub`'s shard.
 pub async fn run(
     stream: TcpStream,
     leftover: Vec<u8>,
     device: Uuid,
     framing: Framing,
-    mesh: Rc<MeshEndpoint<ShardLocal>>,
+    hub: Rc<Hub>,
+    bus: Rc<dyn EventBus>,
 ) {
-    let local = mesh.context().clone();
-    let limits = Limits::from(&local.app.config);
+    let limits = Limits::from(&hub.config);
     let fd = stream.as_raw_fd();
     let (read_half, writer) = stream.into_split();
-    let (id, signal) = local.open_session();
+    let (id, signal) = hub.open_session();
     let inbox = Rc::new(RefCell::new(Inbox {
         last_seen: Some(Instant::now()),
         ..Inbox::default()
     }));
-    let reader = FrameReader::new(read_half, leftover, local.app.config.ws_message_bytes_max);
-    let reading = monoio::spawn(read_loop(reader, inbox.clone(), signal.clone(), limits.ack_buffer));
-    let me = SessionRef { shard: mesh.me(), id };
-    let owner = placement::device_owner(device, mesh.shards());
-    let joined = mesh
-        .call(owner, move |o| async move { o.presence.borrow_mut().join(device, me) })
-        .await;
-    let next_ping = Instant::now() + limits.ping_interval;
+    let reader = FrameReader::new(read_half, leftover, hub.config.ws_message_bytes_max);
+    let reading = monoio::spawn(read_loop(
+        reader,
+        inbox.clone(),
+        signal.clone(),
+        limits.ack_buffer_ids_max,
+    ));
+    let me = SessionRef { shard: hub.me(), id };
+    let subscribed = bus.subscribe(device, me).await;
+    let next_ping = Instant::now() + limits.ping_every;
     let mut session = Session {
         device,
         framing,
-        mesh: mesh.clone(),
-        local: local.clone(),
+        hub: hub.clone(),
         signal,
         inbox,
         writer,
@@ -189,15 +199,13 @@ pub async fn run(
         prekey_due: None,
         next_ping,
     };
-    if joined.is_ok() {
-        cancel_pending_push(&local, device);
+    if subscribed.is_ok() {
+        cancel_pending_push(hub.store.clone(), device);
         session.serve().await;
     }
     session.finish_acks().await;
-    let _ = mesh
-        .call(owner, move |o| async move { o.presence.borrow_mut().leave(device, me) })
-        .await;
-    local.close_session(id);
+    bus.unsubscribe(device, me).await;
+    hub.close_session(id);
     stop_waiting_for_acks(&session.inbox);
     // Ends the reader's pending read, whichever io driver is in use.
     // SAFETY: `fd` belongs to the socket whose halves are still alive here.
@@ -206,10 +214,9 @@ pub async fn run(
 }
 
 /// A session opening cancels the device's pending wake-up push (§11.2).
-fn cancel_pending_push(local: &Rc<ShardLocal>, device: Uuid) {
-    let app = local.app.clone();
+fn cancel_pending_push(store: Arc<dyn Store>, device: Uuid) {
     monoio::spawn(async move {
-        if let Err(e) = app.store.cancel_push(device).await {
+        if let Err(e) = store.cancel_push(device).await {
             tracing::warn!(error = %e, "cancelling a push job failed");
         }
     });
@@ -226,7 +233,7 @@ async fn read_loop(mut reader: FrameReader, inbox: Rc<RefCell<Inbox>>, signal: R
             match message {
                 Ok(Inbound::Binary(bytes)) => take_acks(&mut inbox, &bytes),
                 Ok(Inbound::Ping(payload)) => {
-                    if inbox.pongs.len() >= PONGS_OWED_MAX {
+                    if inbox.pongs.len() >= WS_PONGS_OWED_MAX {
                         inbox.pongs.pop_front();
                     }
                     inbox.pongs.push_back(payload);
@@ -306,13 +313,14 @@ impl Session {
 
     /// The welcome status, then the backlog.
     async fn greet(&mut self) -> Result<(), End> {
-        let store = &self.local.app.store;
-        let count = store
+        let count = self
+            .hub
+            .store
             .one_time_prekey_count(self.device)
             .await
             .map_err(|_| End::Close(websocket::close(None, "")))?;
-        if count < self.limits.threshold {
-            self.send(websocket::binary(&prekey_status(count, self.limits.threshold)))
+        if count < self.limits.prekeys_low_count {
+            self.send(websocket::binary(&prekey_status(count, self.limits.prekeys_low_count)))
                 .await?;
         }
         self.deliver().await
@@ -325,11 +333,11 @@ impl Session {
             if let Err(end) = Box::pin(self.step(events)).await {
                 return end;
             }
-            if self.local.shutdown.is_started() {
+            if self.hub.shutdown.is_started() {
                 return End::Close(websocket::close(Some(1001), "Server shutting down"));
             }
             let deadline = self.next_deadline();
-            let shutdown = self.local.shutdown.clone();
+            let shutdown = self.hub.shutdown.clone();
             monoio::select! {
                 _ = self.signal.wait() => {},
                 _ = monoio::time::sleep_until(deadline.into()) => {},
@@ -356,22 +364,22 @@ impl Session {
         }
         self.answer_socket().await?;
         if events.has(DeviceEvent::PreKeysLow) && self.prekey_due.is_none() {
-            self.prekey_due = Some(Instant::now() + self.limits.debounce);
+            self.prekey_due = Some(Instant::now() + self.limits.prekey_debounce);
         }
         let now = Instant::now();
         if events.has(DeviceEvent::MessagesArrived) {
             self.arrivals_waiting = true;
         }
         let frame_due = self.next_frame_at.is_none_or(|at| at <= now);
-        if self.arrivals_waiting && (frame_due || self.signal.arrivals_waiting() >= self.limits.fetch) {
+        if self.arrivals_waiting && (frame_due || self.signal.arrivals_waiting() >= self.limits.fetch_messages_max) {
             self.arrivals_waiting = false;
             self.deliver_arrivals().await?;
-            if !self.limits.coalesce.is_zero() {
-                self.next_frame_at = Some(Instant::now() + self.limits.coalesce);
+            if !self.limits.delivery_interval.is_zero() {
+                self.next_frame_at = Some(Instant::now() + self.limits.delivery_interval);
             }
         }
         self.reap_ack_flush();
-        let batch_full = self.acks.len() >= self.limits.ack_batch.min(self.limits.ack_buffer);
+        let batch_full = self.acks.len() >= self.limits.ack_batch_ids_max.min(self.limits.ack_buffer_ids_max);
         if self.ack_due.is_some_and(|due| due <= now) || batch_full {
             self.start_ack_flush();
         }
@@ -402,7 +410,7 @@ impl Session {
         }
         if !acks.is_empty() {
             if self.ack_due.is_none() {
-                self.ack_due = Some(Instant::now() + self.limits.ack_flush);
+                self.ack_due = Some(Instant::now() + self.limits.ack_flush_after);
             }
             self.acks.extend(acks);
         }
@@ -418,9 +426,10 @@ impl Session {
     /// Delivers everything after the cursor, a fetch at a time.
     async fn deliver(&mut self) -> Result<(), End> {
         loop {
-            let store = &self.local.app.store;
-            let fetched = store
-                .fetch(self.device, self.cursor, self.limits.fetch, now_secs())
+            let fetched = self
+                .hub
+                .store
+                .fetch(self.device, self.cursor, self.limits.fetch_messages_max, now_secs())
                 .await
                 .map_err(|_| End::Close(websocket::close(None, "")))?;
             let Some(last) = fetched.last() else {
@@ -429,7 +438,7 @@ impl Session {
             self.cursor = Some(last.seq);
             self.count(Counter::EnvelopesFromStore, fetched.len());
             self.send_messages(&fetched).await?;
-            if fetched.len() < self.limits.fetch {
+            if fetched.len() < self.limits.fetch_messages_max {
                 return Ok(());
             }
         }
@@ -454,14 +463,14 @@ impl Session {
     }
 
     fn count(&self, counter: Counter, n: usize) {
-        self.local.count(counter, n);
+        self.hub.count(counter, n);
     }
 
     /// Writes `messages` in frames, at most `--ws-outbound-buffer-size`
     /// frames between two looks at the socket's news (acks, pings).
     async fn send_messages(&mut self, messages: &[StoredMessage]) -> Result<(), End> {
-        let frames = frames(messages, self.framing, self.limits.batch_bytes);
-        for chunk in frames.chunks(self.limits.outbound_frames.max(1)) {
+        let frames = frames(messages, self.framing, self.limits.frame_bytes_max);
+        for chunk in frames.chunks(self.limits.outbound_frames_max.max(1)) {
             for frame in chunk {
                 self.send(websocket::binary(frame)).await?;
             }
@@ -472,14 +481,13 @@ impl Session {
 
     async fn send_prekey_status_if_low(&mut self) -> Result<(), End> {
         let count = self
-            .local
-            .app
+            .hub
             .store
             .one_time_prekey_count(self.device)
             .await
             .unwrap_or(usize::MAX);
-        if count < self.limits.threshold {
-            self.send(websocket::binary(&prekey_status(count, self.limits.threshold)))
+        if count < self.limits.prekeys_low_count {
+            self.send(websocket::binary(&prekey_status(count, self.limits.prekeys_low_count)))
                 .await?;
         }
         Ok(())
@@ -490,11 +498,11 @@ impl Session {
         if now.duration_since(last_seen) > self.limits.silence_max {
             return Err(End::Close(websocket::close(None, "")));
         }
-        self.next_ping = now + self.limits.ping_interval;
+        self.next_ping = now + self.limits.ping_every;
         self.send(websocket::encode(OpCode::Control(Control::Ping), &[])).await
     }
 
-    /// Starts deleting the acked messages on the device's owner shard, in
+    /// Starts deleting the acked messages from the mailbox, in
     /// a task of its own so that deliveries go on meanwhile; one batch is
     /// in flight at a time, and its end wakes the session.
     fn start_ack_flush(&mut self) {
@@ -509,10 +517,10 @@ impl Session {
         let ids = std::mem::take(&mut self.acks);
         self.count(Counter::AcksReceived, ids.len());
         let done = Rc::new(Cell::new(false));
-        let (mesh, device, signal) = (self.mesh.clone(), self.device, self.signal.clone());
+        let (store, device, signal) = (self.hub.store.clone(), self.device, self.signal.clone());
         let (flag, inbox) = (done.clone(), self.inbox.clone());
         let task = monoio::spawn(async move {
-            apply_acks(&mesh, device, ids, &inbox).await;
+            apply_acks(store.as_ref(), device, ids, &inbox).await;
             flag.set(true);
             signal.wake();
         });
@@ -538,7 +546,7 @@ impl Session {
         let ids = std::mem::take(&mut self.acks);
         if !ids.is_empty() {
             self.count(Counter::AcksReceived, ids.len());
-            apply_acks(&self.mesh, self.device, ids, &self.inbox).await;
+            apply_acks(self.hub.store.as_ref(), self.device, ids, &self.inbox).await;
         }
     }
 
@@ -551,15 +559,11 @@ impl Session {
     }
 }
 
-/// Deletes acked messages of `device` on its owner shard, then frees their
-/// room in the ack buffer (a failed batch too: its messages come again).
-async fn apply_acks(mesh: &MeshEndpoint<ShardLocal>, device: Uuid, ids: Vec<Uuid>, inbox: &RefCell<Inbox>) {
+/// Deletes acked messages of `device`, then frees their room in the ack
+/// buffer (a failed batch too: its messages come again).
+async fn apply_acks(store: &dyn Store, device: Uuid, ids: Vec<Uuid>, inbox: &RefCell<Inbox>) {
     let n = ids.len();
-    let owner = placement::device_owner(device, mesh.shards());
-    let deleted = mesh
-        .call(owner, move |o| async move { o.app.store.ack(device, ids).await })
-        .await;
-    if !matches!(deleted, Ok(Ok(_))) {
+    if store.ack(device, ids).await.is_err() {
         tracing::warn!("ack batch could not be applied; the messages will be delivered again");
     }
     acks_applied(inbox, n);

@@ -12,6 +12,7 @@ use monoio::net::TcpListener;
 
 use super::connection;
 use super::{HttpLimits, Service};
+use crate::limits;
 use crate::shard::shutdown::Shutdown;
 
 /// Counts a connection as open while alive.
@@ -44,7 +45,7 @@ pub async fn accept_loop<S: Service>(listener: TcpListener, serving: Serving<S>)
             if serving.shutdown.is_started() {
                 return;
             }
-            monoio::time::sleep(Duration::from_millis(5)).await;
+            monoio::time::sleep(Duration::from_millis(limits::ACCEPT_AT_CAP_RETRY_MS)).await;
         }
         let accepted = monoio::select! {
             accepted = listener.accept() => accepted,
@@ -54,7 +55,7 @@ pub async fn accept_loop<S: Service>(listener: TcpListener, serving: Serving<S>)
             Ok(pair) => pair,
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
-                monoio::time::sleep(Duration::from_millis(10)).await;
+                monoio::time::sleep(Duration::from_millis(limits::ACCEPT_ERROR_RETRY_MS)).await;
                 continue;
             }
         };

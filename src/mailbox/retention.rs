@@ -10,25 +10,26 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::api::ShardLocal;
 use crate::limits;
+use crate::node::ShardLocal;
+use crate::shard::periodic::every;
 use crate::shard::placement;
 use crate::util::time::now_secs;
 
 /// Runs the sweep until shutdown.
 pub async fn run(local: Rc<ShardLocal>) {
     let interval = Duration::from_secs(local.app.config.messaging_cleanup_interval_secs);
-    loop {
-        sweep_mailboxes(&local).await;
-        if local.me == 0 {
-            purge(&local).await;
+    let shutdown = local.shutdown().clone();
+    every(interval, shutdown, move || {
+        let local = local.clone();
+        async move {
+            sweep_mailboxes(&local).await;
+            if local.me() == 0 {
+                purge(&local).await;
+            }
         }
-        let shutdown = local.shutdown.clone();
-        monoio::select! {
-            _ = monoio::time::sleep(interval) => {},
-            _ = shutdown.wait() => return,
-        }
-    }
+    })
+    .await;
 }
 
 async fn purge(local: &ShardLocal) {
@@ -68,7 +69,7 @@ async fn purge(local: &ShardLocal) {
 
 async fn sweep_mailboxes(local: &ShardLocal) {
     let store = &local.app.store;
-    let (max, shards) = (local.app.config.messaging_inbox_max_size, local.mesh.shards());
+    let (max, shards) = (local.app.config.messaging_inbox_max_size, local.shards());
     let mut after = None;
     let mut deleted = 0;
     loop {
@@ -81,7 +82,7 @@ async fn sweep_mailboxes(local: &ShardLocal) {
         };
         for device in page
             .into_iter()
-            .filter(|d| placement::device_owner(*d, shards) == local.me)
+            .filter(|d| placement::device_owner(*d, shards) == local.me())
         {
             match store.sweep_mailbox(device, now_secs(), max).await {
                 Ok(n) => deleted += n,
@@ -94,7 +95,7 @@ async fn sweep_mailboxes(local: &ShardLocal) {
     if deleted > 0 {
         tracing::info!(
             deleted,
-            shard = local.me,
+            shard = local.me(),
             "expired, orphaned and overflowing messages deleted"
         );
     }

@@ -4,6 +4,7 @@
 
 use crossbeam_channel::{bounded, Sender};
 
+use super::backpressure::offer_until_taken;
 use super::oneshot::{self, Canceled};
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -38,17 +39,10 @@ impl WorkerPool {
         F: FnOnce() -> T + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let mut boxed: Job = Box::new(move || tx.send(job()));
-        loop {
-            match self.jobs.try_send(boxed) {
-                Ok(()) => break,
-                Err(crossbeam_channel::TrySendError::Full(job)) => {
-                    boxed = job;
-                    monoio::time::sleep(std::time::Duration::from_millis(1)).await;
-                }
-                Err(crossbeam_channel::TrySendError::Disconnected(_)) => return Err(Canceled),
-            }
-        }
+        let boxed: Job = Box::new(move || tx.send(job()));
+        offer_until_taken(boxed, |job| self.jobs.try_send(job).into())
+            .await
+            .map_err(|_| Canceled)?;
         rx.await
     }
 }

@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::{Outcome, Provider};
-use crate::admin::metrics::Counter;
-use crate::api::App;
+use crate::metrics::Counter;
+use crate::node::App;
 use crate::offload::workers::WorkerPool;
+use crate::shard::periodic::every;
 use crate::shard::shutdown::Shutdown;
 use crate::util::time::{millis_after, now_millis};
 
@@ -54,24 +55,25 @@ struct Worker {
     last_cleanup: Cell<Instant>,
 }
 
-/// Runs the worker until shutdown.
-pub async fn run(app: Arc<App>, shutdown: Shutdown) {
+/// Runs the worker with `pusher` until shutdown.
+pub async fn run(app: Arc<App>, pusher: Pusher, shutdown: Shutdown) {
     let interval = Duration::from_secs(app.config.notifications_worker_interval_secs);
     let worker = Rc::new(Worker {
-        pusher: app.pusher.clone(),
+        pusher,
         app,
         in_flight: Cell::new(0),
         dead_tokens: RefCell::default(),
         last_cleanup: Cell::new(Instant::now()),
     });
-    loop {
-        worker.clone().poll().await;
-        worker.clean_up_if_due().await;
-        monoio::select! {
-            _ = monoio::time::sleep(interval) => {},
-            _ = shutdown.wait() => break,
+    let polling = worker.clone();
+    every(interval, shutdown, move || {
+        let worker = polling.clone();
+        async move {
+            worker.clone().poll().await;
+            worker.clean_up_if_due().await;
         }
-    }
+    })
+    .await;
     worker.clean_up().await;
 }
 

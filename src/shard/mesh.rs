@@ -15,12 +15,11 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
 
 use super::ShardId;
-use crate::limits;
+use crate::offload::backpressure::{offer_until_taken, offer_until_taken_blocking, Offer};
 use crate::offload::oneshot::{self, Canceled};
 
 /// A job for a shard: runs once on that shard's thread with its context.
@@ -80,15 +79,24 @@ impl<C: 'static> Mesh<C> {
     }
 
     /// Pushes a job, waiting (asynchronously) while the target inbox is full.
-    pub async fn push(&self, to: ShardId, mut job: Job<C>) {
-        loop {
-            match self.try_push(to, job) {
-                Ok(()) => return,
-                Err(returned) => {
-                    job = returned;
-                    monoio::time::sleep(Duration::from_micros(limits::MESH_FULL_BACKOFF_US)).await;
-                }
-            }
+    pub async fn push(&self, to: ShardId, job: Job<C>) {
+        // An inbox is never closed: the offer is taken or waits.
+        let _ = offer_until_taken(job, |job| self.offer(to, job)).await;
+    }
+
+    /// Pushes a job from a thread that is not a shard, sleeping while the
+    /// target inbox is full.
+    pub fn push_blocking(&self, to: ShardId, job: Job<C>) {
+        let _ = offer_until_taken_blocking(job, |job| self.offer(to, job));
+    }
+
+    fn offer(&self, to: ShardId, job: Job<C>) -> Offer<Job<C>> {
+        if to >= self.shards() {
+            return Offer::Closed;
+        }
+        match self.try_push(to, job) {
+            Ok(()) => Offer::Taken,
+            Err(job) => Offer::Full(job),
         }
     }
 }
@@ -181,6 +189,8 @@ impl<C> Future for Drain<'_, C> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::shard::runtime::{block_on, ChosenDriver};
 

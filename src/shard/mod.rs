@@ -1,10 +1,13 @@
-//! Shards: one pinned monoio runtime per core, the placement of state on
-//! them, and the mesh between them.
+//! Shards: one pinned monoio runtime per core ([`runtime`]), the placement
+//! of devices on them ([`placement`]), the mesh between them ([`mesh`]),
+//! each shard's shutdown signal ([`shutdown`]), and how a periodic job
+//! runs on a shard ([`periodic`]).
 //!
 //! Nothing here blocks: a shard thread only runs futures that yield on I/O,
 //! timers, the mesh or a [`crate::offload::oneshot`].
 
 pub mod mesh;
+pub mod periodic;
 pub mod placement;
 pub mod runtime;
 pub mod shutdown;

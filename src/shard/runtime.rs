@@ -10,6 +10,7 @@ use monoio::time::TimeDriver;
 use monoio::{FusionRuntime, IoUringDriver, LegacyDriver, RuntimeBuilder};
 
 use crate::config::IoDriver;
+use crate::limits;
 
 /// The runtime type of every shard.
 pub type ShardRuntime = FusionRuntime<TimeDriver<IoUringDriver>, TimeDriver<LegacyDriver>>;
@@ -41,7 +42,7 @@ pub fn choose_driver(requested: IoDriver) -> io::Result<ChosenDriver> {
 pub fn build(driver: ChosenDriver) -> io::Result<ShardRuntime> {
     Ok(match driver {
         ChosenDriver::Uring => RuntimeBuilder::<IoUringDriver>::new()
-            .with_entries(4096)
+            .with_entries(limits::IO_URING_ENTRIES)
             .enable_timer()
             .build()?
             .into(),
@@ -55,35 +56,10 @@ pub fn block_on<F: Future>(driver: ChosenDriver, future: F) -> io::Result<F::Out
     Ok(runtime.block_on(future))
 }
 
-/// The CPUs this process may run on (its affinity mask), in order.
-pub fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: `set` is a plain bit set owned by this frame; sched_getaffinity
-    // writes at most `size_of::<cpu_set_t>()` bytes into it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return vec![0];
-        }
-        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
-            .filter(|&c| libc::CPU_ISSET(c, &set))
-            .collect();
-        if cpus.is_empty() {
-            vec![0]
-        } else {
-            cpus
-        }
-    }
-}
-
-/// How many CPUs this process may run on.
-pub fn allowed_cpu_count() -> usize {
-    allowed_cpus().len()
-}
-
 /// Pins the calling thread to `cpu`. Failure is logged, not fatal: an
 /// unpinned shard is slower, not wrong.
 pub fn pin_current_thread(cpu: usize) {
-    // SAFETY: as in `allowed_cpus`; the set is initialised before use.
+    // SAFETY: as in `crate::util::cpus::allowed_cpus`; the set is initialised before use.
     let result = unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut set);

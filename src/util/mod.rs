@@ -1,4 +1,7 @@
-//! Small helpers with no home of their own: wall-clock time in the units the
-//! API speaks, and RFC 3339 rendering.
+//! Small helpers with no home of their own, below every other layer:
+//! wall-clock time in the units the API speaks and RFC 3339 rendering
+//! ([`time`]), CIDR blocks ([`cidr`]) and the CPUs we may use ([`cpus`]).
 
+pub mod cidr;
+pub mod cpus;
 pub mod time;

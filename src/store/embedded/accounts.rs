@@ -3,8 +3,8 @@
 //! user's first device in the same batch for a legacy registration).
 
 use super::devices::insert_device;
-use super::keys::pair;
-use super::records::{decode, RefreshValue, UserValue};
+use super::records::{decode, UserValue};
+use super::refresh::insert_refresh;
 use super::tables::{backend, Tables};
 use super::EmbeddedStore;
 use crate::store::{Accounts, NewDevice, RefreshRecord, StoreError, StoreFuture, UserRecord};
@@ -61,24 +61,5 @@ impl Accounts for EmbeddedStore {
             let id = super::records::uuid("usernames", &id)?;
             Ok(Some(decode::<UserValue>("users", &value)?.into_record(id)))
         })
-    }
-}
-
-/// Adds a refresh token and its index rows to `batch`.
-pub(super) fn insert_refresh(t: &Tables, batch: &mut fjall::OwnedWriteBatch, r: &RefreshRecord) {
-    let hash = r.hash.0;
-    batch.insert(
-        &t.refresh_tokens,
-        hash.to_vec(),
-        RefreshValue::from_record(r).encode_to_vec(),
-    );
-    batch.insert(&t.refresh_families, pair(r.family.as_bytes(), &hash), Vec::new());
-    batch.insert(
-        &t.refresh_expiry,
-        pair(&super::keys::ordered_i64(r.expires_at_secs), &hash),
-        Vec::new(),
-    );
-    if let Some(device) = r.device_id {
-        batch.insert(&t.device_refresh, pair(device.as_bytes(), &hash), Vec::new());
     }
 }

@@ -7,14 +7,13 @@
 use prost::Message;
 use uuid::Uuid;
 
-use super::accounts::insert_refresh;
 use super::backups::wipe_backup;
 use super::group_commit::Writer;
 use super::keys::{device_key, pair};
 use super::mailboxes::wipe_mailbox;
 use super::push::wipe_push;
 use super::records::{decode, uuid, DeviceValue, OneTimePreKeyValue, RefreshValue, SignedPreKeyValue};
-use super::refresh::remove_token;
+use super::refresh::{insert_refresh, remove_token};
 use super::tables::{backend, Tables};
 use super::EmbeddedStore;
 use crate::store::{DeviceRecord, Devices, NewDevice, StoreError, StoreFuture};

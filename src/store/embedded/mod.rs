@@ -30,9 +30,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 
-use crossbeam_channel::{bounded, Sender, TrySendError};
+use crossbeam_channel::{bounded, Sender};
 
 use self::group_commit::{Completion, WriteJob, Writer};
 use self::mailbox_index::MailboxIndex;
@@ -40,6 +39,7 @@ use self::tables::{backend, Tables};
 use super::{Health, StoreError, StoreFuture};
 use crate::config::{Durability, StoreFaults};
 use crate::limits;
+use crate::offload::backpressure::offer_until_taken;
 use crate::offload::oneshot;
 
 type ReadJob = Box<dyn FnOnce(&Tables) + Send>;
@@ -157,17 +157,10 @@ impl EmbeddedStore {
 }
 
 /// Queues `job`, waiting asynchronously while the channel is full.
-async fn send_when_room<J>(channel: &Sender<J>, mut job: J) -> Result<(), StoreError> {
-    loop {
-        match channel.try_send(job) {
-            Ok(()) => return Ok(()),
-            Err(TrySendError::Full(j)) => {
-                job = j;
-                monoio::time::sleep(Duration::from_micros(200)).await;
-            }
-            Err(TrySendError::Disconnected(_)) => return Err(StoreError::Closed),
-        }
-    }
+async fn send_when_room<J>(channel: &Sender<J>, job: J) -> Result<(), StoreError> {
+    offer_until_taken(job, |job| channel.try_send(job).into())
+        .await
+        .map_err(|_| StoreError::Closed)
 }
 
 impl Health for EmbeddedStore {

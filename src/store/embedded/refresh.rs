@@ -5,7 +5,6 @@
 use prost::Message;
 use uuid::Uuid;
 
-use super::accounts::insert_refresh;
 use super::keys::{ordered_i64, pair};
 use super::records::{decode, RefreshValue};
 use super::tables::{backend, Tables};
@@ -17,6 +16,25 @@ fn load(t: &Tables, hash: &TokenHash) -> Result<Option<RefreshValue>, StoreError
     Tables::get(&t.refresh_tokens, &hash.0)?
         .map(|v| decode::<RefreshValue>("refresh_tokens", &v))
         .transpose()
+}
+
+/// Adds a refresh token and its index rows to `batch`.
+pub(super) fn insert_refresh(t: &Tables, batch: &mut fjall::OwnedWriteBatch, r: &RefreshRecord) {
+    let hash = r.hash.0;
+    batch.insert(
+        &t.refresh_tokens,
+        hash.to_vec(),
+        RefreshValue::from_record(r).encode_to_vec(),
+    );
+    batch.insert(&t.refresh_families, pair(r.family.as_bytes(), &hash), Vec::new());
+    batch.insert(
+        &t.refresh_expiry,
+        pair(&ordered_i64(r.expires_at_secs), &hash),
+        Vec::new(),
+    );
+    if let Some(device) = r.device_id {
+        batch.insert(&t.device_refresh, pair(device.as_bytes(), &hash), Vec::new());
+    }
 }
 
 /// Removes one token and its index rows.

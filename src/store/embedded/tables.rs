@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::keys::{KEYSPACES, META_SEQ};
 use super::records::uuid;
+use crate::limits;
 use crate::store::StoreError;
 
 /// The database and its keyspaces.
@@ -78,9 +79,6 @@ pub struct Tables {
     /// delivered; the retention sweep deletes them.
     recently_deleted: RwLock<HashMap<Uuid, i64>>,
 }
-
-/// Sequence numbers reserved per `meta` write (see [`Tables::next_seqs`]).
-const SEQ_BLOCK: u64 = 1 << 16;
 
 /// A stored (key, value) pair.
 pub type KeyValue = (Vec<u8>, Vec<u8>);
@@ -173,7 +171,7 @@ impl Tables {
     }
 
     /// Hands out the next `n` sequence numbers (writer thread only) and
-    /// returns the first. Numbers are reserved in blocks of [`SEQ_BLOCK`]:
+    /// returns the first. Numbers are reserved in blocks of [`limits::STORE_SEQ_BLOCK_COUNT`]:
     /// when a block runs out, `batch` records the end of the next one, so
     /// a restart continues after every number that may have been used
     /// (skipping the rest of the block) while the `meta` row is written
@@ -184,7 +182,7 @@ impl Tables {
         let first = self.last_seq.fetch_add(n, Ordering::Relaxed) + 1;
         let last = first + n.max(1) - 1;
         if last > self.seq_reserved.load(Ordering::Relaxed) {
-            let reserved = last + SEQ_BLOCK;
+            let reserved = last + limits::STORE_SEQ_BLOCK_COUNT;
             batch.insert(&self.meta, META_SEQ.to_vec(), reserved.to_be_bytes().to_vec());
             self.seq_reserved.store(reserved, Ordering::Relaxed);
         }

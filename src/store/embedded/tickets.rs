@@ -11,10 +11,8 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::EmbeddedStore;
+use crate::limits;
 use crate::store::{StoreFuture, Tickets};
-
-/// Outstanding tickets beyond which expired ones are swept on insert.
-const SWEEP_AT: usize = 4096;
 
 /// The ticket table.
 #[derive(Default)]
@@ -26,7 +24,7 @@ impl TicketTable {
     fn insert(&self, ticket: Uuid, device: Uuid, ttl: Duration) {
         let now = Instant::now();
         let mut tickets = self.tickets.lock().unwrap_or_else(|p| p.into_inner());
-        if tickets.len() >= SWEEP_AT {
+        if tickets.len() >= limits::TICKETS_SWEEP_AT_COUNT {
             tickets.retain(|_, (_, expires)| *expires > now);
         }
         tickets.insert(ticket, (device, now + ttl));

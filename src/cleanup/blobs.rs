@@ -1,55 +1,16 @@
-//! The blob clean-ups (BEHAVIOR.md §12), run on shard 0 from boot on:
-//! expired attachments every `--attachment-cleanup-interval-secs` (blob
-//! first, then its metadata, which stays if the blob delete failed), and
-//! backup uploads left unfinished past `--backup-stale-threshold-mins`
-//! every `--backup-cleanup-interval-secs` (pending blob deleted, slot freed,
-//! the committed version untouched).
+//! The blob clean-ups (BEHAVIOR.md §12): expired attachments (blob first,
+//! then its metadata, which stays if the blob delete failed), and backup
+//! uploads left unfinished past `--backup-stale-threshold-mins` (pending
+//! blob deleted, slot freed, the committed version untouched).
 
-use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
-
-use super::{attachment_key, backup_key};
-use crate::api::App;
+use crate::blob::{attachment_key, backup_key};
 use crate::limits;
-use crate::shard::shutdown::Shutdown;
+use crate::node::App;
 use crate::util::time::{now_micros, now_secs};
-
-/// Starts both clean-ups on this shard; they end at shutdown.
-pub fn spawn(app: &Arc<App>, shutdown: &Shutdown) {
-    let config = &app.config;
-    let period = Duration::from_secs(config.attachment_cleanup_interval_secs);
-    let owned = app.clone();
-    monoio::spawn(every(period, shutdown.clone(), move || {
-        let app = owned.clone();
-        async move { expire_attachments(&app).await }
-    }));
-    let period = Duration::from_secs(config.backup_cleanup_interval_secs);
-    let owned = app.clone();
-    monoio::spawn(every(period, shutdown.clone(), move || {
-        let app = owned.clone();
-        async move { reset_stale_backups(&app).await }
-    }));
-}
-
-/// Runs `job` now and then every `period` until shutdown.
-async fn every<F, Fut>(period: Duration, shutdown: Shutdown, mut job: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = ()>,
-{
-    loop {
-        job().await;
-        monoio::select! {
-            _ = monoio::time::sleep(period) => {},
-            _ = shutdown.wait() => return,
-        }
-    }
-}
 
 /// Deletes expired attachments in batches until none is left (or a batch
 /// makes no progress: its deletes failed, and the next run retries).
-async fn expire_attachments(app: &App) {
+pub async fn expire_attachments(app: &App) {
     let batch = app.config.attachment_cleanup_batch_size;
     let mut deleted = 0;
     loop {
@@ -80,7 +41,7 @@ async fn expire_attachments(app: &App) {
 }
 
 /// Frees the slots of uploads older than the stale threshold.
-async fn reset_stale_backups(app: &App) {
+pub async fn reset_stale_backups(app: &App) {
     let config = &app.config;
     let stale_before = (now_micros() / 1000).saturating_sub(config.backup_stale_threshold_ms());
     let stale = match app

@@ -1,0 +1,62 @@
+//! [`ShardLocal`]: one shard's own state, touched only on its thread
+//! (`!Send`): the shared [`App`], the shard's gateway [`Hub`] and the
+//! [`EventBus`] that every device event goes through, and the message
+//! targets this shard has seen stored ([`KnownDevices`]).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::app::App;
+use super::known_devices::KnownDevices;
+use crate::gateway::events::EventBus;
+use crate::gateway::hub::Hub;
+use crate::limits;
+use crate::metrics::Counter;
+use crate::shard::shutdown::Shutdown;
+use crate::shard::ShardId;
+
+/// See the module documentation.
+pub struct ShardLocal {
+    /// The shared state.
+    pub app: Arc<App>,
+    /// This shard's gateway: presence of the devices it owns, sessions of
+    /// the sockets it holds.
+    pub hub: Rc<Hub>,
+    /// Where device events go (messages arrived, prekeys low, disconnect).
+    pub events: Rc<dyn EventBus>,
+    /// Message targets this shard has seen stored: no legacy resolution.
+    pub known_devices: RefCell<KnownDevices>,
+}
+
+impl ShardLocal {
+    /// A shard's state before it serves.
+    pub fn new(app: Arc<App>, hub: Rc<Hub>, events: Rc<dyn EventBus>) -> Self {
+        Self {
+            app,
+            hub,
+            events,
+            known_devices: RefCell::new(KnownDevices::new(limits::KNOWN_DEVICES_MAX)),
+        }
+    }
+
+    /// This shard.
+    pub fn me(&self) -> ShardId {
+        self.hub.me()
+    }
+
+    /// The number of shards.
+    pub fn shards(&self) -> usize {
+        self.hub.shards()
+    }
+
+    /// This shard's shutdown signal.
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.hub.shutdown
+    }
+
+    /// Adds `n` to a counter of this shard.
+    pub fn count(&self, counter: Counter, n: usize) {
+        self.hub.count(counter, n);
+    }
+}
