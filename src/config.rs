@@ -532,6 +532,10 @@ pub struct ScyllaConfig {
     /// writes are not acknowledged within it fails with 500.
     #[arg(long, env = "OBSCURA_SCYLLA_REQUEST_TIMEOUT_MS", default_value_t = limits::SCYLLA_REQUEST_TIMEOUT_MS, global = true)]
     pub scylla_request_timeout_ms: u64,
+    /// Threads of the driver's tokio runtime (1: one thread with a
+    /// current-thread runtime).
+    #[arg(long, env = "OBSCURA_SCYLLA_DRIVER_THREADS", default_value_t = limits::SCYLLA_DRIVER_THREADS, global = true)]
+    pub scylla_driver_threads: usize,
     /// Create the keyspace if absent and apply the schema at start
     /// (idempotent, safe when several nodes start at once). Without it, a
     /// missing or older schema stops the start.
@@ -690,6 +694,7 @@ impl Config {
             ),
             ("scylla-connect-timeout-ms", self.scylla.scylla_connect_timeout_ms),
             ("scylla-request-timeout-ms", self.scylla.scylla_request_timeout_ms),
+            ("scylla-driver-threads", self.scylla.scylla_driver_threads as u64),
         ]
     }
 

@@ -136,8 +136,8 @@ pub const SCYLLA_INDEX_BUCKETS_PER_SCAN: i64 = 512;
 /// landed, so this many in a row only happens under a storm of them.
 pub const SCYLLA_CAS_ATTEMPTS_MAX: usize = 32;
 
-/// Threads of the ScyllaDB driver's tokio runtime (see docs/ARCHITECTURE.md
-/// for the measurement behind the choice).
+/// Default of `--scylla-driver-threads`, the ScyllaDB driver's tokio
+/// runtime (see docs/ARCHITECTURE.md for the measurement behind it).
 pub const SCYLLA_DRIVER_THREADS: usize = 1;
 
 /// Statements per batch of the retention sweep's deletes (one partition):

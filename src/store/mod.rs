@@ -645,7 +645,7 @@ pub fn open(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
             let options = scylla::session::ScyllaOptions::from_config(config)?;
             let runtime = crate::offload::side_runtime::SideRuntime::start_named(
                 "cql-runtime",
-                crate::limits::SCYLLA_DRIVER_THREADS,
+                config.scylla.scylla_driver_threads,
             )
             .map_err(|e| StoreError::Backend(Box::new(e)))?;
             Ok(scylla::ScyllaStore::open(options, runtime)?)
