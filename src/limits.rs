@@ -144,6 +144,11 @@ pub const SCYLLA_DRIVER_THREADS: usize = 1;
 /// well below the servers' batch size warnings.
 pub const SCYLLA_BATCH_ROWS_MAX: usize = 100;
 
+/// Payload bytes per batch of message rows: a send's messages to several
+/// mailboxes go in as few requests as stay below the servers' batch-size
+/// warning (128 KiB on ScyllaDB and on the test node).
+pub const SCYLLA_BATCH_BYTES_MAX: usize = 64 * 1024;
+
 /// Store read threads: reads are short point lookups and small scans.
 pub const STORE_READ_THREADS: usize = 2;
 

@@ -166,7 +166,7 @@ impl Inner {
         for ((device, bucket), expires) in &new_buckets {
             first.extend(self.bucket_parts(*device, *bucket, *bucket, *expires).await?);
         }
-        run_each(self, first).await?;
+        self.cql.batch(BatchType::Unlogged, first).await?;
         let second = self.message_batches(messages, assigned, known).await?;
         try_join_all(
             second
@@ -209,7 +209,7 @@ impl Inner {
         known: &HashMap<Uuid, KnownDevice>,
     ) -> Result<Vec<Vec<Part>>, StoreError> {
         let now = now_secs();
-        let mut partitions: HashMap<(Uuid, i64), Vec<Part>> = HashMap::new();
+        let mut partitions: HashMap<(Uuid, i64), (Vec<Part>, usize)> = HashMap::new();
         let mut pushes = Vec::new();
         for (m, a) in messages.iter().zip(assigned) {
             let bucket = bucket_of(a.seq);
@@ -225,10 +225,9 @@ impl Inner {
                 m.expires_at_secs,
                 ttl_until(m.expires_at_secs, now),
             );
-            partitions
-                .entry((m.target, bucket))
-                .or_default()
-                .push(part(Stmt::InsertMessage, values));
+            let (parts, bytes) = partitions.entry((m.target, bucket)).or_default();
+            parts.push(part(Stmt::InsertMessage, values));
+            *bytes += m.payload.len();
             let wants_push = known.get(&m.target).is_some_and(|d| d.has_token);
             if let (true, Some(due)) = (wants_push, m.wake_at_ms) {
                 if !pushes.iter().any(|(t, _)| *t == m.target) && lock(&self.caches.pushes).get(&m.target).is_none() {
@@ -236,12 +235,12 @@ impl Inner {
                 }
             }
         }
-        let mut batches: Vec<Vec<Part>> = partitions.into_values().collect();
+        let mut groups: Vec<(Vec<Part>, usize)> = partitions.into_values().collect();
         for (target, due) in pushes {
-            batches.push(self.push_job_parts(target, due).await?);
+            groups.push((self.push_job_parts(target, due).await?, 0));
             lock(&self.caches.pushes).insert(target, due);
         }
-        Ok(batches)
+        Ok(pack(groups, limits::SCYLLA_BATCH_BYTES_MAX))
     }
 
     /// Deletes the rows of a failed append, stamped after anything it wrote.
@@ -367,6 +366,30 @@ impl Inner {
     }
 }
 
+/// Packs groups of statements (one partition each, with their payload
+/// bytes) into as few batches as keep under `max` payload bytes, in order;
+/// a group larger than that goes alone. One request for a send's messages
+/// costs the database far less than one per mailbox, and a batch stays
+/// under the servers' batch-size warning (a single-partition batch is
+/// exempt from their size limits, so a large group alone is fine).
+fn pack<T>(groups: Vec<(Vec<T>, usize)>, max: usize) -> Vec<Vec<T>> {
+    let mut batches: Vec<Vec<T>> = Vec::new();
+    let mut size = 0;
+    for (parts, bytes) in groups {
+        match batches.last_mut() {
+            Some(batch) if size + bytes <= max => {
+                batch.extend(parts);
+                size += bytes;
+            }
+            _ => {
+                batches.push(parts);
+                size = bytes;
+            }
+        }
+    }
+    batches
+}
+
 /// Runs statements that touch different partitions concurrently.
 pub(super) async fn run_each(s: &Inner, parts: Vec<Part>) -> Result<(), StoreError> {
     try_join_all(parts.into_iter().map(|(stmt, values)| s.cql.exec(stmt, values))).await?;
@@ -411,5 +434,29 @@ impl Mailboxes for ScyllaStore {
 
     fn device_page(&self, after: Option<Uuid>, limit: usize) -> StoreFuture<'_, Vec<Uuid>> {
         self.call(move |s| async move { s.device_page(after, limit).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pack;
+
+    /// Goal: groups are packed in order into batches of at most `max`
+    /// payload bytes; a group above `max` goes alone, and nothing is lost.
+    #[test]
+    fn pack_keeps_batches_under_the_byte_bound() {
+        let groups = vec![
+            (vec![1, 2], 40),
+            (vec![3], 50),
+            (vec![4], 10),
+            (vec![5, 6], 150),
+            (vec![7], 0),
+            (vec![8], 100),
+        ];
+        assert_eq!(
+            pack(groups, 100),
+            vec![vec![1, 2, 3, 4], vec![5, 6], vec![7, 8]]
+        );
+        assert!(pack(Vec::<(Vec<u8>, usize)>::new(), 100).is_empty());
     }
 }
