@@ -136,6 +136,11 @@ pub const SCYLLA_INDEX_BUCKETS_PER_SCAN: i64 = 512;
 /// landed, so this many in a row only happens under a storm of them.
 pub const SCYLLA_CAS_ATTEMPTS_MAX: usize = 32;
 
+/// Index entries a push-lease run reads per lease it may hand out: stale
+/// entries (jobs cancelled or moved) are deleted as they are met, so a few
+/// per lease find the due jobs without reading every due entry at once.
+pub const SCYLLA_PUSH_SCAN_PER_LEASE_COUNT: usize = 4;
+
 /// Default of `--scylla-driver-threads`, the ScyllaDB driver's tokio
 /// runtime (see docs/ARCHITECTURE.md for the measurement behind it).
 pub const SCYLLA_DRIVER_THREADS: usize = 1;

@@ -23,6 +23,7 @@ use super::positions::ttl_until;
 use super::statements::Stmt;
 use super::time_index::PUSH_DUE;
 use super::{Inner, ScyllaStore};
+use crate::limits;
 use crate::store::{PushJobs, PushTokens, StoreError, StoreFuture};
 use crate::util::time::{now_micros, now_secs};
 
@@ -129,7 +130,8 @@ impl Inner {
     }
 
     async fn lease(&self, now_ms: u64, limit: usize, until_ms: u64) -> Result<Vec<(Uuid, String)>, StoreError> {
-        let due = self.indexes.due(&self.cql, PUSH_DUE, ms(now_ms), usize::MAX).await?;
+        let wanted = limit.saturating_mul(limits::SCYLLA_PUSH_SCAN_PER_LEASE_COUNT);
+        let due = self.indexes.due(&self.cql, PUSH_DUE, ms(now_ms), wanted).await?;
         let mut seen = HashSet::new();
         let mut leased = Vec::new();
         for (at, id) in due {
