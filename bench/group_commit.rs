@@ -1,5 +1,6 @@
 //! One group-committed store write on the embedded store (a refresh-token
-//! insert: three rows in one batch), in a temp dir on this machine's disk.
+//! insert: a check of its account's row, then four rows in one batch), in
+//! a temp dir on this machine's disk.
 //!
 //! - `fsync, 1 writer`: every write pays its own journal fsync.
 //! - `fsync, 64 concurrent writers`: time per write when 64 writes are in
@@ -17,16 +18,29 @@ use obscura_relay::auth::refresh::hash_text;
 use obscura_relay::config::Durability;
 use obscura_relay::shard::runtime::{build, ChosenDriver};
 use obscura_relay::store::embedded::{EmbeddedOptions, EmbeddedStore};
-use obscura_relay::store::{RefreshRecord, RefreshTokens};
+use obscura_relay::store::{Accounts, RefreshRecord, RefreshTokens, UserRecord};
 use uuid::Uuid;
 
-fn record(i: u64) -> RefreshRecord {
+fn record(i: u64, user_id: Uuid) -> RefreshRecord {
     RefreshRecord {
         hash: hash_text(&format!("{i}-{}", Uuid::new_v4())),
-        user_id: Uuid::now_v7(),
+        user_id,
         device_id: None,
         family: Uuid::new_v4(),
         expires_at_secs: 1_900_000_000,
+        generation: 0,
+    }
+}
+
+/// The account every token of the bench belongs to.
+fn account() -> UserRecord {
+    UserRecord {
+        id: Uuid::now_v7(),
+        username: "bench".into(),
+        password_hash: String::new(),
+        created_at_micros: 0,
+        legacy: false,
+        token_generation: 0,
     }
 }
 
@@ -40,6 +54,11 @@ fn writes(c: &mut Criterion, name: &str, durability: Durability, concurrency: u6
     };
     let (store, _threads) = EmbeddedStore::open(dir.path(), &options).expect("store");
     let mut runtime = build(ChosenDriver::Epoll).expect("runtime");
+    let user = account();
+    let owner = user.id;
+    runtime
+        .block_on(store.create_user(user, record(0, owner)))
+        .expect("account");
     c.bench_function(name, |b| {
         b.iter_custom(|iters| {
             runtime.block_on(async {
@@ -50,9 +69,9 @@ fn writes(c: &mut Criterion, name: &str, durability: Durability, concurrency: u6
                     let mut handles = Vec::new();
                     for i in 0..batch {
                         let store = store.clone();
-                        handles.push(monoio::spawn(
-                            async move { store.insert_refresh(record(i)).await.is_ok() },
-                        ));
+                        handles.push(monoio::spawn(async move {
+                            store.insert_refresh(record(i, owner)).await.is_ok()
+                        }));
                     }
                     for handle in handles {
                         assert!(handle.await, "store write failed");

@@ -13,6 +13,7 @@ fn bench(c: &mut Criterion) {
     let principal = Principal {
         user_id: Uuid::now_v7(),
         device_id: Some(Uuid::now_v7()),
+        generation: 1,
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

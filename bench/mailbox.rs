@@ -16,7 +16,8 @@ use obscura_relay::crypto::public_key::{PublicKey, Signature};
 use obscura_relay::shard::runtime::{build, ChosenDriver};
 use obscura_relay::store::embedded::{EmbeddedOptions, EmbeddedStore};
 use obscura_relay::store::{
-    Appended, DeviceRecord, Devices, Mailboxes, NewDevice, NewMessage, RefreshRecord, SignedPreKey,
+    Accounts, Appended, DeviceRecord, Devices, Mailboxes, NewDevice, NewMessage, RefreshRecord, SignedPreKey,
+    UserRecord,
 };
 use uuid::Uuid;
 
@@ -47,8 +48,27 @@ fn new_device() -> NewDevice {
             device_id: Some(id),
             family: Uuid::new_v4(),
             expires_at_secs: i64::MAX / 4,
+            generation: 0,
         },
     }
+}
+
+/// The account that owns `device`, and its first refresh token.
+fn owner_of(device: &NewDevice) -> (UserRecord, RefreshRecord) {
+    let user = UserRecord {
+        id: device.device.user_id,
+        username: "bench".into(),
+        password_hash: String::new(),
+        created_at_micros: 0,
+        legacy: false,
+        token_generation: 0,
+    };
+    let refresh = RefreshRecord {
+        hash: obscura_relay::auth::refresh::hash_text("bench-user"),
+        device_id: None,
+        ..device.refresh.clone()
+    };
+    (user, refresh)
 }
 
 fn batch(target: Uuid) -> Vec<NewMessage> {
@@ -78,6 +98,8 @@ fn bench_durability(c: &mut Criterion, durability: Durability) {
     let mut runtime = build(ChosenDriver::Epoll).expect("runtime");
     let device = new_device();
     let target = device.device.id;
+    let (owner, refresh) = owner_of(&device);
+    runtime.block_on(store.create_user(owner, refresh)).expect("owner");
     runtime.block_on(store.create_device(device, 10)).expect("device");
     let mut group = c.benchmark_group("mailbox append + ack");
     group.throughput(Throughput::Elements(BATCH as u64));

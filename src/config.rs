@@ -227,6 +227,15 @@ pub struct Config {
         default_value_t = limits::AUTH_REFRESH_TOKEN_CLEANUP_INTERVAL_SECS
     )]
     pub auth_refresh_token_cleanup_interval_secs: u64,
+    /// Period of the re-read of the store's token revocations, seconds: the
+    /// longest a password change or deletion decided on another relay node
+    /// may go unseen here when its event is lost.
+    #[arg(
+        long,
+        env = "OBSCURA_AUTH_REVOCATION_SYNC_INTERVAL_SECS",
+        default_value_t = limits::AUTH_REVOCATION_SYNC_INTERVAL_SECS
+    )]
+    pub auth_revocation_sync_interval_secs: u64,
     /// Devices per user (403 above).
     #[arg(long, env = "OBSCURA_AUTH_MAX_DEVICES_PER_USER", default_value_t = limits::DEVICES_PER_USER_MAX)]
     pub auth_max_devices_per_user: usize,
@@ -245,6 +254,12 @@ pub struct Config {
     /// Auth tier bucket capacity per client IP.
     #[arg(long, env = "OBSCURA_RATE_LIMIT_AUTH_BURST", default_value_t = limits::AUTH_RATE_LIMIT_BURST_TOKENS)]
     pub auth_rate_limit_burst: u32,
+    /// Username lookup tier refill rate per client IP, tokens per second (0 = 1).
+    #[arg(long, env = "OBSCURA_RATE_LIMIT_LOOKUP_PER_SECOND", default_value_t = limits::LOOKUP_RATE_LIMIT_PER_SECOND)]
+    pub rate_limit_lookup_per_second: u32,
+    /// Username lookup tier bucket capacity per client IP.
+    #[arg(long, env = "OBSCURA_RATE_LIMIT_LOOKUP_BURST", default_value_t = limits::LOOKUP_RATE_LIMIT_BURST_TOKENS)]
+    pub rate_limit_lookup_burst: u32,
     /// (Client IP, tier) pairs the rate limiter remembers, for the whole
     /// process (32 to 64 bytes of table each: twice as many 16-byte slots,
     /// rounded up to a power of two); beyond this a refilled bucket's slot
@@ -406,6 +421,14 @@ pub struct Config {
     #[cfg(debug_assertions)]
     #[arg(long, hide = true)]
     pub test_scylla_reset_keyspace: bool,
+
+    /// Test builds only: the process kills itself (SIGKILL) right after an
+    /// account deletion commits, before its sockets are closed and its
+    /// blobs deleted, to exercise the clean-up after a restart. Compiled out
+    /// of release builds.
+    #[cfg(debug_assertions)]
+    #[arg(long, hide = true)]
+    pub test_fault_abort_after_account_deletion: bool,
 }
 
 /// Which backend keeps the server's state.
@@ -613,6 +636,9 @@ impl Config {
         if self.auth_rate_limit_burst == 0 {
             return Err(ConfigError::ZeroBurst("auth-rate-limit-burst"));
         }
+        if self.rate_limit_lookup_burst == 0 {
+            return Err(ConfigError::ZeroBurst("rate-limit-lookup-burst"));
+        }
         if let Some((name, _)) = self.must_be_positive().iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Zero(name));
         }
@@ -652,6 +678,10 @@ impl Config {
             ("store-mailbox-index-max", self.store_mailbox_index_max as u64),
             ("rate-limit-clients-max", self.rate_limit_clients_max as u64),
             ("messaging-cleanup-interval-secs", self.messaging_cleanup_interval_secs),
+            (
+                "auth-revocation-sync-interval-secs",
+                self.auth_revocation_sync_interval_secs,
+            ),
             ("ws-outbound-buffer-size", self.ws_outbound_buffer_size as u64),
             ("ws-ack-batch-size", self.ws_ack_batch_size as u64),
             ("ws-message-fetch-batch-size", self.ws_message_fetch_batch_size as u64),
@@ -740,6 +770,15 @@ impl Config {
         i64::try_from(self.backup_stale_threshold_mins.saturating_mul(60_000)).unwrap_or(i64::MAX)
     }
 
+    /// Whether this (test) build aborts right after an account deletion
+    /// commits (always false in release).
+    pub fn abort_after_account_deletion(&self) -> bool {
+        #[cfg(debug_assertions)]
+        return self.test_fault_abort_after_account_deletion;
+        #[cfg(not(debug_assertions))]
+        return false;
+    }
+
     /// The store faults of test builds (none in release).
     pub fn store_faults(&self) -> StoreFaults {
         #[cfg(debug_assertions)]
@@ -788,5 +827,28 @@ mod tests {
                 "{flag}"
             );
         }
+    }
+
+    /// Goal: the lookup tier defaults to 1 per second with a burst of 30
+    /// (issue 15), a burst of 0 and a revocation re-read period of 0 are
+    /// refused, and the test-build fault is off unless asked for.
+    #[test]
+    fn account_options_default_and_validate() {
+        let config = parse(&[]);
+        assert_eq!(
+            (config.rate_limit_lookup_per_second, config.rate_limit_lookup_burst),
+            (1, 30)
+        );
+        assert_eq!(config.auth_revocation_sync_interval_secs, 5);
+        assert!(!config.abort_after_account_deletion());
+        assert!(matches!(
+            parse(&["--rate-limit-lookup-burst", "0"]).validate(),
+            Err(ConfigError::ZeroBurst("rate-limit-lookup-burst"))
+        ));
+        assert!(matches!(
+            parse(&["--auth-revocation-sync-interval-secs", "0"]).validate(),
+            Err(ConfigError::Zero("auth-revocation-sync-interval-secs"))
+        ));
+        assert!(parse(&["--test-fault-abort-after-account-deletion"]).abort_after_account_deletion());
     }
 }

@@ -131,6 +131,10 @@ pub const SCYLLA_FLOOR_ACKS: usize = 64;
 /// raised lets the next scan go on.
 pub const SCYLLA_INDEX_BUCKETS_PER_SCAN: i64 = 512;
 
+/// Rows one page of a time-index read takes (the revocation log's "since"
+/// read pages through a bucket this many rows at a time).
+pub const SCYLLA_INDEX_ROWS_PER_READ: usize = 1_000;
+
 /// Attempts of a compare-and-set (device slots, leases, backups) that
 /// lose races before the store gives up: each loss means another change
 /// landed, so this many in a row only happens under a storm of them.
@@ -165,6 +169,10 @@ pub const STORE_MAILBOX_INDEX_MAX: usize = 262_144;
 /// small durable write per 65,536 messages, and a restart skips at most
 /// that many numbers.
 pub const STORE_SEQ_BLOCK_COUNT: u64 = 1 << 16;
+
+/// Rows per batch when a store from an older version gets a new index
+/// built at its first open: bounds the batch's memory (about 100 B a row).
+pub const STORE_BACKFILL_BATCH_COUNT: usize = 10_000;
 
 /// Outstanding gateway tickets beyond which expired ones are swept on
 /// insert: the table stays small without a timer.
@@ -226,6 +234,10 @@ pub const WS_WRITE_TIMEOUT_SECS: u64 = 30;
 /// framing), so 1 MiB holds over 50,000 ids. The reference allows 64 MiB,
 /// which would let one socket pin 64 MiB of our memory.
 pub const WS_MESSAGE_BYTES_MAX: usize = 1024 * 1024;
+
+/// Control frames (ping, pong, close): RFC 6455 §5.5 allows 125 bytes of
+/// payload and no fragmentation; a ping's payload is echoed in the pong.
+pub const WS_CONTROL_PAYLOAD_BYTES_MAX: usize = 125;
 
 /// Bytes read from a gateway socket per read call: clients send acks of a
 /// few hundred bytes, and an idle socket holds one such buffer in its
@@ -328,6 +340,35 @@ pub const AUTH_REFRESH_TOKEN_TTL_DAYS: u64 = 30;
 /// purge only reclaims space.
 pub const AUTH_REFRESH_TOKEN_CLEANUP_INTERVAL_SECS: u64 = 86_400;
 
+/// Default of the option with `OBSCURA_AUTH_REVOCATION_SYNC_INTERVAL_SECS`:
+/// every node re-reads the store's revocation log this often, the backstop
+/// that bounds how long a revocation decided on another node (whose event
+/// was lost) may go unseen here. One store read per interval.
+pub const AUTH_REVOCATION_SYNC_INTERVAL_SECS: u64 = 5;
+
+/// Each re-read of the revocation log starts this long before the previous
+/// one began: a revocation stamped by a node whose clock is behind, or
+/// committed a little after its stamp, is still read. Applying one twice
+/// changes nothing.
+pub const AUTH_REVOCATION_SYNC_OVERLAP_MS: i64 = 60_000;
+
+/// A revocation is kept (in memory and in the log) for the access-token
+/// lifetime, the verifier's `exp` leeway and this much more, for clocks
+/// that differ between nodes: after that every token it refuses has
+/// expired anyway.
+pub const AUTH_REVOCATION_MARGIN_SECS: u64 = 60;
+
+/// Revocations purged per store call, so the writer is never held long.
+pub const AUTH_REVOCATION_PURGE_SLICE: usize = 1_000;
+
+/// A deletion's blob clean-up is left to the request that decided it for
+/// this long before the periodic clean-up takes it over (or at once when
+/// it was decided before this process started).
+pub const ACCOUNT_CLEANUP_GRACE_MS: i64 = 60_000;
+
+/// Pending account deletions finished per run of the clean-up.
+pub const ACCOUNT_CLEANUP_BATCH_COUNT: usize = 100;
+
 /// Default of the option with `OBSCURA_AUTH_MAX_DEVICES_PER_USER`: the
 /// reference server's default (BEHAVIOR.md §14.3).
 pub const DEVICES_PER_USER_MAX: usize = 10;
@@ -349,6 +390,15 @@ pub const AUTH_RATE_LIMIT_PER_SECOND: u32 = 1;
 /// Default of the option with `OBSCURA_RATE_LIMIT_AUTH_BURST`: the reference
 /// server's default (BEHAVIOR.md §14.3): auth-tier bucket capacity.
 pub const AUTH_RATE_LIMIT_BURST_TOKENS: u32 = 3;
+
+/// Default of the option with `OBSCURA_RATE_LIMIT_LOOKUP_PER_SECOND`: one
+/// username lookup per second per client IP, so walking the namespace to
+/// learn who has an account is slow.
+pub const LOOKUP_RATE_LIMIT_PER_SECOND: u32 = 1;
+
+/// Default of the option with `OBSCURA_RATE_LIMIT_LOOKUP_BURST`: a client
+/// adding its contacts may look up 30 names at once.
+pub const LOOKUP_RATE_LIMIT_BURST_TOKENS: u32 = 30;
 
 // Keys and messages
 /// Default of the option with `OBSCURA_PRE_KEYS_MAX`: the reference server's

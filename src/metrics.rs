@@ -58,9 +58,19 @@ pub enum Counter {
     /// `obscura_websocket_envelopes_delivered_total{source="store"}`:
     /// read from the mailbox (backlog, or after a gap).
     EnvelopesFromStore,
+    /// `obscura_accounts_deleted_total`
+    AccountsDeleted,
+    /// `obscura_password_changes_total`
+    PasswordChanges,
+    /// `obscura_password_verifications_total{hash="stored"}`: a password
+    /// checked against an account's hash.
+    PasswordChecksStored,
+    /// `obscura_password_verifications_total{hash="dummy"}`: a password
+    /// checked against the dummy hash (no such account).
+    PasswordChecksDummy,
 }
 
-const COUNTER_NAMES: [(&str, &str); 16] = [
+const COUNTER_NAMES: [(&str, &str); 20] = [
     ("obscura_registrations_total", ""),
     ("obscura_logins_total", ""),
     ("obscura_token_refreshes_total", ""),
@@ -77,6 +87,10 @@ const COUNTER_NAMES: [(&str, &str); 16] = [
     ("obscura_push_invalid_tokens_total", ""),
     ("obscura_websocket_envelopes_delivered_total", "source=\"arrival\""),
     ("obscura_websocket_envelopes_delivered_total", "source=\"store\""),
+    ("obscura_accounts_deleted_total", ""),
+    ("obscura_password_changes_total", ""),
+    ("obscura_password_verifications_total", "hash=\"stored\""),
+    ("obscura_password_verifications_total", "hash=\"dummy\""),
 ];
 
 /// One shard's slots.

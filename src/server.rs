@@ -26,7 +26,7 @@ use crate::admin::service::AdminService;
 use crate::api::routes::ROUTE_LABELS;
 use crate::api::ApiService;
 use crate::auth::passwords::Passwords;
-use crate::auth::rate_limit::{Buckets, Rate};
+use crate::auth::rate_limit::{Buckets, Rate, TierRates};
 use crate::auth::tokens::TokenKeys;
 use crate::blob::{BlobError, Blobs};
 use crate::config::Config;
@@ -36,6 +36,7 @@ use crate::http::listener::{accept_loop, Serving};
 use crate::http::HttpLimits;
 use crate::limits;
 use crate::metrics::Metrics;
+use crate::node::revocations::{self, Revocations};
 use crate::node::{App, ShardLocal};
 use crate::offload::side_runtime::SideRuntime;
 use crate::offload::workers::WorkerPool;
@@ -142,15 +143,17 @@ fn open_app(config: Config) -> Result<(Arc<App>, Pusher), StartError> {
     let push_threads = config.notifications_worker_concurrency.min(limits::PUSH_THREADS_MAX);
     let pusher =
         Pusher::start(Provider::from_config(&config)?, push_threads).map_err(io_err("starting push workers"))?;
-    let buckets = Buckets::new(
-        Rate::new(config.auth_rate_limit_per_second, config.auth_rate_limit_burst),
-        Rate::new(config.rate_limit_per_second, config.rate_limit_burst),
-        config.rate_limit_clients_max,
-    );
+    let rates = TierRates {
+        auth: Rate::new(config.auth_rate_limit_per_second, config.auth_rate_limit_burst),
+        standard: Rate::new(config.rate_limit_per_second, config.rate_limit_burst),
+        lookup: Rate::new(config.rate_limit_lookup_per_second, config.rate_limit_lookup_burst),
+    };
+    let buckets = Buckets::new(rates, config.rate_limit_clients_max);
     let app = Arc::new(App {
         buckets,
         tokens: TokenKeys::new(&config.auth_jwt_secret, config.auth_token_ttl_secs),
         passwords: Passwords::new(pool),
+        revocations: Revocations::new(revocations::keep_ms(config.auth_token_ttl_secs)),
         metrics: Metrics::new(config.shard_count(), &ROUTE_LABELS),
         store,
         blobs,
@@ -174,7 +177,10 @@ pub fn start(config: Config, listeners: Listeners) -> Result<RunningServer, Star
         .map_err(io_err("reading the management port"))?
         .port();
     let shards = listeners.main.len();
+    let started_ms = crate::util::time::now_micros() / 1000;
     let (app, pusher) = open_app(config)?;
+    runtime::block_on(driver, crate::cleanup::revocations::load(&app))
+        .map_err(io_err("loading token revocations"))??;
     let mut pusher = Some(pusher);
     tracing::info!(shards, driver = ?driver, store = ?app.config.store, data_dir = %app.config.data_dir.display(), durability = ?app.config.durability, "starting");
     let mesh = Mesh::<Hub>::new(shards, limits::MESH_QUEUE_DEPTH);
@@ -192,6 +198,7 @@ pub fn start(config: Config, listeners: Listeners) -> Result<RunningServer, Star
             mgmt: mgmt.take(),
             pusher: pusher.take(),
             draining: draining.clone(),
+            started_ms,
         };
         let (app, mesh, ready) = (app.clone(), mesh.clone(), ready_tx.clone());
         let handle = std::thread::Builder::new()
@@ -261,6 +268,8 @@ struct ShardStart {
     /// Shards still draining: a shard keeps serving its mesh inbox until
     /// this is zero, so the others' last calls to it (acks, presence) land.
     draining: Arc<AtomicUsize>,
+    /// When the process started, ms since the epoch.
+    started_ms: i64,
 }
 
 impl ShardStart {
@@ -290,7 +299,7 @@ impl ShardStart {
             if let Some(pusher) = self.pusher {
                 monoio::spawn(push::worker::run(app.clone(), pusher, shutdown.clone()));
             }
-            crate::cleanup::spawn(&app, &shutdown);
+            crate::cleanup::spawn(&app, &shutdown, self.started_ms);
         }
         let open = app
             .shard_metrics(self.id)

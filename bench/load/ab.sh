@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 old=$1 new=$2 runs=${3:-5} secs=${4:-8}
-load=target/release/obscura-load
+load=${OBSCURA_LOAD:-target/release/obscura-load}
 one() { # $1 = relay binary; prints "msgs_per_sec server_us_per_msg"
   local dir; dir=$(mktemp -d)
   "$1" --server-host 127.0.0.1 --server-port 0 --server-mgmt-port 0 \

@@ -1,6 +1,7 @@
 //! The `AuthResponse` that every token-issuing route answers with
-//! (registration, login, refresh, device creation): a fresh access token,
-//! a refresh token and its stored record.
+//! (registration, login, refresh, device creation, password change): a
+//! fresh access token, a refresh token and its stored record, both at the
+//! principal's token generation.
 
 use http::StatusCode;
 use serde::Serialize;
@@ -39,6 +40,7 @@ pub fn new_refresh(
         device_id: principal.device_id,
         family,
         expires_at_secs: now_secs().saturating_add(i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2)),
+        generation: principal.generation,
     };
     Ok((token, record))
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use http::header::IF_MATCH;
 use http::header::IF_NONE_MATCH;
-use http::StatusCode;
+use http::{HeaderValue, StatusCode};
 use uuid::Uuid;
 
 use super::blob_body::{check_declared, etag, if_none_match, not_modified, store_body, streamed};
@@ -103,23 +103,27 @@ async fn reserve(ctx: &RequestCtx<'_>, device: Uuid, expected: i32, token: Uuid)
     }
 }
 
-/// The committed version the client expects (§10.2 step 2).
+/// The committed version the client expects (§10.2 step 2). `If-None-Match`
+/// wins, but an `If-Match` sent with it must still be a version: the
+/// contract says what it holds (the reference ignores it).
 fn expected_version(head: &RequestHead) -> Result<i32, ApiError> {
     let bad = |text: &str| ApiError::BadRequest(text.into());
-    if let Some(value) = head.headers.get(IF_NONE_MATCH) {
-        return match value.as_bytes() {
-            b"*" => Ok(0),
-            _ => Err(bad("Invalid If-None-Match header")),
-        };
-    }
-    let value = head
-        .headers
-        .get(IF_MATCH)
-        .ok_or_else(|| bad("Missing If-Match or If-None-Match header"))?;
-    let text = value.to_str().map_err(|_| bad("Invalid If-Match header"))?;
-    text.trim_matches('"')
-        .parse::<i32>()
-        .map_err(|_| bad("Invalid version in If-Match header"))
+    let none_match = match head.headers.get(IF_NONE_MATCH).map(HeaderValue::as_bytes) {
+        Some(b"*") => Some(0),
+        Some(_) => return Err(bad("Invalid If-None-Match header")),
+        None => None,
+    };
+    let if_match = match head.headers.get(IF_MATCH) {
+        Some(value) => {
+            let text = value.to_str().map_err(|_| bad("Invalid If-Match header"))?;
+            let version = text.trim_matches('"').parse::<i32>();
+            Some(version.map_err(|_| bad("Invalid version in If-Match header"))?)
+        }
+        None => None,
+    };
+    none_match
+        .or(if_match)
+        .ok_or_else(|| bad("Missing If-Match or If-None-Match header"))
 }
 
 /// A reserved version slot: released in the background if the upload ends

@@ -30,7 +30,18 @@ impl RequestCtx<'_> {
     /// The caller named by a valid bearer token (401 otherwise).
     pub fn principal(&self) -> Result<Principal, ApiError> {
         let token = bearer_token(self.head.headers.get(http::header::AUTHORIZATION)).ok_or(ApiError::Unauthorized)?;
-        self.app.tokens.verify(token).map_err(|_| ApiError::Unauthorized)
+        self.verify_access(token)
+    }
+
+    /// Whom an access token names, if it is valid and not revoked: its
+    /// account was not deleted and its password not changed since it was
+    /// issued (401 otherwise; no store read).
+    pub fn verify_access(&self, token: &str) -> Result<Principal, ApiError> {
+        let principal = self.app.tokens.verify(token).map_err(|_| ApiError::Unauthorized)?;
+        if !self.local.admits(&principal) {
+            return Err(ApiError::Unauthorized);
+        }
+        Ok(principal)
     }
 
     /// The calling device of a device-scoped token (403 for a user token).

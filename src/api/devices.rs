@@ -27,14 +27,14 @@ use crate::store::{DeviceRecord, StoreError};
 use crate::util::time::rfc3339_micros;
 
 #[derive(Deserialize)]
-struct CreateDeviceRequest {
+pub(super) struct CreateDeviceRequest {
     name: Option<String>,
     #[serde(flatten)]
     keys: DeviceKeysJson,
 }
 
 #[derive(Deserialize)]
-struct RenameRequest {
+pub(super) struct RenameRequest {
     name: Option<String>,
 }
 
@@ -80,10 +80,12 @@ pub async fn create(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Respons
         return Err(device_limit(max_devices));
     }
     keys.check(ctx.app.config.pre_keys_max)?;
-    let (new, scoped, token) = new_device(ctx, keys, principal.user_id, req.name)?;
+    let (new, scoped, token) = new_device(ctx, keys, principal, req.name)?;
     match ctx.app.store.create_device(new, max_devices).await {
         Ok(()) => {}
         Err(StoreError::DeviceLimit(max)) => return Err(device_limit(max)),
+        // The account was deleted or its password changed meanwhile.
+        Err(StoreError::AccountChanged) => return Err(ApiError::Unauthorized),
         Err(e) => return Err(e.into()),
     }
     ctx.count(Counter::DevicesCreated);

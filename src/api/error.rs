@@ -47,9 +47,10 @@ pub enum ApiError {
     /// 415: a JSON route without a JSON content type.
     #[error("Expected request with `Content-Type: application/json`")]
     UnsupportedMediaType,
-    /// 422: valid JSON of the wrong shape.
+    /// 400: valid JSON of the wrong shape (the reference answers 422; the
+    /// contract documents 400 for every body rejection).
     #[error("Failed to deserialize the JSON body into the target type: {0}")]
-    Unprocessable(String),
+    BadShape(String),
     /// 429 with the whole seconds to wait.
     #[error("Too Many Requests! Wait for {0}s")]
     RateLimited(u64),
@@ -67,7 +68,7 @@ impl ApiError {
     /// The status code.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::BadShape(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -78,7 +79,6 @@ impl ApiError {
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -152,7 +152,7 @@ mod tests {
             (ApiError::PreconditionFailed, 412),
             (ApiError::PayloadTooLarge, 413),
             (ApiError::UnsupportedMediaType, 415),
-            (ApiError::Unprocessable("x".into()), 422),
+            (ApiError::BadShape("x".into()), 400),
             (ApiError::RateLimited(1), 429),
             (ApiError::internal(std::io::Error::other("disk")), 500),
         ];

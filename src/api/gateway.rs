@@ -1,5 +1,6 @@
 //! `POST /v1/gateway/ticket` and `GET /v1/gateway?ticket=…` (BEHAVIOR.md
-//! §8.1–8.2): a single-use ticket for a device, then the WebSocket upgrade
+//! §8.1–8.2): a single-use ticket for a device (refused at the upgrade if
+//! the token it was issued to has been revoked since), then the WebSocket upgrade
 //! whose session [`crate::gateway::session`] runs on this shard. A legacy
 //! client connects with `?token=<access token>` instead (§17.2 item 8): the
 //! token's device, or the user's primary device, gets a session that sends
@@ -11,17 +12,25 @@ use uuid::Uuid;
 use super::context::RequestCtx;
 use super::error::ApiError;
 use super::primary_device::primary_device;
+use crate::auth::tokens::Principal;
 use crate::gateway::delivery::Framing;
 use crate::gateway::{session, upgrade};
 use crate::http::Response;
+use crate::store::TicketHolder;
 
 /// `POST /v1/gateway/ticket`.
 pub async fn ticket(ctx: &RequestCtx<'_>) -> Result<Response, ApiError> {
-    let (_, device) = ctx.calling_device()?;
+    let principal = ctx.principal()?;
+    let (user_id, device_id) = RequestCtx::device_principal(principal)?;
+    let holder = TicketHolder {
+        device_id,
+        user_id,
+        generation: principal.generation,
+    };
     let ticket = Uuid::new_v4();
     ctx.app
         .store
-        .create_ticket(ticket, device, ctx.app.config.ws_ticket_ttl_secs)
+        .create_ticket(ticket, holder, ctx.app.config.ws_ticket_ttl_secs)
         .await?;
     Ok(Response::json(
         StatusCode::CREATED,
@@ -59,21 +68,32 @@ pub async fn connect(ctx: &RequestCtx<'_>) -> Result<Response, ApiError> {
     ))
 }
 
-/// The device a ticket was issued for, consuming the ticket (401 otherwise).
+/// The device a ticket was issued for, consuming the ticket (401 otherwise,
+/// and when the token it was issued to has been revoked since).
 async fn ticket_device(ctx: &RequestCtx<'_>, ticket: &str) -> Result<Uuid, ApiError> {
     let ticket = Uuid::parse_str(ticket).map_err(|_| ApiError::Unauthorized)?;
-    ctx.app
+    let holder = ctx
+        .app
         .store
         .consume_ticket(ticket)
         .await?
-        .ok_or(ApiError::Unauthorized)
+        .ok_or(ApiError::Unauthorized)?;
+    let issued_to = Principal {
+        user_id: holder.user_id,
+        device_id: Some(holder.device_id),
+        generation: holder.generation,
+    };
+    if !ctx.local.admits(&issued_to) {
+        return Err(ApiError::Unauthorized);
+    }
+    Ok(holder.device_id)
 }
 
 /// The device of a legacy socket's access token: its device claim, else the
 /// user's primary device (401 when the token is invalid or its device is
 /// gone).
 async fn token_device(ctx: &RequestCtx<'_>, token: &str) -> Result<Uuid, ApiError> {
-    let principal = ctx.app.tokens.verify(token).map_err(|_| ApiError::Unauthorized)?;
+    let principal = ctx.verify_access(token)?;
     let device = match principal.device_id {
         Some(device) => ctx.app.store.device(device).await?.map(|d| d.id),
         None => primary_device(ctx.app.store.as_ref(), principal.user_id).await?,

@@ -9,9 +9,11 @@
 //! messages are, and a repeat (even one that arrives while the first is in
 //! flight: the store serializes sends) gets the first answer, never a
 //! second copy. A body that appends nothing because it is refused
-//! (undecodable, over the batch limit) is looked up on its own, and an
-//! answer stored under the key wins over its error (§7.1: the cache is
-//! consulted before the body is decoded).
+//! (undecodable, no submission at all, over the batch limit) is looked up
+//! on its own, and an answer stored under the key wins over its error
+//! (§7.1: the cache is consulted before the body is decoded). A body
+//! without a submission (an empty body included) is a 400, as the contract
+//! requires a body; the reference answers 200 with an empty answer.
 //!
 //! Deduplication is per (sender device, submission id, target device), kept
 //! with the target's mailbox: the reference's rule, narrowed to one target,
@@ -36,7 +38,7 @@ use crate::http::{Body, Response};
 use crate::metrics::Counter;
 use crate::node::ShardLocal;
 use crate::proto::send_message_response::{ErrorCode, FailedSubmission};
-use crate::proto::{SendMessageRequest, SendMessageResponse};
+use crate::proto::{wire, SendMessageRequest, SendMessageResponse};
 use crate::store::{AnswerKey, AnswerOf, Appended, GuardedAppend, NewMessage, Queued, StoredMessage};
 use crate::util::time::{millis_after, now_millis, now_secs};
 
@@ -75,13 +77,9 @@ pub async fn send(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Response,
         now_secs: now,
         expires_at_secs: now.saturating_add(seconds(ctx.app.config.messaging_idempotency_ttl_secs)),
     };
-    let request = match SendMessageRequest::decode(bytes.as_slice()) {
-        Ok(request) if request.messages.len() <= ctx.app.config.messaging_send_batch_limit => request,
-        Ok(_) => return stored_or(ctx, key, ApiError::PayloadTooLarge).await,
-        Err(e) => {
-            let refused = ApiError::BadRequest(format!("Invalid SendMessageRequest protobuf: {e}"));
-            return stored_or(ctx, key, refused).await;
-        }
+    let request = match decode_request(&bytes, ctx.app.config.messaging_send_batch_limit) {
+        Ok(request) => request,
+        Err(refused) => return stored_or(ctx, key, refused).await,
     };
     let (mut valid, failed) = check_submissions(&request, &template(ctx, principal.user_id, key));
     resolve_targets(ctx, &mut valid).await?;
@@ -92,6 +90,22 @@ pub async fn send(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Response,
     };
     // No answer is stored for a token whose device was deleted.
     Ok(answer(stored.ok_or(ApiError::Unauthorized)?))
+}
+
+/// Decodes a send: 413 above `limit` submissions, 400 when the body is not
+/// a `SendMessageRequest` or holds no submission. The submissions are
+/// counted before anything is built: prost makes a 96-byte `Submission` of
+/// every 2-byte empty one (a body both too long and broken inside a
+/// submission is therefore a 413).
+fn decode_request(bytes: &[u8], limit: usize) -> Result<SendMessageRequest, ApiError> {
+    let undecodable =
+        |e: &dyn std::fmt::Display| ApiError::BadRequest(format!("Invalid SendMessageRequest protobuf: {e}"));
+    match wire::submissions(bytes) {
+        Err(e) => Err(undecodable(&e)),
+        Ok(0) => Err(ApiError::BadRequest("SendMessageRequest holds no submission".into())),
+        Ok(n) if n > limit => Err(ApiError::PayloadTooLarge),
+        Ok(_) => SendMessageRequest::decode(bytes).map_err(|e| undecodable(&e)),
+    }
 }
 
 /// Appends `messages` and stores the request's answer in one store

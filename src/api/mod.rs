@@ -6,22 +6,25 @@
 //! path, body, handler.
 //!
 //! Handlers, one file per resource of `openapi-v1.yaml`: [`users`],
-//! [`sessions`], [`devices`], [`keys`], [`messages`], [`gateway`],
-//! [`push_tokens`], [`attachments`], [`backup`], [`openapi`], and
-//! [`legacy`] for what only the single-device API has. No handler imports
-//! another; what several share has a module of its own: the request
-//! context ([`context`]), JSON bodies ([`json`]), prekey JSON
+//! [`account`] (`/v1/users/me`), [`usernames`], [`sessions`], [`devices`],
+//! [`keys`], [`messages`], [`gateway`], [`push_tokens`], [`attachments`],
+//! [`backup`], [`openapi`], and [`legacy`] for what only the single-device
+//! API has. No handler imports another; what several share has a module of
+//! its own: the request context ([`context`]), usernames, passwords and
+//! the password check ([`credentials`]), JSON bodies ([`json`]), prekey JSON
 //! ([`keys_json`]), a new device ([`new_device`]), the `AuthResponse`
 //! ([`auth_response`]), key uploads ([`key_upload`]), bundle fetches
 //! ([`bundles`]), the legacy primary device ([`primary_device`]) and
 //! streamed blob bodies ([`blob_body`]).
 
+pub mod account;
 pub mod attachments;
 pub mod auth_response;
 pub mod backup;
 pub mod blob_body;
 pub mod bundles;
 pub mod context;
+pub mod credentials;
 pub mod devices;
 pub mod error;
 pub mod gateway;
@@ -37,6 +40,7 @@ pub mod primary_device;
 pub mod push_tokens;
 pub mod routes;
 pub mod sessions;
+pub mod usernames;
 pub mod users;
 
 use std::net::SocketAddr;
@@ -150,6 +154,10 @@ async fn handle(route: Route, ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Resu
         Route::GetBackup => backup::download(ctx, true).await,
         Route::HeadBackup => backup::download(ctx, false).await,
         Route::UploadBackup => backup::upload(ctx, body).await,
+        Route::GetAccount => account::get(ctx).await,
+        Route::ChangePassword => account::change_password(ctx, body).await,
+        Route::DeleteAccount => account::delete(ctx, body).await,
+        Route::LookupUsername => usernames::lookup(ctx).await,
     }
 }
 

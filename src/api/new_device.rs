@@ -14,14 +14,15 @@ use crate::auth::tokens::Principal;
 use crate::store::{DeviceRecord, NewDevice};
 use crate::util::time::now_micros;
 
-/// A new device of `user_id` with `keys`, its device-scoped principal and
-/// refresh token.
+/// A new device of `owner`'s account with `keys`, its device-scoped
+/// principal and refresh token (at the owner's token generation).
 pub fn new_device(
     ctx: &RequestCtx<'_>,
     keys: DeviceKeys,
-    user_id: Uuid,
+    owner: Principal,
     name: Option<String>,
 ) -> Result<(NewDevice, Principal, RefreshToken), ApiError> {
+    let user_id = owner.user_id;
     let device = DeviceRecord {
         id: Uuid::now_v7(),
         user_id,
@@ -31,8 +32,8 @@ pub fn new_device(
         registration_id: keys.registration_id,
     };
     let scoped = Principal {
-        user_id,
         device_id: Some(device.id),
+        ..owner
     };
     let (token, refresh) = new_refresh(ctx, scoped, Uuid::new_v4())?;
     let new = NewDevice {

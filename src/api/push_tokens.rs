@@ -13,7 +13,7 @@ use crate::http::{Body, Response};
 use crate::limits::PUSH_TOKEN_BYTES_MAX;
 
 #[derive(Deserialize)]
-struct PushTokenRequest {
+pub(super) struct PushTokenRequest {
     token: String,
 }
 

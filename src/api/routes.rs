@@ -57,11 +57,19 @@ pub enum Route {
     HeadBackup,
     /// `POST /v1/backup`
     UploadBackup,
+    /// `GET /v1/users/me`
+    GetAccount,
+    /// `PUT /v1/users/me/password`
+    ChangePassword,
+    /// `DELETE /v1/users/me`
+    DeleteAccount,
+    /// `GET /v1/usernames/{username}`
+    LookupUsername,
 }
 
 /// Metric label of each route, in [`Route::index`] order, plus the labels of
 /// requests that matched no route.
-pub const ROUTE_LABELS: [&str; 25] = [
+pub const ROUTE_LABELS: [&str; 29] = [
     "POST /v1/users",
     "POST /v1/sessions",
     "DELETE /v1/sessions",
@@ -85,14 +93,18 @@ pub const ROUTE_LABELS: [&str; 25] = [
     "GET /v1/backup",
     "HEAD /v1/backup",
     "POST /v1/backup",
+    "GET /v1/users/me",
+    "PUT /v1/users/me/password",
+    "DELETE /v1/users/me",
+    "GET /v1/usernames/{username}",
     "unmatched",
     "method not allowed",
 ];
 
 /// Label index of requests to unknown paths.
-pub const UNMATCHED_LABEL: usize = 23;
+pub const UNMATCHED_LABEL: usize = 27;
 /// Label index of requests with a wrong method.
-pub const METHOD_NOT_ALLOWED_LABEL: usize = 24;
+pub const METHOD_NOT_ALLOWED_LABEL: usize = 28;
 
 /// How long a route may take (BEHAVIOR.md §3.7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +128,14 @@ impl Route {
     /// The rate-limit tier, `None` for unlimited routes.
     pub fn tier(self) -> Option<Tier> {
         match self {
-            Self::Register | Self::Login | Self::Logout | Self::Refresh => Some(Tier::Auth),
+            Self::Register
+            | Self::Login
+            | Self::Logout
+            | Self::Refresh
+            | Self::GetAccount
+            | Self::ChangePassword
+            | Self::DeleteAccount => Some(Tier::Auth),
+            Self::LookupUsername => Some(Tier::Lookup),
             Self::OpenApi
             | Self::UploadAttachment
             | Self::GetAttachment
@@ -182,7 +201,16 @@ pub fn resolve(method: &Method, path: &str) -> Resolved {
             "GET,HEAD,PUT,DELETE",
             Some(id),
         ),
+        ["v1", "users", "me"] => pick(
+            &[(Method::GET, Route::GetAccount), (Method::DELETE, Route::DeleteAccount)],
+            "GET,HEAD,DELETE",
+            None,
+        ),
+        ["v1", "users", "me", "password"] => pick(&[(Method::PUT, Route::ChangePassword)], "PUT", None),
         ["v1", "users", id] if !id.is_empty() => pick(&[(Method::GET, Route::FetchBundles)], "GET,HEAD", Some(id)),
+        ["v1", "usernames", name] if !name.is_empty() => {
+            pick(&[(Method::GET, Route::LookupUsername)], "GET,HEAD", Some(name))
+        }
         ["v1", "messages"] => pick(&[(Method::POST, Route::SendMessages)], "POST", None),
         ["v1", "gateway", "ticket"] => pick(&[(Method::POST, Route::CreateTicket)], "POST", None),
         ["v1", "gateway"] => pick(&[(Method::GET, Route::Gateway)], "GET,HEAD", None),
@@ -231,6 +259,16 @@ mod tests {
             Resolved::MethodNotAllowed("POST,DELETE", _)
         ));
         assert_eq!(resolve(&Method::GET, "/v1/nope"), Resolved::NotFound);
+        assert_eq!(
+            resolve(&Method::GET, "/v1/users/me"),
+            Resolved::Route(Route::GetAccount, None),
+            "`me` is not a user id"
+        );
+        assert!(matches!(
+            resolve(&Method::POST, "/v1/users/me"),
+            Resolved::MethodNotAllowed("GET,HEAD,DELETE", Some(Tier::Auth))
+        ));
+        assert_eq!(resolve(&Method::GET, "/v1/usernames/"), Resolved::NotFound);
         assert_eq!(resolve(&Method::GET, "/v1/devices/"), Resolved::NotFound);
         assert_eq!(
             resolve(&Method::HEAD, "/openapi.yaml"),

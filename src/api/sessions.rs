@@ -2,12 +2,12 @@
 //! `POST /v1/sessions/refresh` (rotation), BEHAVIOR.md §4.3–4.6.
 //!
 //! Login failures look the same whether or not the user exists: same status
-//! and body, and the same argon2 cost (a dummy hash is verified).
+//! and body, and the same argon2 cost (a dummy hash is verified, through
+//! [`super::credentials::verify_password`]); a deleted account is an
+//! unknown one, and so are the refresh tokens it had.
 //! Refresh tokens rotate on every use; a reused one revokes its family.
 //! A user registered through the legacy API who logs in without a device id
 //! gets a token bound to their primary device (BEHAVIOR.md §17.2 item 3).
-
-use std::sync::Arc;
 
 use http::StatusCode;
 use serde::Deserialize;
@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::auth_response::{auth_response, new_refresh};
 use super::context::RequestCtx;
+use super::credentials::verify_password;
 use super::error::ApiError;
 use super::json;
 use super::primary_device::primary_device;
@@ -22,12 +23,12 @@ use crate::auth::refresh::hash_text;
 use crate::auth::tokens::Principal;
 use crate::http::{Body, Response};
 use crate::metrics::Counter;
-use crate::store::Rotation;
+use crate::store::{Rotation, StoreError};
 use crate::util::time::now_secs;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct LoginRequest {
+pub(super) struct LoginRequest {
     username: String,
     password: String,
     device_id: Option<String>,
@@ -41,15 +42,7 @@ pub async fn login(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Response
         None => None,
     };
     let user = ctx.app.store.user_by_name(&req.username.to_lowercase()).await?;
-    let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
-    let password: Arc<str> = req.password.into();
-    let verified = ctx
-        .app
-        .passwords
-        .verify(password, stored_hash)
-        .await
-        .map_err(ApiError::internal)?;
-    let Some(user) = user.filter(|_| verified) else {
+    let Some(user) = verify_password(ctx, user, req.password).await? else {
         return Err(ApiError::Unauthorized);
     };
     let device = match device_id {
@@ -67,16 +60,22 @@ pub async fn login(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Response
     let principal = Principal {
         user_id: user.id,
         device_id: device,
+        generation: user.token_generation,
     };
     let (token, record) = new_refresh(ctx, principal, Uuid::new_v4())?;
-    ctx.app.store.insert_refresh(record).await?;
+    match ctx.app.store.insert_refresh(record).await {
+        Ok(()) => {}
+        // Deleted or its password changed since it was read: as unknown.
+        Err(StoreError::AccountChanged) => return Err(ApiError::Unauthorized),
+        Err(e) => return Err(e.into()),
+    }
     ctx.count(Counter::Logins);
     Ok(auth_response(ctx, StatusCode::OK, principal, token))
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RefreshRequest {
+pub(super) struct RefreshRequest {
     refresh_token: String,
 }
 
@@ -87,6 +86,7 @@ pub async fn refresh(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Respon
     let placeholder = Principal {
         user_id: Uuid::nil(),
         device_id: None,
+        generation: 0,
     };
     let (next, next_record) = new_refresh(ctx, placeholder, Uuid::nil())?;
     let rotation = ctx
@@ -100,6 +100,7 @@ pub async fn refresh(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Respon
             let principal = Principal {
                 user_id: spent.user_id,
                 device_id: spent.device_id,
+                generation: spent.generation,
             };
             Ok(auth_response(ctx, StatusCode::OK, principal, next))
         }

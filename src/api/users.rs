@@ -19,20 +19,20 @@ use uuid::Uuid;
 
 use super::auth_response::{auth_response, new_refresh};
 use super::context::RequestCtx;
+use super::credentials::validate;
 use super::error::ApiError;
 use super::json;
 use super::keys_json::{DeviceKeys, DeviceKeysJson, OneTimePreKeyJson, SignedPreKeyJson};
 use super::new_device::new_device;
 use crate::auth::tokens::Principal;
 use crate::http::{Body, Response};
-use crate::limits::{PASSWORD_BYTES_MIN, USERNAME_CHARS_MAX, USERNAME_CHARS_MIN};
 use crate::metrics::Counter;
 use crate::store::{StoreError, UserRecord};
 use crate::util::time::now_micros;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RegistrationRequest {
+pub(super) struct RegistrationRequest {
     username: String,
     password: String,
     identity_key: Option<String>,
@@ -43,7 +43,7 @@ struct RegistrationRequest {
 
 impl RegistrationRequest {
     /// The legacy key fields: `None` when none is present (a v1
-    /// registration), all four when any is (422 naming a missing one).
+    /// registration), all four when any is (400 naming a missing one).
     fn legacy_keys(&mut self) -> Result<Option<DeviceKeysJson>, ApiError> {
         let any = self.identity_key.is_some()
             || self.registration_id.is_some()
@@ -52,7 +52,7 @@ impl RegistrationRequest {
         if !any {
             return Ok(None);
         }
-        let missing = |field: &str| ApiError::Unprocessable(format!("missing field `{field}`"));
+        let missing = |field: &str| ApiError::BadShape(format!("missing field `{field}`"));
         Ok(Some(DeviceKeysJson {
             identity_key: self.identity_key.take().ok_or_else(|| missing("identityKey"))?,
             registration_id: self.registration_id.take().ok_or_else(|| missing("registrationId"))?,
@@ -60,26 +60,6 @@ impl RegistrationRequest {
             one_time_pre_keys: self.one_time_pre_keys.take().ok_or_else(|| missing("oneTimePreKeys"))?,
         }))
     }
-}
-
-/// Checks username and password in the reference server's order and texts.
-pub fn validate(username: &str, password: &str) -> Result<(), ApiError> {
-    if username.trim().is_empty() {
-        return Err(ApiError::BadRequest("Username cannot be empty".into()));
-    }
-    let valid_chars = username.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if !(USERNAME_CHARS_MIN..=USERNAME_CHARS_MAX).contains(&username.len()) || !valid_chars {
-        return Err(ApiError::BadRequest(
-            "Username must be between 3 and 50 characters and can only contain letters, numbers, and underscores"
-                .into(),
-        ));
-    }
-    if password.len() < PASSWORD_BYTES_MIN {
-        return Err(ApiError::BadRequest(
-            "Password must be at least 12 characters long".into(),
-        ));
-    }
-    Ok(())
 }
 
 /// `POST /v1/users`.
@@ -103,11 +83,17 @@ pub async fn register(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Respo
         password_hash,
         created_at_micros: now_micros(),
         legacy: first_device.is_some(),
+        token_generation: 0,
     };
     let user_id = user.id;
     let (created, principal, token) = match first_device {
         Some(keys) => {
-            let (device, principal, token) = new_device(ctx, keys, user_id, None)?;
+            let owner = Principal {
+                user_id,
+                device_id: None,
+                generation: 0,
+            };
+            let (device, principal, token) = new_device(ctx, keys, owner, None)?;
             (
                 ctx.app.store.create_user_with_device(user, device).await,
                 principal,
@@ -118,6 +104,7 @@ pub async fn register(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Respo
             let principal = Principal {
                 user_id,
                 device_id: None,
+                generation: 0,
             };
             let (token, record) = new_refresh(ctx, principal, Uuid::new_v4())?;
             (ctx.app.store.create_user(user, record).await, principal, token)
@@ -133,29 +120,4 @@ pub async fn register(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Respo
         ctx.count(Counter::DevicesCreated);
     }
     Ok(auth_response(ctx, StatusCode::CREATED, principal, token))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn message(r: Result<(), ApiError>) -> String {
-        r.unwrap_err().to_string()
-    }
-
-    #[test]
-    fn validation_texts() {
-        assert!(validate("testuser", "password12345").is_ok());
-        assert_eq!(message(validate("", "password12345")), "Username cannot be empty");
-        assert_eq!(message(validate("   ", "password12345")), "Username cannot be empty");
-        assert!(message(validate(&"a".repeat(51), "password12345")).contains("between 3 and 50"));
-        assert!(message(validate("ab", "password12345")).contains("between 3 and 50"));
-        assert!(message(validate("a b c", "password12345")).contains("between 3 and 50"));
-        assert_eq!(
-            message(validate("testuser", "short")),
-            "Password must be at least 12 characters long"
-        );
-        assert!(validate("testuser", "123456789012").is_ok());
-        assert!(validate("testuser", "12345678901").is_err());
-    }
 }

@@ -1,5 +1,5 @@
-//! Rate limiting per client IP (BEHAVIOR.md §3.5): two tiers (auth and
-//! standard), each a GCRA token bucket per IP with capacity `burst` and one
+//! Rate limiting per client IP (BEHAVIOR.md §3.5): three tiers (auth,
+//! standard, and the username lookup of its own), each a GCRA token bucket per IP with capacity `burst` and one
 //! token every `1 / per_second` seconds. [`Buckets`] is one table for the
 //! whole process, shared by every shard without a lock: a bucket's whole
 //! state is one atomic number, so the check and the take are one
@@ -40,6 +40,9 @@ pub enum Tier {
     Auth,
     /// Devices, keys, messages, gateway.
     Standard,
+    /// `GET /v1/usernames/{username}`: slow, so that walking the namespace
+    /// is.
+    Lookup,
 }
 
 /// One tier's rate: a token every `interval`, at most `burst` stored.
@@ -63,6 +66,17 @@ impl Rate {
     }
 }
 
+/// The rate of each tier.
+#[derive(Debug, Clone, Copy)]
+pub struct TierRates {
+    /// [`Tier::Auth`].
+    pub auth: Rate,
+    /// [`Tier::Standard`].
+    pub standard: Rate,
+    /// [`Tier::Lookup`].
+    pub lookup: Rate,
+}
+
 /// A refused request: the whole seconds until the next token (rounded down).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryAfter(pub u64);
@@ -83,25 +97,23 @@ struct Slot {
 /// the same as a new one, so only a table full of busy clients forgets
 /// state, as the bound on remembered clients must.
 pub struct Buckets {
-    auth: Rate,
-    standard: Rate,
+    rates: TierRates,
     slots: Box<[Slot]>,
     hasher: RandomState,
     epoch: Instant,
 }
 
 impl Buckets {
-    /// Empty buckets with the two tiers' rates, remembering about
+    /// Empty buckets with the tiers' rates, remembering about
     /// `clients_max` (IP, tier) pairs.
-    pub fn new(auth: Rate, standard: Rate, clients_max: usize) -> Self {
+    pub fn new(rates: TierRates, clients_max: usize) -> Self {
         let size = (clients_max.max(limits::RATE_LIMIT_PROBE_SLOTS) * 2).next_power_of_two();
         // SAFETY: a `Slot` is two atomics, for which all zeros is valid (a
         // free slot). A zeroed allocation is fresh memory the OS zeroes, so
         // pages count towards RSS only once clients use them.
         let slots = unsafe { Box::<[Slot]>::new_zeroed_slice(size).assume_init() };
         Self {
-            auth,
-            standard,
+            rates,
             slots,
             hasher: RandomState::new(),
             epoch: Instant::now(),
@@ -111,8 +123,9 @@ impl Buckets {
     /// Takes one token of `tier` for `ip` at `now`, or says how long to wait.
     pub fn check(&self, ip: IpAddr, tier: Tier, now: Instant) -> Result<(), RetryAfter> {
         let rate = match tier {
-            Tier::Auth => self.auth,
-            Tier::Standard => self.standard,
+            Tier::Auth => self.rates.auth,
+            Tier::Standard => self.rates.standard,
+            Tier::Lookup => self.rates.lookup,
         };
         let now = u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX);
         take(self.slot(ip, tier), rate, now)
@@ -193,15 +206,26 @@ mod tests {
         assert_eq!(client_ip(peer, None, &trusted), peer);
     }
 
+    /// Every tier at `per_second`, `burst`.
+    fn same(per_second: u32, burst: u32) -> TierRates {
+        let rate = Rate::new(per_second, burst);
+        TierRates {
+            auth: rate,
+            standard: rate,
+            lookup: rate,
+        }
+    }
+
     #[test]
     fn bucket_allows_burst_then_refuses_then_refills() {
-        let b = Buckets::new(Rate::new(1, 2), Rate::new(1, 2), 10);
+        let b = Buckets::new(same(1, 2), 10);
         let t0 = Instant::now();
         let a = ip("1.1.1.1");
         assert!(b.check(a, Tier::Standard, t0).is_ok());
         assert!(b.check(a, Tier::Standard, t0).is_ok());
         assert_eq!(b.check(a, Tier::Standard, t0), Err(RetryAfter(1)));
         assert!(b.check(a, Tier::Auth, t0).is_ok(), "tiers are independent");
+        assert!(b.check(a, Tier::Lookup, t0).is_ok(), "tiers are independent");
         assert!(
             b.check(ip("2.2.2.2"), Tier::Standard, t0).is_ok(),
             "clients are independent"
@@ -213,7 +237,7 @@ mod tests {
     /// is taken by a busy client, the fullest bucket's slot is reused.
     #[test]
     fn table_stays_bounded_and_reuses_the_fullest_bucket() {
-        let b = Buckets::new(Rate::new(1, 5), Rate::new(1, 5), 3);
+        let b = Buckets::new(same(1, 5), 3);
         let size = b.slots.len();
         let t0 = Instant::now();
         for i in 0..=255u8 {
@@ -232,7 +256,7 @@ mod tests {
     /// than the burst between them.
     #[test]
     fn concurrent_takers_share_one_bucket() {
-        let b = std::sync::Arc::new(Buckets::new(Rate::new(1, 1000), Rate::new(1, 1000), 100));
+        let b = std::sync::Arc::new(Buckets::new(same(1, 1000), 100));
         let t0 = Instant::now();
         let taken: usize = (0..4)
             .map(|_| {

@@ -95,17 +95,16 @@ impl Blobs {
     }
 
     /// Deletes every object under the folder `prefix` (a deleted device's
-    /// backups) from a task of its own, logging a failure.
-    pub fn delete_folder_in_background(&self, prefix: String) {
+    /// backups); an empty or missing folder is not an error.
+    pub async fn delete_folder(&self, prefix: String) -> Result<(), BlobError> {
         let store = self.store.clone();
-        self.in_background(async move {
-            use futures_util::StreamExt;
-            let mut listing = store.list(Some(&Path::from(prefix)));
-            while let Some(meta) = listing.next().await {
-                remove(&*store, &meta?.location).await?;
-            }
-            Ok(())
-        });
+        Ok(self.side.run(remove_folder(store, prefix)).await??)
+    }
+
+    /// As [`Blobs::delete_folder`], from a task of its own, logging a
+    /// failure.
+    pub fn delete_folder_in_background(&self, prefix: String) {
+        self.in_background(remove_folder(self.store.clone(), prefix));
     }
 
     fn in_background<F>(&self, clean_up: F)
@@ -118,6 +117,21 @@ impl Blobs {
             }
         });
     }
+}
+
+/// Deletes every object under `prefix`.
+async fn remove_folder(store: Arc<dyn ObjectStore>, prefix: String) -> Result<(), object_store::Error> {
+    use futures_util::StreamExt;
+    let mut listing = store.list(Some(&Path::from(prefix)));
+    while let Some(meta) = listing.next().await {
+        match meta {
+            Ok(meta) => remove(&*store, &meta.location).await?,
+            // Gone between the listing and now: what we wanted.
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// The key of attachment `id`: `<prefix><id>` (BEHAVIOR.md §9.1).

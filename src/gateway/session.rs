@@ -40,7 +40,6 @@ use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncWriteRentExt, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
-use prost::Message;
 use tungstenite::protocol::frame::coding::{Control, OpCode};
 use uuid::Uuid;
 
@@ -53,7 +52,7 @@ use super::websocket::{self, FrameReader, Inbound};
 use crate::config::Config;
 use crate::limits::WS_PONGS_OWED_MAX;
 use crate::metrics::Counter;
-use crate::proto::{web_socket_frame::Payload, WebSocketFrame};
+use crate::proto::wire;
 use crate::store::{Store, StoredMessage};
 use crate::util::time::now_secs;
 
@@ -285,19 +284,14 @@ fn acks_applied(inbox: &RefCell<Inbox>, n: usize) {
 }
 
 /// Queues the well-formed ids of an `AckMessage` frame; anything else
-/// (garbage, other payloads, ids not 16 bytes long) is ignored.
+/// (garbage, other payloads, ids not 16 bytes long) is ignored. Read
+/// without prost, which would build every id of the frame first.
 fn take_acks(inbox: &mut Inbox, bytes: &[u8]) {
-    let Ok(WebSocketFrame {
-        payload: Some(Payload::Ack(ack)),
-    }) = WebSocketFrame::decode(bytes)
-    else {
+    let Some(ids) = wire::ack_ids(bytes) else {
         return;
     };
-    let before = inbox.acks.len();
-    inbox
-        .acks
-        .extend(ack.message_ids.iter().filter_map(|id| Uuid::from_slice(id).ok()));
-    inbox.acks_unapplied += inbox.acks.len() - before;
+    inbox.acks_unapplied += ids.len();
+    inbox.acks.extend(ids.into_iter().map(Uuid::from_bytes));
 }
 
 impl Session {

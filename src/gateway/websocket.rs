@@ -1,8 +1,9 @@
 //! WebSocket framing (RFC 6455) over monoio's owned-buffer I/O, with
 //! tungstenite's frame codec (`FrameHeader`) for the wire format. The reader
-//! owns the read half of the socket, unmasks client frames, reassembles
-//! fragmented messages up to a bound and answers nothing itself; the session
-//! decides. Writers format unmasked server frames with [`encode`].
+//! owns the read half of the socket (any monoio reader: the fuzz tests drive
+//! it from memory), unmasks client frames, reassembles fragmented messages
+//! up to a bound and answers nothing itself; the session decides. Writers
+//! format unmasked server frames with [`encode`].
 
 use std::io::Cursor;
 
@@ -45,8 +46,8 @@ pub enum WsError {
 }
 
 /// Reads client messages from the read half of a socket.
-pub struct FrameReader {
-    half: OwnedReadHalf<TcpStream>,
+pub struct FrameReader<R = OwnedReadHalf<TcpStream>> {
+    half: R,
     buf: Vec<u8>,
     partial: Option<(bool, Vec<u8>)>,
     max: usize,
@@ -58,10 +59,10 @@ fn unmask(payload: &mut [u8], mask: [u8; 4]) {
     }
 }
 
-impl FrameReader {
+impl<R: AsyncReadRent> FrameReader<R> {
     /// A reader over `half` that starts with the bytes already read
     /// (`leftover`) and refuses messages above `max` bytes.
-    pub fn new(half: OwnedReadHalf<TcpStream>, leftover: Vec<u8>, max: usize) -> Self {
+    pub fn new(half: R, leftover: Vec<u8>, max: usize) -> Self {
         Self {
             half,
             buf: leftover,
@@ -104,6 +105,11 @@ impl FrameReader {
         else {
             return Ok(None);
         };
+        if matches!(header.opcode, OpCode::Control(_))
+            && (!header.is_final || len > limits::WS_CONTROL_PAYLOAD_BYTES_MAX as u64)
+        {
+            return Err(WsError::Protocol("fragmented or oversized control frame"));
+        }
         if len > self.max as u64 {
             return Err(WsError::TooLarge(self.max));
         }
@@ -135,8 +141,13 @@ impl FrameReader {
             }
             OpCode::Data(data) => data,
         };
+        // A frame's payload is within the bound already; so is, checked
+        // before it is joined, a message of several.
         let (binary, mut body) = match (data, self.partial.take()) {
             (Data::Continue, Some((binary, mut body))) => {
+                if body.len() + payload.len() > self.max {
+                    return Err(WsError::TooLarge(self.max));
+                }
                 body.extend_from_slice(&payload);
                 (binary, body)
             }
@@ -145,9 +156,6 @@ impl FrameReader {
             (Data::Binary, None) => (true, payload),
             (_, None) => (false, payload),
         };
-        if body.len() > self.max {
-            return Err(WsError::TooLarge(self.max));
-        }
         if !header.is_final {
             self.partial = Some((binary, std::mem::take(&mut body)));
             return Ok(None);
@@ -186,6 +194,9 @@ pub fn close(code: Option<u16>, reason: &str) -> Vec<u8> {
     }
     encode(OpCode::Control(Control::Close), &payload)
 }
+
+#[cfg(test)]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {

@@ -5,6 +5,9 @@
 
 use std::io;
 
+use monoio::io::AsyncReadRent;
+use monoio::net::TcpStream;
+
 use super::request::Framing;
 use super::wire::Wire;
 use crate::limits;
@@ -38,15 +41,15 @@ enum State {
 }
 
 /// The body of the request being handled.
-pub struct Body<'a> {
-    wire: &'a mut Wire,
+pub struct Body<'a, S = TcpStream> {
+    wire: &'a mut Wire<S>,
     state: State,
     declared: Option<u64>,
 }
 
-impl<'a> Body<'a> {
+impl<'a, S: AsyncReadRent> Body<'a, S> {
     /// The body of a request with `framing` whose bytes follow in `wire`.
-    pub fn new(wire: &'a mut Wire, framing: Framing) -> Self {
+    pub fn new(wire: &'a mut Wire<S>, framing: Framing) -> Self {
         let (state, declared) = match framing {
             Framing::Empty => (State::Done, Some(0)),
             Framing::Length(n) => (State::Length(n), Some(n)),
@@ -198,3 +201,6 @@ impl<'a> Body<'a> {
         self.is_finished()
     }
 }
+
+#[cfg(test)]
+mod fuzz;

@@ -68,11 +68,15 @@ impl HeadError {
 }
 
 /// Parses a head from the start of `buf`. `Ok(Some((head, n)))` consumed
-/// `n` bytes; `Ok(None)` needs more bytes.
+/// `n` bytes; `Ok(None)` needs more bytes. Only the first
+/// `header_bytes_max` bytes are looked at, so the verdict on given bytes is
+/// the same however they arrived (a head is refused for what its first
+/// bytes show, not for where a read happened to end).
 pub fn parse_head(buf: &[u8], limits: &HttpLimits) -> Result<Option<(RequestHead, usize)>, HeadError> {
     let mut slots = vec![httparse::EMPTY_HEADER; limits.headers_count_max];
     let mut req = httparse::Request::new(&mut slots);
-    let consumed = match req.parse(buf) {
+    let window = &buf[..buf.len().min(limits.header_bytes_max)];
+    let consumed = match req.parse(window) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             return if buf.len() > limits.header_bytes_max {
@@ -84,9 +88,6 @@ pub fn parse_head(buf: &[u8], limits: &HttpLimits) -> Result<Option<(RequestHead
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
         Err(e) => return Err(HeadError::Malformed(e.to_string())),
     };
-    if consumed > limits.header_bytes_max {
-        return Err(HeadError::HeadTooLarge);
-    }
     let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
         .map_err(|_| HeadError::Malformed("bad method".into()))?;
     let target = origin_form(req.path.unwrap_or_default());
@@ -174,6 +175,9 @@ fn content_length(bytes: &[u8]) -> Result<u64, HeadError> {
         .and_then(|s| s.parse().ok())
         .ok_or(HeadError::BadFraming)
 }
+
+#[cfg(test)]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {

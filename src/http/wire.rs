@@ -1,6 +1,9 @@
 //! One connection's socket and read buffer. Bytes read but not yet consumed
 //! (the rest of a pipelined request, a body) stay in the buffer; monoio's
-//! owned-buffer I/O reads straight into its spare capacity.
+//! owned-buffer I/O reads straight into its spare capacity. The stream is a
+//! type parameter (a [`TcpStream`] unless said otherwise) so that the body
+//! decoder can be driven from memory in tests (`http::scripted`, test
+//! builds only).
 
 use std::io;
 
@@ -11,14 +14,14 @@ use monoio::net::TcpStream;
 use crate::limits;
 
 /// A socket plus the bytes read from it that nobody consumed yet.
-pub struct Wire {
-    stream: TcpStream,
+pub struct Wire<S = TcpStream> {
+    stream: S,
     buf: Vec<u8>,
 }
 
-impl Wire {
+impl<S> Wire<S> {
     /// Wraps an accepted socket.
-    pub fn new(stream: TcpStream) -> Self {
+    pub fn new(stream: S) -> Self {
         Self {
             stream,
             buf: Vec::new(),
@@ -51,6 +54,13 @@ impl Wire {
         std::mem::replace(&mut self.buf, rest)
     }
 
+    /// The socket, for upgrades that take it over.
+    pub fn into_parts(self) -> (S, Vec<u8>) {
+        (self.stream, self.buf)
+    }
+}
+
+impl<S: AsyncReadRent> Wire<S> {
     /// Reads more bytes into the buffer; `Ok(0)` is end of stream. The
     /// first read of a request uses a small buffer (most requests fit, and
     /// an idle connection waits in this read), later reads a larger one.
@@ -66,7 +76,9 @@ impl Wire {
         self.buf = slice.into_inner();
         result
     }
+}
 
+impl<S: AsyncWriteRent> Wire<S> {
     /// Writes all of `bytes`.
     pub async fn write_all<B: IoBuf>(&mut self, bytes: B) -> io::Result<()> {
         let (result, _) = self.stream.write_all(bytes).await;
@@ -76,10 +88,5 @@ impl Wire {
     /// Half-closes the write side (FIN), keeping the read side open.
     pub async fn shutdown_write(&mut self) -> io::Result<()> {
         self.stream.shutdown().await
-    }
-
-    /// The socket, for upgrades that take it over.
-    pub fn into_parts(self) -> (TcpStream, Vec<u8>) {
-        (self.stream, self.buf)
     }
 }

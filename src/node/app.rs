@@ -1,9 +1,11 @@
-//! [`App`]: the state every shard of the process shares. `Send + Sync`,
-//! read-only after start; each part is internally shared (an `Arc`, a
-//! channel, atomics), so a handler holds `&App` and never locks.
+//! [`App`]: the state every shard of the process shares. `Send + Sync`;
+//! each part is internally shared (an `Arc`, a channel, atomics), so a
+//! handler holds `&App`; only the recent token revocations take a lock,
+//! and only when one arrives ([`Revocations`]).
 
 use std::sync::Arc;
 
+use super::revocations::Revocations;
 use crate::auth::passwords::Passwords;
 use crate::auth::rate_limit::Buckets;
 use crate::auth::tokens::TokenKeys;
@@ -28,6 +30,9 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Rate-limit buckets of every client IP (shared, lock-free).
     pub buckets: Buckets,
+    /// Accounts whose older access tokens are refused (recent password
+    /// changes and deletions).
+    pub revocations: Revocations,
 }
 
 impl App {

@@ -1,7 +1,8 @@
 //! [`ShardLocal`]: one shard's own state, touched only on its thread
 //! (`!Send`): the shared [`App`], the shard's gateway [`Hub`] and the
-//! [`EventBus`] that every device event goes through, and the message
-//! targets this shard has seen stored ([`KnownDevices`]).
+//! [`EventBus`] that every device event goes through, the message
+//! targets this shard has seen stored ([`KnownDevices`]), and its cached
+//! view of the recent token revocations ([`RevocationView`]).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -9,6 +10,8 @@ use std::sync::Arc;
 
 use super::app::App;
 use super::known_devices::KnownDevices;
+use super::revocations::RevocationView;
+use crate::auth::tokens::Principal;
 use crate::gateway::events::EventBus;
 use crate::gateway::hub::Hub;
 use crate::limits;
@@ -27,6 +30,8 @@ pub struct ShardLocal {
     pub events: Rc<dyn EventBus>,
     /// Message targets this shard has seen stored: no legacy resolution.
     pub known_devices: RefCell<KnownDevices>,
+    /// This shard's copy of the recent revocations.
+    revocations: RevocationView,
 }
 
 impl ShardLocal {
@@ -37,6 +42,7 @@ impl ShardLocal {
             hub,
             events,
             known_devices: RefCell::new(KnownDevices::new(limits::KNOWN_DEVICES_MAX)),
+            revocations: RevocationView::default(),
         }
     }
 
@@ -53,6 +59,14 @@ impl ShardLocal {
     /// This shard's shutdown signal.
     pub fn shutdown(&self) -> &Shutdown {
         &self.hub.shutdown
+    }
+
+    /// Whether the access token that named `principal` is still accepted:
+    /// its account was not deleted and its password not changed since it
+    /// was issued (no store read).
+    pub fn admits(&self, principal: &Principal) -> bool {
+        self.revocations
+            .admits(&self.app.revocations, principal.user_id, principal.generation)
     }
 
     /// Adds `n` to a counter of this shard.

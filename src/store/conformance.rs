@@ -58,6 +58,18 @@ pub const CASES: &[(&str, Case)] = &[
     ("backup_row_goes_with_its_device", |s| {
         Box::pin(backup_row_goes_with_its_device(s))
     }),
+    ("account_deletion_is_one_decision", |s| {
+        Box::pin(account_deletion_is_one_decision(s))
+    }),
+    ("account_deletion_leaves_the_name_free", |s| {
+        Box::pin(account_deletion_leaves_the_name_free(s))
+    }),
+    ("password_change_moves_the_generation", |s| {
+        Box::pin(password_change_moves_the_generation(s))
+    }),
+    ("revocations_are_logged_and_purged", |s| {
+        Box::pin(revocations_are_logged_and_purged(s))
+    }),
 ];
 
 fn user(name: &str) -> UserRecord {
@@ -67,6 +79,7 @@ fn user(name: &str) -> UserRecord {
         password_hash: "$argon2id$x".into(),
         created_at_micros: 1,
         legacy: false,
+        token_generation: 0,
     }
 }
 
@@ -77,7 +90,36 @@ fn refresh(text: &str, user_id: Uuid, device_id: Option<Uuid>, family: Uuid, exp
         device_id,
         family,
         expires_at_secs: expires,
+        generation: 0,
     }
+}
+
+/// Creates account `id`, named after it, with a refresh token named
+/// `owner-<id>`.
+pub async fn account_with_id(store: &dyn Store, id: Uuid) {
+    let record = UserRecord {
+        id,
+        ..user(&format!("u{}", id.simple()))
+    };
+    let token = refresh(&format!("owner-{id}"), id, None, Uuid::new_v4(), i64::MAX / 4);
+    store.create_user(record, token).await.unwrap();
+}
+
+/// Creates a new account (see [`account_with_id`]); returns its id.
+async fn account(store: &dyn Store) -> Uuid {
+    let id = Uuid::now_v7();
+    account_with_id(store, id).await;
+    id
+}
+
+/// Creates `new` (limit 10), first creating its owner's account if it has
+/// none: a device needs an account.
+pub async fn create_device(store: &dyn Store, new: NewDevice) {
+    let owner = new.device.user_id;
+    if store.user(owner).await.unwrap().is_none() {
+        account_with_id(store, owner).await;
+    }
+    store.create_device(new, 10).await.unwrap();
 }
 
 /// A device of `user_id` with four one-time prekeys and a refresh token
@@ -156,8 +198,8 @@ async fn user_with_first_device_is_atomic(store: &dyn Store) {
 async fn devices_round_trip_and_cascade(store: &dyn Store) {
     let owner = Uuid::now_v7();
     let (first, second) = (new_device(owner, 20, "t1"), new_device(owner, 10, "t2"));
-    store.create_device(first.clone(), 10).await.unwrap();
-    store.create_device(second.clone(), 10).await.unwrap();
+    create_device(store, first.clone()).await;
+    create_device(store, second.clone()).await;
     let listed: Vec<Uuid> = store.devices_of(owner).await.unwrap().iter().map(|d| d.id).collect();
     assert_eq!(listed, vec![second.device.id, first.device.id], "oldest first");
     assert_eq!(store.device(first.device.id).await.unwrap(), Some(first.device.clone()));
@@ -194,7 +236,7 @@ async fn devices_round_trip_and_cascade(store: &dyn Store) {
 }
 
 async fn device_limit_holds(store: &dyn Store) {
-    let owner = Uuid::now_v7();
+    let owner = account(store).await;
     let creations = (0..5).map(|i| store.create_device(new_device(owner, i, &format!("d{i}")), 3));
     let mut outcomes = Vec::new();
     for creation in creations {
@@ -206,7 +248,7 @@ async fn device_limit_holds(store: &dyn Store) {
 }
 
 async fn refresh_rotation_and_reuse(store: &dyn Store) {
-    let (owner, family) = (Uuid::now_v7(), Uuid::new_v4());
+    let (owner, family) = (account(store).await, Uuid::new_v4());
     store
         .insert_refresh(refresh("r0", owner, None, family, 1_000))
         .await
@@ -260,7 +302,7 @@ async fn refresh_rotation_and_reuse(store: &dyn Store) {
 }
 
 async fn refresh_expiry_and_purge(store: &dyn Store) {
-    let owner = Uuid::now_v7();
+    let owner = account(store).await;
     store
         .insert_refresh(refresh("old", owner, None, Uuid::new_v4(), 100))
         .await
@@ -343,7 +385,7 @@ fn message(target: Uuid, sender: Uuid, submission: Uuid, expires: i64) -> NewMes
 async fn key_refill_takeover_and_bundles(store: &dyn Store) {
     let device = new_device(Uuid::now_v7(), 1, "k");
     let id = device.device.id;
-    store.create_device(device, 10).await.unwrap();
+    create_device(store, device).await;
     let stale = store.upload_keys(id, upload(3, None, &[]), accept_all()).await.unwrap();
     assert_eq!(
         stale,
@@ -403,10 +445,10 @@ async fn key_refill_takeover_and_bundles(store: &dyn Store) {
 async fn mailbox_order_dedup_ack(store: &dyn Store) {
     let device = new_device(Uuid::now_v7(), 1, "m");
     let target = device.device.id;
-    store.create_device(device, 10).await.unwrap();
+    create_device(store, device).await;
     let sender_device = new_device(Uuid::now_v7(), 1, "sender");
     let sender = sender_device.device.id;
-    store.create_device(sender_device, 10).await.unwrap();
+    create_device(store, sender_device).await;
     let dup = Uuid::new_v4();
     let batch = vec![
         message(target, sender, dup, i64::MAX / 4),
@@ -423,17 +465,37 @@ async fn mailbox_order_dedup_ack(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(again, vec![Appended::Duplicate], "dedup across requests");
+    // The key is (sender device, submission id, target device): the same
+    // id to another target, or from another sending device, is stored.
+    let elsewhere = new_device(Uuid::now_v7(), 1, "m-elsewhere");
+    let (second_target, second_sender) = (elsewhere.device.id, Uuid::now_v7());
+    create_device(store, elsewhere).await;
+    let mut other_sender = new_device(Uuid::now_v7(), 1, "m-other-sender");
+    other_sender.device.id = second_sender;
+    create_device(store, other_sender).await;
+    let spread = store
+        .append(vec![
+            message(second_target, sender, dup, i64::MAX / 4),
+            message(target, second_sender, dup, i64::MAX / 4),
+        ])
+        .await
+        .unwrap();
+    assert!(
+        spread.iter().all(|o| matches!(o, Appended::Stored(_))),
+        "per target and per sender: {spread:?}"
+    );
     let queued = store.fetch(target, None, 10, 0).await.unwrap();
-    assert_eq!(queued.len(), 2);
+    let senders: Vec<Uuid> = queued.iter().map(|m| m.sender_device).collect();
+    assert_eq!(senders, vec![sender, sender, second_sender]);
     assert!(queued[0].seq < queued[1].seq);
-    assert_eq!(store.fetch(target, Some(queued[0].seq), 10, 0).await.unwrap().len(), 1);
+    assert_eq!(store.fetch(target, Some(queued[0].seq), 10, 0).await.unwrap().len(), 2);
     assert_eq!(
         store.ack(Uuid::now_v7(), vec![queued[0].id]).await.unwrap(),
         0,
         "acks are scoped to the device"
     );
     assert_eq!(store.ack(target, vec![queued[0].id, Uuid::new_v4()]).await.unwrap(), 1);
-    assert_eq!(store.fetch(target, None, 10, 0).await.unwrap().len(), 1);
+    assert_eq!(store.fetch(target, None, 10, 0).await.unwrap().len(), 2);
     let resent = store
         .append(vec![message(target, sender, dup, i64::MAX / 4)])
         .await
@@ -459,10 +521,10 @@ fn queued(outcome: &Appended) -> Queued {
 async fn mailbox_appends_name_their_predecessor(store: &dyn Store) {
     let device = new_device(Uuid::now_v7(), 1, "p");
     let target = device.device.id;
-    store.create_device(device, 10).await.unwrap();
+    create_device(store, device).await;
     let other = new_device(Uuid::now_v7(), 1, "p2");
     let elsewhere = other.device.id;
-    store.create_device(other, 10).await.unwrap();
+    create_device(store, other).await;
     let send = |to: Uuid| message(to, target, Uuid::new_v4(), i64::MAX / 4);
     let first = store
         .append(vec![send(target), send(elsewhere), send(target)])
@@ -490,7 +552,7 @@ async fn mailbox_appends_name_their_predecessor(store: &dyn Store) {
 async fn mailbox_expiry_and_pruning(store: &dyn Store) {
     let device = new_device(Uuid::now_v7(), 1, "e");
     let target = device.device.id;
-    store.create_device(device, 10).await.unwrap();
+    create_device(store, device).await;
     let sender = target;
     let batch: Vec<NewMessage> = (0..5)
         .map(|i| message(target, sender, Uuid::new_v4(), if i == 0 { 100 } else { 10_000 }))
@@ -528,7 +590,7 @@ async fn deleted_senders_messages_are_hidden_then_swept(store: &dyn Store) {
     );
     let (target, sender, other, sender_user) = (t.device.id, s.device.id, x.device.id, s.device.user_id);
     for d in [t, s, x] {
-        store.create_device(d, 10).await.unwrap();
+        create_device(store, d).await;
     }
     let far = i64::MAX / 4;
     store
@@ -577,7 +639,7 @@ async fn store_answer(store: &dyn Store, device: Uuid, key: Uuid, answer: &'stat
 async fn sends_store_their_answer_with_their_messages(store: &dyn Store) {
     let device = new_device(Uuid::now_v7(), 1, "guarded");
     let id = device.device.id;
-    store.create_device(device, 10).await.unwrap();
+    create_device(store, device).await;
     let key = Uuid::new_v4();
     let guard = |now_secs| AnswerKey {
         device: id,
@@ -642,18 +704,23 @@ async fn idempotency_and_tickets(store: &dyn Store) {
     );
     assert_eq!(store.purge_idempotency(200, 10).await.unwrap(), 1);
     let ticket = Uuid::new_v4();
-    store.create_ticket(ticket, device, 30).await.unwrap();
-    assert_eq!(store.consume_ticket(ticket).await.unwrap(), Some(device));
+    let holder = TicketHolder {
+        device_id: device,
+        user_id: Uuid::now_v7(),
+        generation: 3,
+    };
+    store.create_ticket(ticket, holder, 30).await.unwrap();
+    assert_eq!(store.consume_ticket(ticket).await.unwrap(), Some(holder));
     assert_eq!(store.consume_ticket(ticket).await.unwrap(), None, "single use");
     let expired = Uuid::new_v4();
-    store.create_ticket(expired, device, 0).await.unwrap();
+    store.create_ticket(expired, holder, 0).await.unwrap();
     assert_eq!(store.consume_ticket(expired).await.unwrap(), None);
 }
 
 async fn push_tokens_and_jobs(store: &dyn Store) {
     let target = new_device(Uuid::now_v7(), 1, "push-target");
     let device = target.device.id;
-    store.create_device(target, 10).await.unwrap();
+    create_device(store, target).await;
     assert!(!store.set_push_token(Uuid::now_v7(), "t".into()).await.unwrap());
     // Without a token, messages schedule nothing.
     store
@@ -706,7 +773,7 @@ async fn dead_push_tokens_and_cascade(store: &dyn Store) {
     );
     let (a_id, b_id, c_id, c_user) = (a.device.id, b.device.id, c.device.id, c.device.user_id);
     for d in [a, b, c] {
-        store.create_device(d, 10).await.unwrap();
+        create_device(store, d).await;
     }
     store.set_push_token(a_id, "shared".into()).await.unwrap();
     store.set_push_token(b_id, "shared".into()).await.unwrap();
@@ -869,10 +936,209 @@ async fn backup_row_goes_with_its_device(store: &dyn Store) {
     let owner = Uuid::now_v7();
     let new = new_device(owner, 1, "t");
     let device = new.device.id;
-    store.create_device(new, 10).await.unwrap();
+    create_device(store, new).await;
     store.reserve_backup(device, 0, Uuid::new_v4(), 0, -1).await.unwrap();
     assert!(store.backup(device).await.unwrap().is_some());
     assert!(store.delete_device(owner, device).await.unwrap());
     assert_eq!(store.backup(device).await.unwrap(), None);
     assert!(store.stale_backups(i64::MAX, 10).await.unwrap().is_empty());
+}
+
+/// A device of `owner` created (with its account) and its id.
+async fn device_of(store: &dyn Store, owner: Uuid, token: &str) -> Uuid {
+    let new = new_device(owner, 1, token);
+    let id = new.device.id;
+    create_device(store, new).await;
+    id
+}
+
+/// Whether `store` logged `floor` for `user`.
+async fn logged(store: &dyn Store, user: Uuid, floor: TokenFloor) -> bool {
+    let log = store.revocations_since(i64::MIN).await.unwrap();
+    log.iter().any(|r| r.user_id == user && r.floor == floor)
+}
+
+/// The account and every row it owns go in one call, the messages its
+/// devices sent are hidden, and the deletion is pending until finished.
+async fn account_deletion_is_one_decision(store: &dyn Store) {
+    let (owner, friend) = (account(store).await, account(store).await);
+    let (a, b) = (
+        device_of(store, owner, "del-a").await,
+        device_of(store, owner, "del-b").await,
+    );
+    let inbox = device_of(store, friend, "del-friend").await;
+    store.reserve_backup(a, 0, Uuid::new_v4(), 0, -1).await.unwrap();
+    assert!(store.set_push_token(b, "push-b".into()).await.unwrap());
+    let far = i64::MAX / 4;
+    store
+        .append(vec![
+            message(inbox, a, Uuid::new_v4(), far),
+            message(b, inbox, Uuid::new_v4(), far),
+        ])
+        .await
+        .unwrap();
+    assert!(store.pending_push(b).await.unwrap().is_some());
+    assert_eq!(store.delete_account(owner, 1).await.unwrap(), None, "stale generation");
+    assert_eq!(store.delete_account(Uuid::now_v7(), 0).await.unwrap(), None);
+    let deletion = store.delete_account(owner, 0).await.unwrap().expect("deleted");
+    let mut devices = deletion.devices.clone();
+    devices.sort();
+    let mut expected = vec![a, b];
+    expected.sort();
+    assert_eq!((deletion.user_id, devices), (owner, expected));
+    assert_eq!(store.user(owner).await.unwrap(), None);
+    assert!(store.devices_of(owner).await.unwrap().is_empty());
+    for device in [a, b] {
+        assert_eq!(store.device(device).await.unwrap(), None);
+        assert_eq!(store.take_bundle(device).await.unwrap(), None);
+        assert!(store.fetch(device, None, 10, 0).await.unwrap().is_empty());
+        assert_eq!(store.backup(device).await.unwrap(), None);
+        assert_eq!(store.push_token(device).await.unwrap(), None);
+        assert_eq!(store.pending_push(device).await.unwrap(), None);
+    }
+    assert!(store.fetch(inbox, None, 10, 0).await.unwrap().is_empty(), "hidden");
+    for token in [format!("owner-{owner}"), "del-a".into(), "del-b".into()] {
+        let rotation = store
+            .rotate_refresh(hash_text(&token), hash_text("x"), 0, 100)
+            .await
+            .unwrap();
+        assert_eq!(rotation, Rotation::Unknown, "{token}");
+    }
+    let late = store.create_device(new_device(owner, 2, "late"), 10).await;
+    assert!(matches!(late, Err(StoreError::AccountChanged)), "{late:?}");
+    let login = store
+        .insert_refresh(refresh("late-login", owner, None, Uuid::new_v4(), far))
+        .await;
+    assert!(matches!(login, Err(StoreError::AccountChanged)), "{login:?}");
+    assert!(logged(store, owner, TokenFloor::Deleted).await);
+    assert_eq!(store.delete_account(owner, 0).await.unwrap(), None, "once");
+    assert_eq!(
+        store.pending_account_deletions(i64::MAX, 10).await.unwrap(),
+        vec![deletion.clone()]
+    );
+    assert!(store
+        .pending_account_deletions(deletion.at_ms, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    store.finish_account_deletion(owner).await.unwrap();
+    store.finish_account_deletion(owner).await.unwrap();
+    assert!(store.pending_account_deletions(i64::MAX, 10).await.unwrap().is_empty());
+}
+
+/// A deleted account's name can be registered again, as a new account.
+async fn account_deletion_leaves_the_name_free(store: &dyn Store) {
+    let first = user("reused");
+    store
+        .create_user(first.clone(), refresh("r-1", first.id, None, Uuid::new_v4(), 10))
+        .await
+        .unwrap();
+    assert!(store.delete_account(first.id, 0).await.unwrap().is_some());
+    assert_eq!(store.user_by_name("reused").await.unwrap(), None);
+    let second = user("reused");
+    store
+        .create_user(second.clone(), refresh("r-2", second.id, None, Uuid::new_v4(), 10))
+        .await
+        .unwrap();
+    assert_eq!(store.user_by_name("reused").await.unwrap(), Some(second));
+}
+
+/// A password change is conditional on the generation, raises it, revokes
+/// every refresh token of the account, and stores the caller's new one at
+/// the new generation; nothing of the old generation is accepted after.
+async fn password_change_moves_the_generation(store: &dyn Store) {
+    let owner = account(store).await;
+    let device = device_of(store, owner, "pw-device").await;
+    let change = |expected| PasswordChange {
+        user_id: owner,
+        expected_generation: expected,
+        password_hash: "$argon2id$new".into(),
+        refresh: refresh("pw-fresh", owner, Some(device), Uuid::new_v4(), i64::MAX / 4),
+    };
+    assert_eq!(store.change_password(change(1)).await.unwrap(), None);
+    let changed = store.change_password(change(0)).await.unwrap().expect("changed");
+    assert_eq!((changed.generation, changed.devices.clone()), (1, vec![device]));
+    let stored = store.user(owner).await.unwrap().expect("still there");
+    assert_eq!(
+        (stored.password_hash.as_str(), stored.token_generation),
+        ("$argon2id$new", 1)
+    );
+    assert_eq!(
+        store.change_password(change(0)).await.unwrap(),
+        None,
+        "the generation moved"
+    );
+    for old in [format!("owner-{owner}"), "pw-device".into()] {
+        let rotation = store
+            .rotate_refresh(hash_text(&old), hash_text("x"), 0, 100)
+            .await
+            .unwrap();
+        assert_eq!(rotation, Rotation::Unknown, "{old}");
+    }
+    let Rotation::Rotated(spent) = store
+        .rotate_refresh(hash_text("pw-fresh"), hash_text("pw-next"), 0, 100)
+        .await
+        .unwrap()
+    else {
+        panic!("the new token rotates");
+    };
+    assert_eq!((spent.generation, spent.device_id), (1, Some(device)));
+    let stale = store
+        .insert_refresh(refresh("pw-stale", owner, None, Uuid::new_v4(), 100))
+        .await;
+    assert!(matches!(stale, Err(StoreError::AccountChanged)), "{stale:?}");
+    let current = RefreshRecord {
+        generation: 1,
+        ..refresh("pw-current", owner, None, Uuid::new_v4(), 100)
+    };
+    store.insert_refresh(current).await.unwrap();
+    let stale_device = store.create_device(new_device(owner, 3, "pw-old-gen"), 10).await;
+    assert!(
+        matches!(stale_device, Err(StoreError::AccountChanged)),
+        "{stale_device:?}"
+    );
+    let mut fresh_device = new_device(owner, 3, "pw-new-gen");
+    fresh_device.refresh.generation = 1;
+    store.create_device(fresh_device, 10).await.unwrap();
+    assert!(logged(store, owner, TokenFloor::Generation(1)).await);
+}
+
+/// The log answers "since T" (inclusive) in time order and forgets what
+/// the purge removes.
+async fn revocations_are_logged_and_purged(store: &dyn Store) {
+    let owner = account(store).await;
+    let hash = |n: u32| PasswordChange {
+        user_id: owner,
+        expected_generation: n,
+        password_hash: format!("$argon2id${n}"),
+        refresh: refresh(&format!("log-{n}"), owner, None, Uuid::new_v4(), 100),
+    };
+    let first = store.change_password(hash(0)).await.unwrap().expect("first");
+    let second = store.change_password(hash(1)).await.unwrap().expect("second");
+    let all: Vec<_> = store
+        .revocations_since(first.at_ms)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.user_id == owner)
+        .collect();
+    // Two revocations of one account in one millisecond may share a row:
+    // the later (stricter) one is what must be kept.
+    let floors: Vec<_> = all.iter().map(|r| (r.floor, r.at_ms)).collect();
+    assert_eq!(
+        floors.last(),
+        Some(&(TokenFloor::Generation(2), second.at_ms)),
+        "{floors:?}"
+    );
+    assert!(floors.len() == 2 || first.at_ms == second.at_ms, "{floors:?}");
+    assert!(floors.len() < 2 || floors[0] == (TokenFloor::Generation(1), first.at_ms));
+    assert!(store
+        .revocations_since(second.at_ms + 1)
+        .await
+        .unwrap()
+        .iter()
+        .all(|r| r.user_id != owner));
+    assert!(store.purge_revocations(second.at_ms + 1, 10).await.unwrap() >= floors.len());
+    assert!(!logged(store, owner, TokenFloor::Generation(1)).await);
+    assert_eq!(store.purge_revocations(second.at_ms + 1, 10).await.unwrap(), 0);
 }

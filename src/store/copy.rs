@@ -4,7 +4,9 @@
 //! ScyllaDB store writes them ([`super::scylla::import`]). Queued messages
 //! keep their positions and ids, so acks that clients still owe apply
 //! after the move; refresh tokens keep their families and spent flags;
-//! submissions stay deduplicated. Idempotency answers are not copied (a
+//! submissions stay deduplicated; token generations, the revocation log and
+//! deletions whose blob clean-up is pending come along, so tokens revoked
+//! before the move stay refused. Idempotency answers are not copied (a
 //! send repeated across the move is deduplicated by its submissions).
 //! Blob bytes stay in the blob store the new deployment points at; only
 //! their metadata moves. The server must be stopped while it runs.
@@ -17,7 +19,8 @@ use uuid::Uuid;
 use super::scylla::session::ScyllaOptions;
 use super::scylla::ScyllaStore;
 use super::{
-    BackupRow, DeviceRecord, OneTimePreKey, RefreshRecord, SignedPreKey, StoreError, StoredMessage, UserRecord,
+    AccountDeletion, BackupRow, DeviceRecord, OneTimePreKey, RefreshRecord, Revocation, SignedPreKey, StoreError,
+    StoredMessage, UserRecord,
 };
 use crate::config::{Config, StoreKind};
 use crate::offload::side_runtime::SideRuntime;
@@ -96,6 +99,10 @@ pub enum Item {
         /// When, Unix seconds.
         deleted_at_secs: i64,
     },
+    /// A token revocation of the log.
+    Revocation(Revocation),
+    /// An account deletion whose blob clean-up is still due.
+    AccountDeletion(AccountDeletion),
 }
 
 /// How many records of each kind were copied.
@@ -119,6 +126,10 @@ pub struct Copied {
     pub backups: usize,
     /// Deleted senders.
     pub deleted_senders: usize,
+    /// Revocations.
+    pub revocations: usize,
+    /// Pending account deletions.
+    pub account_deletions: usize,
 }
 
 impl Copied {
@@ -134,6 +145,8 @@ impl Copied {
             Item::Attachment { .. } => &mut self.attachments,
             Item::Backup { .. } => &mut self.backups,
             Item::DeletedSender { .. } => &mut self.deleted_senders,
+            Item::Revocation(_) => &mut self.revocations,
+            Item::AccountDeletion(_) => &mut self.account_deletions,
         };
         *slot += 1;
     }
@@ -144,7 +157,7 @@ impl fmt::Display for Copied {
         write!(
             f,
             "copied {} users, {} devices, {} prekeys, {} refresh tokens, {} queued messages, {} push jobs, \
-             {} attachments, {} backups, {} deleted senders",
+             {} attachments, {} backups, {} deleted senders, {} revocations, {} pending account deletions",
             self.users,
             self.devices,
             self.keys,
@@ -153,7 +166,9 @@ impl fmt::Display for Copied {
             self.push_jobs,
             self.attachments,
             self.backups,
-            self.deleted_senders
+            self.deleted_senders,
+            self.revocations,
+            self.account_deletions
         )
     }
 }

@@ -57,6 +57,11 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
+    /// The account does not exist (never did, or was deleted) or its token
+    /// generation is not the one the caller was authorized by (the password
+    /// changed): nothing was written.
+    #[error("the account is gone or its password changed")]
+    AccountChanged,
     /// The backend failed.
     #[error("storage backend failed: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -76,6 +81,9 @@ pub struct UserRecord {
     /// Registered through the single-device legacy API (BEHAVIOR.md §17.2):
     /// a login without a device id is bound to the primary device.
     pub legacy: bool,
+    /// The account's token generation: every password change raises it,
+    /// and tokens issued at a lower one are refused (0 at registration).
+    pub token_generation: u32,
 }
 
 /// A device and its identity.
@@ -128,6 +136,85 @@ pub struct RefreshRecord {
     pub family: Uuid,
     /// Expiry, Unix seconds.
     pub expires_at_secs: i64,
+    /// The account's token generation it was issued at (see
+    /// [`UserRecord::token_generation`]); it is refused below the current one.
+    pub generation: u32,
+}
+
+/// From which token generation on an account's tokens are accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenFloor {
+    /// Tokens of this generation or later (a password change).
+    Generation(u32),
+    /// None: the account was deleted.
+    Deleted,
+}
+
+impl TokenFloor {
+    /// Whether a token issued at `generation` is accepted.
+    pub fn admits(self, generation: u32) -> bool {
+        match self {
+            Self::Generation(floor) => generation >= floor,
+            Self::Deleted => false,
+        }
+    }
+
+    /// The stricter of two floors.
+    pub fn max(self, other: Self) -> Self {
+        match (self, other) {
+            (Self::Generation(a), Self::Generation(b)) => Self::Generation(a.max(b)),
+            _ => Self::Deleted,
+        }
+    }
+}
+
+/// An account's tokens were revoked: its password changed or it was deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revocation {
+    /// The account.
+    pub user_id: Uuid,
+    /// Which of its tokens stay valid from now on.
+    pub floor: TokenFloor,
+    /// When, ms since the epoch (the store's clock at the decision).
+    pub at_ms: i64,
+}
+
+/// A password change ([`Accounts::change_password`]).
+#[derive(Debug, Clone)]
+pub struct PasswordChange {
+    /// The account.
+    pub user_id: Uuid,
+    /// The token generation the caller was authorized at: the change is
+    /// refused when the account's has moved since.
+    pub expected_generation: u32,
+    /// The new argon2id PHC string.
+    pub password_hash: String,
+    /// The caller's new refresh token; the store stores it at the new
+    /// generation (its `generation` field is overwritten).
+    pub refresh: RefreshRecord,
+}
+
+/// What a password change did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordChanged {
+    /// The account's token generation now.
+    pub generation: u32,
+    /// The account's devices (whose sockets must close).
+    pub devices: Vec<Uuid>,
+    /// When it was decided, ms since the epoch (its [`Revocation`]'s time).
+    pub at_ms: i64,
+}
+
+/// A deleted account whose clean-up outside the store (the backup blobs
+/// of its devices) may still be due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountDeletion {
+    /// The account.
+    pub user_id: Uuid,
+    /// Its devices at the deletion.
+    pub devices: Vec<Uuid>,
+    /// When it was decided, ms since the epoch.
+    pub at_ms: i64,
 }
 
 /// Everything a device creation writes, in one transaction.
@@ -157,7 +244,43 @@ pub enum Rotation {
     Reused,
 }
 
-/// Accounts: users and their unique usernames.
+/// Accounts: users, their unique usernames, password changes and
+/// deletion.
+///
+/// **Deletion is one decision** ([`Accounts::delete_account`]). The
+/// contract, for every backend:
+/// 1. *The decision.* The call answers `Some` only once the deletion is
+///    durable; from that moment no method of this interface returns
+///    anything of the account: [`Accounts::user`] and
+///    [`Accounts::user_by_name`] answer `None` (the name is free to
+///    register again), [`Devices::devices_of`] is empty and
+///    [`Devices::device`], [`Keys::take_bundle`] and [`Mailboxes::fetch`]
+///    of each of its devices find nothing, messages its devices sent that
+///    are still queued elsewhere are never fetched again (as after
+///    [`Devices::delete_device`]), [`RefreshTokens::rotate_refresh`] of any
+///    of its refresh tokens answers [`Rotation::Unknown`], and
+///    [`Devices::create_device`] and [`RefreshTokens::insert_refresh`] for
+///    it fail with [`StoreError::AccountChanged`]. A crash before the
+///    decision is durable leaves the account whole.
+/// 2. *The rows.* A backend with multi-row transactions (the embedded
+///    store) removes every row of the account in the decision's own
+///    transaction. A backend without them (ScyllaDB) writes a durable
+///    "account deleted" marker first — that write is the decision, and every
+///    read above checks it, so the account is unreachable from then on —
+///    then removes the rows as an idempotent cascade that
+///    [`Accounts::finish_account_deletion`] runs again until it completes.
+/// 3. *What follows outside the store.* The deletion stays listed by
+///    [`Accounts::pending_account_deletions`] (recorded durably with the
+///    decision) until [`Accounts::finish_account_deletion`] is called, so the
+///    caller's clean-up of blob storage (the backup folders of its devices)
+///    survives a crash: a clean-up after a restart finds and finishes it.
+/// 4. *Tokens.* The decision appears in [`RevocationLog::revocations_since`]
+///    as [`TokenFloor::Deleted`].
+///
+/// A password change ([`Accounts::change_password`]) is one conditional
+/// update in the same sense: new hash, a higher token generation, every
+/// refresh token of the account revoked, the caller's new one stored, and
+/// a [`Revocation`] logged.
 pub trait Accounts {
     /// Creates a user; [`StoreError::UsernameTaken`] if the name exists.
     fn create_user(&self, user: UserRecord, refresh: RefreshRecord) -> StoreFuture<'_, ()>;
@@ -167,12 +290,49 @@ pub trait Accounts {
     fn create_user_with_device(&self, user: UserRecord, device: NewDevice) -> StoreFuture<'_, ()>;
     /// Looks a user up by (lower-cased) username.
     fn user_by_name(&self, username: &str) -> StoreFuture<'_, Option<UserRecord>>;
+    /// Looks a user up by id.
+    fn user(&self, id: Uuid) -> StoreFuture<'_, Option<UserRecord>>;
+    /// Changes the password of `change.user_id` if its token generation is
+    /// still `change.expected_generation`, atomically: the new hash, the
+    /// generation raised by one, every refresh token of the account
+    /// revoked, `change.refresh` stored at the new generation, and a
+    /// [`Revocation`] logged. `None` when the account is gone or its
+    /// generation moved (nothing changed).
+    fn change_password(&self, change: PasswordChange) -> StoreFuture<'_, Option<PasswordChanged>>;
+    /// Deletes the account `user_id` if its token generation is still
+    /// `expected_generation`, as one decision (see the trait
+    /// documentation); `None` when the account is gone or its generation
+    /// moved (nothing changed).
+    fn delete_account(&self, user_id: Uuid, expected_generation: u32) -> StoreFuture<'_, Option<AccountDeletion>>;
+    /// Up to `limit` deletions decided before `decided_before_ms` that are
+    /// not finished yet (see [`Accounts::finish_account_deletion`]).
+    fn pending_account_deletions(&self, decided_before_ms: i64, limit: usize) -> StoreFuture<'_, Vec<AccountDeletion>>;
+    /// Completes the store's side of a deletion (where the decision left
+    /// rows behind) and forgets it as pending; call once the account's
+    /// blobs are deleted. Idempotent.
+    fn finish_account_deletion(&self, user_id: Uuid) -> StoreFuture<'_, ()>;
+}
+
+/// The log of token revocations (password changes, deletions), which
+/// every relay node reads to refuse old access tokens without a store
+/// read per request. An entry matters only for the access-token lifetime
+/// after it, so old entries may be purged.
+pub trait RevocationLog {
+    /// The revocations decided at or after `since_ms`, oldest first. Of
+    /// one account's revocations within one millisecond, a backend may keep
+    /// only the last (the strictest).
+    fn revocations_since(&self, since_ms: i64) -> StoreFuture<'_, Vec<Revocation>>;
+    /// Deletes up to `limit` revocations decided before `before_ms`;
+    /// returns how many.
+    fn purge_revocations(&self, before_ms: i64, limit: usize) -> StoreFuture<'_, usize>;
 }
 
 /// Devices and the keys they are created with.
 pub trait Devices {
     /// Creates a device with its keys and refresh token, unless the user
-    /// already has `max_devices` ([`StoreError::DeviceLimit`]).
+    /// already has `max_devices` ([`StoreError::DeviceLimit`]), or the user
+    /// does not exist or its token generation is no longer the refresh
+    /// token's ([`StoreError::AccountChanged`]).
     fn create_device(&self, new: NewDevice, max_devices: usize) -> StoreFuture<'_, ()>;
     /// One device, whoever owns it.
     fn device(&self, id: Uuid) -> StoreFuture<'_, Option<DeviceRecord>>;
@@ -475,20 +635,37 @@ pub trait PushJobs {
     fn pending_push(&self, device: Uuid) -> StoreFuture<'_, Option<u64>>;
 }
 
+/// Whom a gateway ticket was issued to: the device, and the account and
+/// token generation of the token that asked for it, so a ticket issued
+/// before a password change or a deletion is refused like that token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TicketHolder {
+    /// The device the session is for.
+    pub device_id: Uuid,
+    /// Its account.
+    pub user_id: Uuid,
+    /// The token generation of the token that asked for the ticket.
+    pub generation: u32,
+}
+
 /// Gateway tickets: short-lived, single use.
 pub trait Tickets {
-    /// Maps `ticket` to `device` for `ttl_secs`.
-    fn create_ticket(&self, ticket: Uuid, device: Uuid, ttl_secs: u64) -> StoreFuture<'_, ()>;
+    /// Maps `ticket` to `holder` for `ttl_secs`.
+    fn create_ticket(&self, ticket: Uuid, holder: TicketHolder, ttl_secs: u64) -> StoreFuture<'_, ()>;
     /// Consumes a ticket atomically: of two racing consumers, one gets it.
-    fn consume_ticket(&self, ticket: Uuid) -> StoreFuture<'_, Option<Uuid>>;
+    fn consume_ticket(&self, ticket: Uuid) -> StoreFuture<'_, Option<TicketHolder>>;
 }
 
 /// Refresh tokens and their families.
 pub trait RefreshTokens {
-    /// Stores a new token (login).
+    /// Stores a new token (login); [`StoreError::AccountChanged`] when its
+    /// user does not exist or has moved past its generation.
     fn insert_refresh(&self, record: RefreshRecord) -> StoreFuture<'_, ()>;
     /// Presents `presented` at `now_secs`; if valid, replaces it by `next`
-    /// (same user, device and family; expiry `next_expires_at_secs`).
+    /// (same user, device, family and generation; expiry
+    /// `next_expires_at_secs`). A token whose account is gone or whose
+    /// generation is below the account's is [`Rotation::Unknown`] (and
+    /// deleted).
     fn rotate_refresh(
         &self,
         presented: TokenHash,
@@ -613,6 +790,7 @@ macro_rules! complete_backend {
 
 complete_backend!(
     Accounts,
+    RevocationLog,
     Devices,
     Keys,
     Mailboxes,

@@ -174,7 +174,7 @@ fn malformed_claims_and_algorithms_are_401() -> TestResult {
 #[test]
 fn authentication_is_checked_before_the_body() -> TestResult {
     // Goal: §3.4 — an unauthenticated request with a broken body, a wrong content type or no
-    // body gets 401, not 400/415/422. Method: POST /v1/devices and PUT /v1/devices/{id}
+    // body gets 401, not 400/415. Method: POST /v1/devices and PUT /v1/devices/{id}
     // without a token and with each kind of bad body.
     let server = TestServer::start()?;
     let client = server.client();

@@ -85,6 +85,9 @@ fn versions_round_trip(backend: Backend) -> TestResult {
     post(&client, t, &[], &v1)?.expect_error_text(400, "Missing If-Match or If-None-Match header")?;
     post(&client, t, &[("if-none-match", "\"1\"")], &v1)?.expect_error_text(400, "Invalid If-None-Match header")?;
     post(&client, t, &[("if-match", "one")], &v1)?.expect_error_text(400, "Invalid version in If-Match header")?;
+    // If-None-Match wins, but an If-Match beside it must still be a version (issue 12).
+    let both = [("if-none-match", "*"), ("if-match", "one")];
+    post(&client, t, &both, &v1)?.expect_error_text(400, "Invalid version in If-Match header")?;
     assert_eq!(etag_of(&post(&client, t, &[("if-none-match", "*")], &v1)?)?, "\"1\"");
     let got = get(&client, t, None)?;
     assert_eq!((got.status, got.header("etag")), (200, Some("\"1\"")));

@@ -1,5 +1,5 @@
 //! JSON body handling on every JSON endpoint of this landing (BEHAVIOR §3.2, §3.4 step 6, §16
-//! row 4): content type (415), syntax (400) and shape (422) rejections — all with this
+//! row 4): content type (415), syntax (400) and shape (400, issue 12; the reference's 422) rejections — all with this
 //! server's JSON `{"error"}` bodies — accepted content-type variants, and ignored unknown
 //! fields. Size limits and chunked bodies are in `limits`.
 
@@ -8,6 +8,9 @@ use serde_json::json;
 use crate::common::keys::valid_device_request;
 use crate::common::raw::{request_bytes, RawConn};
 use crate::common::{random_uuid, Client, TestResult, TestServer, PASSWORD};
+
+/// How a shape rejection's text starts (a syntax rejection's: `Failed to parse`).
+const SHAPE: &str = "Failed to deserialize the JSON body";
 
 /// (method, path, needs a token) for each JSON endpoint.
 fn json_endpoints(device_id: &str) -> Vec<(&'static str, String, bool)> {
@@ -115,9 +118,10 @@ fn json_syntax_errors_are_400() -> TestResult {
 }
 
 #[test]
-fn json_shape_errors_are_422() -> TestResult {
-    // Goal: §3.2 — valid JSON of the wrong shape (missing required fields, wrong types, not an
-    // object) is 422 with a JSON error body. Method: per endpoint, a few wrong shapes.
+fn json_shape_errors_are_400() -> TestResult {
+    // Goal: §3.2, issue 12 — valid JSON of the wrong shape (missing required fields, wrong
+    // types, not an object) is 400 (the reference answers 422) with a JSON error body whose
+    // text tells it from a syntax error. Method: per endpoint, a few wrong shapes.
     let server = TestServer::start()?;
     let client = server.client();
     let user = client.register_ok("carol")?;
@@ -128,6 +132,8 @@ fn json_shape_errors_are_422() -> TestResult {
         ("POST", "/v1/users", json!({"username": "dave", "password": null})),
         ("POST", "/v1/users", json!(null)),
         ("POST", "/v1/users", json!([])),
+        // serde would read the struct from an array, field by field: not an object, so 400.
+        ("POST", "/v1/users", json!(["dave", PASSWORD])),
         ("POST", "/v1/users", json!("dave")),
         ("POST", "/v1/sessions", json!({"username": "carol"})),
         (
@@ -146,27 +152,28 @@ fn json_shape_errors_are_422() -> TestResult {
     ];
     for (method, path, body) in cases {
         let resp = client.request(method, path).json(&body).send()?;
-        assert_eq!(resp.status, 422, "{method} {path} {body}: {resp:?}");
-        resp.expect_error(422)?;
+        assert_eq!(resp.status, 400, "{method} {path} {body}: {resp:?}");
+        let text = resp.expect_error(400)?;
+        assert!(text.starts_with(SHAPE), "{method} {path} {body}: {text}");
     }
     client
         .delete("/v1/sessions")
         .bearer(&user.token)
         .json(&json!({"refreshToken": 1}))
         .send()?
-        .expect_error(422)?;
+        .expect_error(400)?;
     client
         .post("/v1/devices")
         .bearer(&user.token)
         .json(&json!({}))
         .send()?
-        .expect_error(422)?;
+        .expect_error(400)?;
     client
         .put(&format!("/v1/devices/{}", random_uuid()))
         .bearer(&user.token)
         .json(&json!({"name": true}))
         .send()?
-        .expect_error(422)?;
+        .expect_error(400)?;
     // The failed registrations created nobody.
     client.login("dave", PASSWORD, None)?.expect_error(401)?;
     Ok(())

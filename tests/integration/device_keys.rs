@@ -379,8 +379,8 @@ fn default_prekey_batch_limit_is_100() -> TestResult {
 }
 
 #[test]
-fn body_shape_errors_are_422() -> TestResult {
-    // Goal: §3.2 — valid JSON of the wrong shape is 422: a missing required field, a wrong JSON
+fn body_shape_errors_are_400() -> TestResult {
+    // Goal: §3.2, issue 12 — valid JSON of the wrong shape is 400 (the reference's 422): a missing required field, a wrong JSON
     // type, an integer outside i32; optional extras are ignored and registrationId may be any
     // i32 including negative. Method: one defect per request, then the accepted variants.
     let server = TestServer::start()?;
@@ -394,13 +394,13 @@ fn body_shape_errors_are_422() -> TestResult {
         b
     };
     for field in ["identityKey", "registrationId", "signedPreKey", "oneTimePreKeys"] {
-        client.create_device(&user.token, &without(field))?.expect_error(422)?;
+        client.create_device(&user.token, &without(field))?.expect_error(400)?;
     }
     let mut spk_missing_sig = valid.clone();
     spk_missing_sig["signedPreKey"]
         .as_object_mut()
         .map(|o| o.remove("signature"));
-    client.create_device(&user.token, &spk_missing_sig)?.expect_error(422)?;
+    client.create_device(&user.token, &spk_missing_sig)?.expect_error(400)?;
 
     type Mutation = Box<dyn Fn(&mut Value)>;
     let mutations: Vec<(&str, Mutation)> = vec![
@@ -431,11 +431,11 @@ fn body_shape_errors_are_422() -> TestResult {
         let mut b = valid.clone();
         mutate(&mut b);
         let resp = client.create_device(&user.token, &b)?;
-        assert_eq!(resp.status, 422, "{what}: {resp:?}");
-        resp.expect_error(422)?;
+        assert_eq!(resp.status, 400, "{what}: {resp:?}");
+        resp.expect_error(400)?;
     }
-    client.create_device(&user.token, &json!([]))?.expect_error(422)?;
-    client.create_device(&user.token, &json!("device"))?.expect_error(422)?;
+    client.create_device(&user.token, &json!([]))?.expect_error(400)?;
+    client.create_device(&user.token, &json!("device"))?.expect_error(400)?;
     assert!(client.list_devices_ok(&user.token)?.is_empty());
 
     let mut extras = valid.clone();

@@ -423,7 +423,7 @@ fn legacy_registration_creates_the_user_and_its_primary_device() -> TestResult {
 #[test]
 fn legacy_registration_needs_all_four_key_fields() -> TestResult {
     // Goal: the issue's registration rule — any one key field makes the body legacy, and then
-    // a missing one of the four is 422 naming it; nothing is created (the name stays free).
+    // a missing one of the four is 400 naming it (issue 12; 422 before); nothing is created (the name stays free).
     // Method: the body without each field in turn, and bodies with only one key field.
     let server = TestServer::start()?;
     let client = server.client();
@@ -431,14 +431,14 @@ fn legacy_registration_needs_all_four_key_fields() -> TestResult {
     for field in KEY_FIELDS {
         let mut body = full.clone();
         body.as_object_mut().map(|o| o.remove(field));
-        let text = register_body(&client, &body)?.expect_error(422)?;
+        let text = register_body(&client, &body)?.expect_error(400)?;
         assert!(text.contains(field), "missing {field}: {text}");
     }
     for field in KEY_FIELDS {
         let body = json!({"username": "alice", "password": PASSWORD, field: full[field].clone()});
         let resp = register_body(&client, &body)?;
-        assert_eq!(resp.status, 422, "only {field}: {resp:?}");
-        resp.expect_error(422)?;
+        assert_eq!(resp.status, 400, "only {field}: {resp:?}");
+        resp.expect_error(400)?;
     }
     client.login("alice", PASSWORD, None)?.expect_error(401)?;
     register_legacy(&client, "alice", 1, 1)?;

@@ -7,6 +7,8 @@
 
 mod common;
 
+mod account;
+mod account_deletion;
 mod accounts;
 mod acks;
 mod admin;

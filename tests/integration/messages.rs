@@ -156,17 +156,26 @@ fn malformed_submissions_are_reported_in_pass_order() -> TestResult {
 
 #[test]
 fn empty_requests_and_bad_protobuf() -> TestResult {
-    // Goal: F56, F59, §7.1 step 5 — an empty `SendMessageRequest` (zero bytes) is 200 with a
-    // zero-byte body; `00 01 02` and a truncated message are 400 `Invalid SendMessageRequest
-    // protobuf: …`; unknown fields are ignored; the Content-Type is not checked. Method: each
-    // body in turn.
+    // Goal: §7.1 step 5, issue 12 — a request without a submission (no body, or a body with
+    // only unknown fields) is 400, as the contract requires a body (deliberately overriding
+    // TEST-CASES F59, where the reference answers 200), yet an answer stored under its key
+    // still wins (§7.1 step 4); `00 01 02` and a truncated
+    // message are 400 `Invalid SendMessageRequest protobuf: …`; unknown fields are ignored;
+    // the Content-Type is not checked. Method: each body in turn.
     let server = data::server_with(&[])?;
     let client = server.client();
     let alice = member(&client, "alice", 0)?;
     let bob = member(&client, "bob", 0)?;
-    let resp = post_messages(&client, alice.token(), &random_uuid(), vec![])?;
-    assert!(data::decode_200(&resp)?.is_empty());
-    assert!(resp.body.is_empty(), "{resp:?}");
+    for empty in [vec![], vec![0x38, 0x01]] {
+        let text = post_messages(&client, alice.token(), &random_uuid(), empty.clone())?.expect_error(400)?;
+        assert_eq!(text, "SendMessageRequest holds no submission", "{empty:02x?}");
+    }
+    let key = random_uuid();
+    let stored = wire::encode_send_request(&[Submission::to(&bob.id, b"stored")]);
+    let first = post_messages(&client, alice.token(), &key, stored)?;
+    assert_eq!(first.status, 200, "{first:?}");
+    let replay = post_messages(&client, alice.token(), &key, vec![])?;
+    assert_eq!((replay.status, &replay.body), (200, &first.body), "{replay:?}");
 
     for bad in [vec![0u8, 1, 2], vec![0x0A, 0x05, 0x01], vec![0x0A, 0x02, 0x0A, 0x10]] {
         let text = post_messages(&client, alice.token(), &random_uuid(), bad.clone())?.expect_error(400)?;
@@ -204,7 +213,7 @@ fn empty_requests_and_bad_protobuf() -> TestResult {
     assert!(data::decode_200(&resp)?.is_empty(), "{resp:?}");
     assert_eq!(
         texts(&queued_for(&server, &bob)?),
-        vec!["with unknown fields", "no content type"]
+        vec!["stored", "with unknown fields", "no content type"]
     );
     Ok(())
 }

@@ -273,7 +273,7 @@ fn pushes_in_flight_stay_within_the_concurrency() -> TestResult {
 fn push_tokens_are_validated_replaced_and_stored_untrimmed() -> TestResult {
     // Goal: J105, J106 and §11.1 — a device token is set (200) and replaced by a second PUT;
     // the value is checked trimmed (empty → 400, over 4096 bytes → 400 with the texts) but stored
-    // as sent; user-scoped tokens get 403, a missing token 401, a wrong shape 422, and the token
+    // as sent; user-scoped tokens get 403, a missing token 401, a wrong shape 400, and the token
     // of a deleted device 401. Method: the pushes show which token is stored.
     let s = setup(&[])?;
     let client = s.server.client();
@@ -312,7 +312,7 @@ fn push_tokens_are_validated_replaced_and_stored_untrimmed() -> TestResult {
         .bearer(bob.token())
         .json(&json!({"token": 5}))
         .send()?;
-    assert_eq!(shape.status, 422);
+    assert_eq!(shape.status, 400);
     send_text(&client, alice.token(), &bob.id, "hi")?;
     let sends = s.fcm.wait_sends(1, Duration::from_secs(10));
     assert_eq!(sends.iter().map(|p| p.token()).collect::<Vec<_>>(), ["  second\t"]);

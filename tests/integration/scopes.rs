@@ -113,7 +113,7 @@ fn user_tokens_get_403_on_device_routes() -> TestResult {
 #[test]
 fn body_rejections_of_key_upload_come_before_the_scope_check() -> TestResult {
     // Goal: §3.4 — body extraction (step 6) precedes the scope check (step 7): a user token with
-    // an unparsable body gets the JSON rejection (400), with a wrong-shape body 422, with a
+    // an unparsable body gets the JSON rejection (400), with a wrong-shape body 400 too, with a
     // wrong content type 415; a valid body gets 403 before any key validation (a bad signature
     // still answers 403). Method: each variant with a user token.
     let server = data::server_with(&[])?;
@@ -132,7 +132,7 @@ fn body_rejections_of_key_upload_come_before_the_scope_check() -> TestResult {
         .bearer(user)
         .json(&json!({"oneTimePreKeys": []}))
         .send()?
-        .expect_error(422)?;
+        .expect_error(400)?;
     client
         .post("/v1/devices/keys")
         .bearer(user)

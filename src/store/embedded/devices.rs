@@ -1,8 +1,11 @@
 //! [`Devices`] on fjall. A device is its row, an index row under
 //! its user, its prekeys and its device-scoped refresh tokens; creation
-//! writes all of them in one batch and deletion removes all of them (and
-//! the device's mailbox, push token and backup row) in one batch, which
-//! also marks the device as a deleted sender (see [`super::mailboxes`]).
+//! writes all of them in one batch (if its account still exists at the
+//! generation its token was issued at) and deletion removes all of them
+//! (and the device's mailbox, push token and backup row) in one batch,
+//! which also marks the device as a deleted sender (see
+//! [`super::mailboxes`]). An account deletion wipes each of its devices
+//! the same way ([`wipe_device`]) inside its own batch.
 
 use prost::Message;
 use uuid::Uuid;
@@ -25,7 +28,8 @@ pub(super) fn load_device(t: &Tables, id: Uuid) -> Result<Option<DeviceRecord>, 
         .transpose()
 }
 
-fn device_ids_of(t: &Tables, user: Uuid) -> Result<Vec<Uuid>, StoreError> {
+/// The ids of a user's devices, in id order.
+pub(super) fn device_ids_of(t: &Tables, user: Uuid) -> Result<Vec<Uuid>, StoreError> {
     Tables::keys_with_prefix(&t.user_devices, user.as_bytes())?
         .iter()
         .map(|k| uuid("user_devices", k.get(16..).unwrap_or_default()))
@@ -50,6 +54,7 @@ fn resolve_target(t: &Tables, id: Uuid) -> Result<Option<Uuid>, StoreError> {
 }
 
 fn create(t: &Tables, new: NewDevice, max_devices: usize) -> Result<(), StoreError> {
+    t.check_account(new.device.user_id, new.refresh.generation)?;
     if device_ids_of(t, new.device.user_id)?.len() >= max_devices {
         return Err(StoreError::DeviceLimit(max_devices));
     }
@@ -90,14 +95,17 @@ pub(super) fn insert_device(t: &Tables, batch: &mut fjall::OwnedWriteBatch, new:
     insert_refresh(t, batch, &new.refresh);
 }
 
-fn delete(w: &mut Writer, user: Uuid, id: Uuid) -> Result<bool, StoreError> {
-    let t = w.tables.clone();
-    let t = &*t;
-    match load_device(t, id)? {
-        Some(device) if device.user_id == user => {}
-        _ => return Ok(false),
-    }
-    let mut batch = t.db.batch();
+/// Adds the removal of device `id` of `user` and of everything it owns
+/// (keys, mailbox, push token and job, backup row, refresh tokens) to
+/// `batch`, and marks it as a deleted sender deleted at `deleted_at`; call
+/// [`forget_deleted_device`] after the commit.
+pub(super) fn wipe_device(
+    t: &Tables,
+    batch: &mut fjall::OwnedWriteBatch,
+    user: Uuid,
+    id: Uuid,
+    deleted_at: i64,
+) -> Result<(), StoreError> {
     batch.remove(&t.devices, id.as_bytes().to_vec());
     batch.remove(&t.user_devices, pair(user.as_bytes(), id.as_bytes()));
     for key in Tables::keys_with_prefix(&t.signed_prekeys, id.as_bytes())? {
@@ -106,21 +114,38 @@ fn delete(w: &mut Writer, user: Uuid, id: Uuid) -> Result<bool, StoreError> {
     for key in Tables::keys_with_prefix(&t.one_time_prekeys, id.as_bytes())? {
         batch.remove(&t.one_time_prekeys, key);
     }
-    wipe_mailbox(t, &mut batch, id)?;
-    let deleted_at = now_secs();
-    t.mark_deleted_sender(&mut batch, id, deleted_at);
-    wipe_push(t, &mut batch, id)?;
-    wipe_backup(t, &mut batch, id);
+    wipe_mailbox(t, batch, id)?;
+    t.mark_deleted_sender(batch, id, deleted_at);
+    wipe_push(t, batch, id)?;
+    wipe_backup(t, batch, id);
     for key in Tables::keys_with_prefix(&t.device_refresh, id.as_bytes())? {
         let hash = key.get(16..).unwrap_or_default();
         if let Some(v) = Tables::get(&t.refresh_tokens, hash)? {
-            remove_token(t, &mut batch, hash, &decode::<RefreshValue>("refresh_tokens", &v)?);
+            remove_token(t, batch, hash, &decode::<RefreshValue>("refresh_tokens", &v)?);
         }
         batch.remove(&t.device_refresh, key);
     }
-    batch.commit().map_err(backend)?;
-    t.remember_deleted_sender(id, deleted_at);
+    Ok(())
+}
+
+/// After a [`wipe_device`] committed: hides the device's sent messages and
+/// drops it from the writer's mailbox index.
+pub(super) fn forget_deleted_device(w: &mut Writer, id: Uuid, deleted_at: i64) {
+    w.tables.remember_deleted_sender(id, deleted_at);
     w.mailboxes.forget(id);
+}
+
+fn delete(w: &mut Writer, user: Uuid, id: Uuid) -> Result<bool, StoreError> {
+    let t = w.tables.clone();
+    match load_device(&t, id)? {
+        Some(device) if device.user_id == user => {}
+        _ => return Ok(false),
+    }
+    let mut batch = t.db.batch();
+    let deleted_at = now_secs();
+    wipe_device(&t, &mut batch, user, id, deleted_at)?;
+    batch.commit().map_err(backend)?;
+    forget_deleted_device(w, id, deleted_at);
     Ok(true)
 }
 

@@ -149,5 +149,11 @@ fn others(t: &Tables, sink: &mut dyn FnMut(Item) -> Result<(), StoreError>) -> R
             deleted_at_secs: be_i64("deleted_senders", &value)?,
         })?;
     }
+    for revocation in super::revocations::since(t, i64::MIN)? {
+        sink(Item::Revocation(revocation))?;
+    }
+    for deletion in super::accounts::pending_deletions(t, i64::MAX, usize::MAX)? {
+        sink(Item::AccountDeletion(deletion))?;
+    }
     Ok(())
 }

@@ -23,11 +23,14 @@
 //! | `attachment_expiry` | expiry (s) ‖ attachment id | – |
 //! | `backups` | device id | [`super::records::BackupValue`] |
 //! | `backup_uploads` | device id | – (the rows with an upload in progress) |
-//! | `meta` | name | value (`seq`: the end of the reserved block of sequence numbers) |
+//! | `meta` | name | value (`seq`: the end of the reserved block of sequence numbers; `user_refresh_indexed`) |
 //! | `push_tokens` | device id | token (UTF-8) |
 //! | `push_token_devices` | sha256(token) ‖ device id | – |
 //! | `push_jobs` | device id | due (ms) |
 //! | `push_due` | due (ms) ‖ device id | – |
+//! | `user_refresh` | user id ‖ token hash | – (every refresh token of a user) |
+//! | `revocations` | time (ms) ‖ user id | [`super::records::RevocationValue`] |
+//! | `account_deletions` | user id | [`super::records::AccountDeletionValue`] (deletions whose blob clean-up is due) |
 //!
 //! `seq` is one process-wide counter that only the writer thread advances,
 //! so within a mailbox the order of seqs is the order of commits: a cursor
@@ -36,7 +39,7 @@
 use uuid::Uuid;
 
 /// Every keyspace name, in creation order.
-pub const KEYSPACES: [&str; 23] = [
+pub const KEYSPACES: [&str; 26] = [
     "users",
     "usernames",
     "devices",
@@ -60,10 +63,17 @@ pub const KEYSPACES: [&str; 23] = [
     "attachment_expiry",
     "backups",
     "backup_uploads",
+    "user_refresh",
+    "revocations",
+    "account_deletions",
 ];
 
 /// The `meta` key of the sequence high-water mark.
 pub const META_SEQ: &[u8] = b"seq";
+
+/// The `meta` key present once `user_refresh` indexes every refresh token
+/// (stores from before the index get it built at their first open).
+pub const META_USER_REFRESH_INDEXED: &[u8] = b"user_refresh_indexed";
 
 /// `device id ‖ seq`.
 pub fn mailbox_key(device: Uuid, seq: u64) -> Vec<u8> {

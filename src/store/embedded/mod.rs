@@ -6,8 +6,9 @@
 //!
 //! The operations themselves live beside this file, one per interface trait:
 //! [`accounts`], [`devices`], [`prekeys`], [`mailboxes`], [`idempotency`],
-//! [`refresh`], [`attachments`], [`backups`], and [`tickets`] (which live in
-//! memory); the writer's in-memory [`mailbox_index`] serves [`mailboxes`].
+//! [`refresh`], [`revocations`], [`attachments`], [`backups`], and
+//! [`tickets`] (which live in memory); the writer's in-memory
+//! [`mailbox_index`] serves [`mailboxes`].
 
 mod accounts;
 mod attachments;
@@ -23,6 +24,7 @@ mod prekeys;
 mod push;
 pub mod records;
 mod refresh;
+mod revocations;
 pub mod tables;
 mod tickets;
 
@@ -77,6 +79,7 @@ impl EmbeddedStore {
     /// Opens the store in `dir` and starts its threads.
     pub fn open(dir: &Path, options: &EmbeddedOptions) -> Result<(Arc<Self>, StoreThreads), StoreError> {
         let tables = Arc::new(Tables::open(dir)?);
+        tables.index_refresh_tokens_by_user()?;
         let poisoned = Arc::new(AtomicBool::new(false));
         let (writes, write_rx) = bounded::<WriteJob>(limits::STORE_QUEUE_DEPTH);
         let (reads, read_rx) = bounded::<ReadJob>(limits::STORE_QUEUE_DEPTH);
@@ -200,7 +203,10 @@ impl StoreThreads {
 mod tests {
     use super::*;
     use crate::shard::runtime::{block_on, ChosenDriver};
-    use crate::store::{conformance, Accounts, Appended, Devices, Mailboxes, NewMessage, RefreshRecord, UserRecord};
+    use crate::store::{
+        conformance, Accounts, Appended, Devices, Mailboxes, NewMessage, PasswordChange, RefreshRecord, RefreshTokens,
+        Rotation, UserRecord,
+    };
 
     fn options(durability: Durability) -> EmbeddedOptions {
         EmbeddedOptions {
@@ -249,6 +255,7 @@ mod tests {
                     password_hash: "h".into(),
                     created_at_micros: 0,
                     legacy: false,
+                    token_generation: 0,
                 };
                 let refresh = RefreshRecord {
                     hash: crate::auth::refresh::hash_text(&name),
@@ -256,6 +263,7 @@ mod tests {
                     device_id: None,
                     family: uuid::Uuid::new_v4(),
                     expires_at_secs: 1,
+                    generation: 0,
                 };
                 store.create_user(user.clone(), refresh).await.unwrap();
                 assert!(store.devices_of(user.id).await.unwrap().is_empty());
@@ -313,8 +321,8 @@ mod tests {
             block_on(ChosenDriver::Epoll, async {
                 match round {
                     0 => {
-                        store.create_device(good.clone(), 10).await.unwrap();
-                        store.create_device(bad.clone(), 10).await.unwrap();
+                        conformance::create_device(&*store, good.clone()).await;
+                        conformance::create_device(&*store, bad.clone()).await;
                         let garbage = keys::mailbox_key(broken, u64::MAX - 1);
                         store.tables.mailboxes.insert(garbage, [0xff_u8; 3]).unwrap();
                     }
@@ -359,7 +367,7 @@ mod tests {
         let device = conformance::new_device(uuid::Uuid::now_v7(), 1, "exact");
         let target = device.device.id;
         block_on(ChosenDriver::Epoll, async {
-            store.create_device(device, 10).await.unwrap();
+            conformance::create_device(&*store, device).await;
             let send = || message_to(target, uuid::Uuid::new_v4());
             let first = store.append(vec![send(), send()]).await.unwrap();
             let queued = |o: &Appended| match o {
@@ -392,7 +400,7 @@ mod tests {
             let (store, threads) = EmbeddedStore::open(dir.path(), &options(Durability::Fsync)).unwrap();
             block_on(ChosenDriver::Epoll, async {
                 if round == 0 {
-                    store.create_device(device.clone(), 10).await.unwrap();
+                    conformance::create_device(&*store, device.clone()).await;
                 }
                 let outcomes = store.append(vec![message(first), message(second)]).await.unwrap();
                 let stored = stored_seqs(&outcomes);
@@ -417,6 +425,57 @@ mod tests {
             };
             assert!(seqs.iter().all(|s| *s < q.seq), "seqs continue after a restart");
             assert_eq!(q.prev, seqs.last().copied());
+        })
+        .unwrap();
+        drop(store);
+        threads.join();
+    }
+
+    /// Goal: a store written before the `user_refresh` index existed gets
+    /// it built at its next open, so a password change revokes refresh
+    /// tokens issued before the upgrade too. Method: an account and a
+    /// device, then their index rows and the marker removed (the old
+    /// layout); reopen: both tokens are indexed again; change the
+    /// password: both rows are gone (a rotation alone would be refused by
+    /// the generation anyway, so the rows themselves are checked).
+    #[test]
+    fn an_older_store_gets_its_refresh_tokens_indexed() {
+        let dir = tempfile::tempdir().unwrap();
+        let device = conformance::new_device(uuid::Uuid::now_v7(), 1, "before-upgrade");
+        let owner = device.device.user_id;
+        let (store, threads) = EmbeddedStore::open(dir.path(), &options(Durability::Fsync)).unwrap();
+        block_on(ChosenDriver::Epoll, conformance::create_device(&*store, device.clone())).unwrap();
+        for key in Tables::keys_with_prefix(&store.tables.user_refresh, owner.as_bytes()).unwrap() {
+            store.tables.user_refresh.remove(key).unwrap();
+        }
+        store.tables.meta.remove(keys::META_USER_REFRESH_INDEXED).unwrap();
+        store.flush().unwrap();
+        drop(store);
+        threads.join();
+        let (store, threads) = EmbeddedStore::open(dir.path(), &options(Durability::Fsync)).unwrap();
+        let indexed = Tables::keys_with_prefix(&store.tables.user_refresh, owner.as_bytes()).unwrap();
+        assert_eq!(indexed.len(), 2, "the account's and the device's token");
+        block_on(ChosenDriver::Epoll, async {
+            let change = PasswordChange {
+                user_id: owner,
+                expected_generation: 0,
+                password_hash: "new".into(),
+                refresh: RefreshRecord {
+                    hash: crate::auth::refresh::hash_text("after-upgrade"),
+                    device_id: None,
+                    ..device.refresh.clone()
+                },
+            };
+            assert!(store.change_password(change).await.unwrap().is_some());
+            for old in [format!("owner-{owner}"), "before-upgrade".into()] {
+                let presented = crate::auth::refresh::hash_text(&old);
+                assert!(store.tables.refresh_tokens.get(presented.0).unwrap().is_none(), "{old}");
+                let next = crate::auth::refresh::hash_text("next");
+                assert_eq!(
+                    store.rotate_refresh(presented, next, 0, 10).await.unwrap(),
+                    Rotation::Unknown
+                );
+            }
         })
         .unwrap();
         drop(store);

@@ -11,7 +11,8 @@ use uuid::Uuid;
 use crate::auth::refresh::TokenHash;
 use crate::crypto::public_key::{PublicKey, Signature};
 use crate::store::{
-    BackupRow, DeviceRecord, OneTimePreKey, PendingBackup, RefreshRecord, SignedPreKey, StoreError, UserRecord,
+    AccountDeletion, BackupRow, DeviceRecord, OneTimePreKey, PendingBackup, RefreshRecord, SignedPreKey, StoreError,
+    TokenFloor, UserRecord,
 };
 
 /// Stored user.
@@ -25,6 +26,8 @@ pub struct UserValue {
     pub created_at_micros: i64,
     #[prost(bool, tag = "4")]
     pub legacy: bool,
+    #[prost(uint32, tag = "5")]
+    pub token_generation: u32,
 }
 
 /// Stored device.
@@ -75,6 +78,29 @@ pub struct RefreshValue {
     /// Spent by a rotation; kept until expiry to detect reuse.
     #[prost(bool, tag = "5")]
     pub rotated: bool,
+    /// The account's token generation at issue (0 in records from before).
+    #[prost(uint32, tag = "6")]
+    pub generation: u32,
+}
+
+/// Stored revocation (time and user are in the key).
+#[derive(Clone, PartialEq, Message)]
+pub struct RevocationValue {
+    /// The lowest accepted generation; ignored when `deleted`.
+    #[prost(uint32, tag = "1")]
+    pub generation: u32,
+    #[prost(bool, tag = "2")]
+    pub deleted: bool,
+}
+
+/// Stored pending account deletion (user id is the key).
+#[derive(Clone, PartialEq, Message)]
+pub struct AccountDeletionValue {
+    /// The account's devices, 16 bytes each.
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub devices: Vec<Vec<u8>>,
+    #[prost(int64, tag = "2")]
+    pub at_ms: i64,
 }
 
 /// Stored backup row (device id is the key).
@@ -129,6 +155,7 @@ impl UserValue {
             password_hash: u.password_hash.clone(),
             created_at_micros: u.created_at_micros,
             legacy: u.legacy,
+            token_generation: u.token_generation,
         }
     }
 
@@ -140,6 +167,7 @@ impl UserValue {
             password_hash: self.password_hash,
             created_at_micros: self.created_at_micros,
             legacy: self.legacy,
+            token_generation: self.token_generation,
         }
     }
 }
@@ -207,6 +235,7 @@ impl RefreshValue {
             family: r.family.as_bytes().to_vec(),
             expires_at_secs: r.expires_at_secs,
             rotated: false,
+            generation: r.generation,
         }
     }
 
@@ -222,6 +251,7 @@ impl RefreshValue {
                 .transpose()?,
             family: uuid("refresh_tokens", &self.family)?,
             expires_at_secs: self.expires_at_secs,
+            generation: self.generation,
         })
     }
 }
@@ -282,6 +312,54 @@ impl BackupValue {
             current_version: self.current_version,
             current_token: self.current_token.as_deref().map(|t| uuid("backups", t)).transpose()?,
             pending,
+        })
+    }
+}
+
+impl RevocationValue {
+    /// From a floor.
+    pub fn from_floor(floor: TokenFloor) -> Self {
+        match floor {
+            TokenFloor::Generation(generation) => Self {
+                generation,
+                deleted: false,
+            },
+            TokenFloor::Deleted => Self {
+                generation: 0,
+                deleted: true,
+            },
+        }
+    }
+
+    /// To a floor.
+    pub fn floor(&self) -> TokenFloor {
+        if self.deleted {
+            TokenFloor::Deleted
+        } else {
+            TokenFloor::Generation(self.generation)
+        }
+    }
+}
+
+impl AccountDeletionValue {
+    /// From the interface record (the user id is the key).
+    pub fn from_record(d: &AccountDeletion) -> Self {
+        Self {
+            devices: d.devices.iter().map(|id| id.as_bytes().to_vec()).collect(),
+            at_ms: d.at_ms,
+        }
+    }
+
+    /// To the interface record.
+    pub fn into_record(self, user_id: Uuid) -> Result<AccountDeletion, StoreError> {
+        Ok(AccountDeletion {
+            user_id,
+            devices: self
+                .devices
+                .iter()
+                .map(|d| uuid("account_deletions", d))
+                .collect::<Result<_, _>>()?,
+            at_ms: self.at_ms,
         })
     }
 }

@@ -1,6 +1,10 @@
 //! [`RefreshTokens`] on fjall. A rotated token stays stored, marked spent,
 //! until it expires: presenting it again is how reuse is detected, and it
-//! revokes every token of its family.
+//! revokes every token of its family. Every token is indexed under its
+//! family, its user and (device-scoped ones) its device, so a logout, a
+//! password change or a deletion finds them all. A token carries the
+//! account's token generation it was issued at; one below the account's
+//! current generation (or of a deleted account) never rotates.
 
 use prost::Message;
 use uuid::Uuid;
@@ -27,6 +31,7 @@ pub(super) fn insert_refresh(t: &Tables, batch: &mut fjall::OwnedWriteBatch, r: 
         RefreshValue::from_record(r).encode_to_vec(),
     );
     batch.insert(&t.refresh_families, pair(r.family.as_bytes(), &hash), Vec::new());
+    batch.insert(&t.user_refresh, pair(r.user_id.as_bytes(), &hash), Vec::new());
     batch.insert(
         &t.refresh_expiry,
         pair(&ordered_i64(r.expires_at_secs), &hash),
@@ -41,6 +46,7 @@ pub(super) fn insert_refresh(t: &Tables, batch: &mut fjall::OwnedWriteBatch, r: 
 pub(super) fn remove_token(t: &Tables, batch: &mut fjall::OwnedWriteBatch, hash: &[u8], value: &RefreshValue) {
     batch.remove(&t.refresh_tokens, hash.to_vec());
     batch.remove(&t.refresh_families, pair(&value.family, hash));
+    batch.remove(&t.user_refresh, pair(&value.user_id, hash));
     batch.remove(&t.refresh_expiry, pair(&ordered_i64(value.expires_at_secs), hash));
     if let Some(device) = &value.device_id {
         batch.remove(&t.device_refresh, pair(device, hash));
@@ -56,6 +62,24 @@ fn remove_family(t: &Tables, batch: &mut fjall::OwnedWriteBatch, family: &[u8]) 
         }
     }
     Ok(())
+}
+
+/// Removes every token of `user` (password change, deletion).
+pub(super) fn remove_user_tokens(t: &Tables, batch: &mut fjall::OwnedWriteBatch, user: Uuid) -> Result<(), StoreError> {
+    for key in Tables::keys_with_prefix(&t.user_refresh, user.as_bytes())? {
+        let hash = key.get(16..).unwrap_or_default();
+        match Tables::get(&t.refresh_tokens, hash)? {
+            Some(value) => remove_token(t, batch, hash, &decode::<RefreshValue>("refresh_tokens", &value)?),
+            None => batch.remove(&t.user_refresh, key),
+        }
+    }
+    Ok(())
+}
+
+/// Whether the token's account still exists at the token's generation.
+fn account_holds(t: &Tables, value: &RefreshValue) -> Result<bool, StoreError> {
+    let user = super::records::uuid("refresh_tokens", &value.user_id)?;
+    Ok(t.account_generation(user)? == Some(value.generation))
 }
 
 fn rotate(
@@ -75,6 +99,9 @@ fn rotate(
     } else if value.expires_at_secs < now {
         remove_token(t, &mut batch, &presented.0, &value);
         Rotation::Expired
+    } else if !account_holds(t, &value)? {
+        remove_token(t, &mut batch, &presented.0, &value);
+        Rotation::Unknown
     } else {
         let spent = value.to_record(presented)?;
         value.rotated = true;
@@ -114,6 +141,7 @@ fn purge(t: &Tables, now: i64, limit: usize) -> Result<usize, StoreError> {
 impl RefreshTokens for EmbeddedStore {
     fn insert_refresh(&self, record: RefreshRecord) -> StoreFuture<'_, ()> {
         self.write(move |t| {
+            t.check_account(record.user_id, record.generation)?;
             let mut batch = t.db.batch();
             insert_refresh(t, &mut batch, &record);
             batch.commit().map_err(backend)

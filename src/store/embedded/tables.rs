@@ -11,8 +11,8 @@ use std::sync::{Mutex, RwLock};
 
 use uuid::Uuid;
 
-use super::keys::{KEYSPACES, META_SEQ};
-use super::records::uuid;
+use super::keys::{pair, KEYSPACES, META_SEQ, META_USER_REFRESH_INDEXED};
+use super::records::{decode, uuid, RefreshValue, UserValue};
 use crate::limits;
 use crate::store::StoreError;
 
@@ -66,6 +66,12 @@ pub struct Tables {
     pub backups: Keyspace,
     #[allow(missing_docs)]
     pub backup_uploads: Keyspace,
+    #[allow(missing_docs)]
+    pub user_refresh: Keyspace,
+    #[allow(missing_docs)]
+    pub revocations: Keyspace,
+    #[allow(missing_docs)]
+    pub account_deletions: Keyspace,
     /// The last sequence number handed out; only the writer advances it.
     last_seq: AtomicU64,
     /// The end of the block of sequence numbers the `meta` row reserves.
@@ -98,7 +104,7 @@ impl Tables {
             .open()
             .map_err(backend)?;
         let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).map_err(backend);
-        let [users, usernames, devices, user_devices, signed_prekeys, one_time_prekeys, refresh_tokens, refresh_families, device_refresh, refresh_expiry, mailboxes, deleted_senders, idempotency, idempotency_expiry, meta, push_tokens, push_token_devices, push_jobs, push_due, attachments, attachment_expiry, backups, backup_uploads] =
+        let [users, usernames, devices, user_devices, signed_prekeys, one_time_prekeys, refresh_tokens, refresh_families, device_refresh, refresh_expiry, mailboxes, deleted_senders, idempotency, idempotency_expiry, meta, push_tokens, push_token_devices, push_jobs, push_due, attachments, attachment_expiry, backups, backup_uploads, user_refresh, revocations, account_deletions] =
             KEYSPACES;
         let meta = ks(meta)?;
         let deleted_senders = ks(deleted_senders)?;
@@ -141,6 +147,9 @@ impl Tables {
             attachment_expiry: ks(attachment_expiry)?,
             backups: ks(backups)?,
             backup_uploads: ks(backup_uploads)?,
+            user_refresh: ks(user_refresh)?,
+            revocations: ks(revocations)?,
+            account_deletions: ks(account_deletions)?,
             last_seq: AtomicU64::new(last_seq),
             seq_reserved: AtomicU64::new(last_seq),
             mailbox_heads: Mutex::default(),
@@ -257,6 +266,50 @@ impl Tables {
         for device in devices {
             deleted.remove(device);
         }
+    }
+
+    /// The token generation of account `user`; `None` if there is no such
+    /// account.
+    pub fn account_generation(&self, user: Uuid) -> Result<Option<u32>, StoreError> {
+        Ok(Self::get(&self.users, user.as_bytes())?
+            .map(|v| decode::<UserValue>("users", &v))
+            .transpose()?
+            .map(|u| u.token_generation))
+    }
+
+    /// Fails with [`StoreError::AccountChanged`] unless account `user`
+    /// exists at token generation `generation`.
+    pub fn check_account(&self, user: Uuid, generation: u32) -> Result<(), StoreError> {
+        match self.account_generation(user)? {
+            Some(current) if current == generation => Ok(()),
+            _ => Err(StoreError::AccountChanged),
+        }
+    }
+
+    /// Builds the `user_refresh` index of a store from before it, once
+    /// (before the writer starts): one row per stored refresh token, in
+    /// batches of [`limits::STORE_BACKFILL_BATCH_COUNT`].
+    pub fn index_refresh_tokens_by_user(&self) -> Result<(), StoreError> {
+        if self.meta.contains_key(META_USER_REFRESH_INDEXED).map_err(backend)? {
+            return Ok(());
+        }
+        let mut batch = self.db.batch();
+        let mut in_batch = 0;
+        for guard in self.refresh_tokens.iter() {
+            let (hash, value) = guard.into_inner().map_err(backend)?;
+            let token = decode::<RefreshValue>("refresh_tokens", &value)?;
+            batch.insert(&self.user_refresh, pair(&token.user_id, &hash), Vec::new());
+            in_batch += 1;
+            if in_batch == limits::STORE_BACKFILL_BATCH_COUNT {
+                std::mem::replace(&mut batch, self.db.batch())
+                    .commit()
+                    .map_err(backend)?;
+                in_batch = 0;
+            }
+        }
+        batch.insert(&self.meta, META_USER_REFRESH_INDEXED.to_vec(), Vec::new());
+        batch.commit().map_err(backend)?;
+        self.db.persist(fjall::PersistMode::SyncAll).map_err(backend)
     }
 
     /// A point lookup.

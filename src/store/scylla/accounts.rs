@@ -1,22 +1,40 @@
-//! [`Accounts`] on ScyllaDB. A user's rows (with its refresh token, or for
-//! a legacy registration its first device) are written in one logged batch
-//! first; then the username is claimed with a lightweight transaction
-//! (`INSERT … IF NOT EXISTS`). A taken name deletes those rows again, so of
-//! two registrations of one name exactly one exists afterwards; a crash
-//! between the two steps leaves rows that no name points to.
+//! [`Accounts`] on ScyllaDB: registration, lookups and password changes
+//! (deletion is in [`super::account_deletion`]).
+//!
+//! A user's rows (with its refresh token, or for a legacy registration its
+//! first device) are written in one logged batch first; then the username
+//! is claimed with a lightweight transaction (`INSERT … IF NOT EXISTS`). A
+//! taken name deletes those rows again, so of two registrations of one name
+//! exactly one exists afterwards; a crash between the two steps leaves rows
+//! that no name points to. A name still held by a deleted account (its
+//! clean-up not finished) is taken over with a compare-and-set on the old
+//! holder.
+//!
+//! The `users` row is the account's state: its token generation and its
+//! deletion marker. A password change is one compare-and-set on it (new
+//! hash and generation, `IF token_generation = ? AND deleted_at_ms = null`);
+//! its revocation is logged just before ([`super::revocations`]: an entry
+//! counts only once the row shows it), the account's older refresh tokens
+//! are deleted after (a rotation refuses them by their generation anyway).
 
 use scylla::statement::batch::BatchType;
+use scylla::value::CqlValue;
 use uuid::Uuid;
 
+use super::account_rows::{generation_to_cql, now_ms, Account};
 use super::cql::{part, Part};
 use super::devices::device_parts;
 use super::refresh::{refresh_parts, remove_token_parts};
 use super::statements::Stmt;
 use super::{Inner, ScyllaStore};
-use crate::store::{Accounts, NewDevice, RefreshRecord, StoreError, StoreFuture, UserRecord};
+use crate::store::{
+    AccountDeletion, Accounts, NewDevice, PasswordChange, PasswordChanged, RefreshRecord, StoreError, StoreFuture,
+    TokenFloor, UserRecord,
+};
 use crate::util::time::now_secs;
 
-fn user_part(user: &UserRecord) -> Part {
+/// A user's row.
+pub(super) fn user_part(user: &UserRecord) -> Part {
     part(
         Stmt::InsertUser,
         (
@@ -25,16 +43,30 @@ fn user_part(user: &UserRecord) -> Part {
             user.password_hash.clone(),
             user.created_at_micros,
             user.legacy,
+            generation_to_cql(user.token_generation),
         ),
     )
 }
 
 impl Inner {
-    /// Claims the username for `user`; `false` if it is taken.
+    /// Claims the username for `user`; `false` if a live account holds it.
     async fn claim_username(&self, user: &UserRecord) -> Result<bool, StoreError> {
-        self.cql
-            .applied(Stmt::ClaimUsername, (user.username.clone(), user.id))
-            .await
+        let name = user.username.clone();
+        let (claimed, current) = self.cql.lwt(Stmt::ClaimUsername, (name.clone(), user.id)).await?;
+        if claimed {
+            return Ok(true);
+        }
+        let Some(holder) = current.iter().find_map(|v| match v {
+            Some(CqlValue::Uuid(id)) => Some(*id),
+            _ => None,
+        }) else {
+            return Ok(false);
+        };
+        if self.account_lives(holder).await? {
+            return Ok(false);
+        }
+        // A deleted account whose clean-up has not released the name yet.
+        self.cql.applied(Stmt::TakeOverUsername, (user.id, name, holder)).await
     }
 
     async fn create_user(&self, user: UserRecord, refresh: RefreshRecord) -> Result<(), StoreError> {
@@ -45,14 +77,8 @@ impl Inner {
         if self.claim_username(&user).await? {
             return Ok(());
         }
-        let r = &refresh;
         let mut undo = vec![part(Stmt::DeleteUser, (user.id,))];
-        undo.extend(remove_token_parts(
-            r.hash.0.to_vec(),
-            r.family,
-            r.device_id,
-            r.expires_at_secs,
-        ));
+        undo.extend(remove_token_parts(&refresh));
         self.cql.batch(BatchType::Logged, undo).await?;
         Err(StoreError::UsernameTaken)
     }
@@ -90,18 +116,43 @@ impl Inner {
         else {
             return Ok(None);
         };
-        let row = self
-            .cql
-            .first::<(Option<String>, Option<String>, Option<i64>, Option<bool>)>(Stmt::SelectUser, (id,))
+        Ok(self.account(id).await?.and_then(Account::record))
+    }
+
+    async fn change_password(&self, change: PasswordChange) -> Result<Option<PasswordChanged>, StoreError> {
+        let user = change.user_id;
+        let Some(account) = self
+            .account(user)
+            .await?
+            .filter(|a| a.holds(change.expected_generation))
+        else {
+            return Ok(None);
+        };
+        let generation = change.expected_generation.wrapping_add(1);
+        let at_ms = now_ms();
+        self.log_revocation(user, TokenFloor::Generation(generation), at_ms)
             .await?;
-        Ok(row.and_then(|(username, password_hash, created, legacy)| {
-            Some(UserRecord {
-                id,
-                username: username?,
-                password_hash: password_hash?,
-                created_at_micros: created.unwrap_or(0),
-                legacy: legacy.unwrap_or(false),
-            })
+        let values = (
+            change.password_hash,
+            generation_to_cql(generation),
+            user,
+            account.stored_generation,
+            account.username,
+        );
+        if !self.cql.applied(Stmt::ChangePassword, values).await? {
+            return Ok(None);
+        }
+        self.remove_user_tokens(user, Some(generation)).await?;
+        let refresh = RefreshRecord {
+            generation,
+            ..change.refresh
+        };
+        self.write_refresh(&refresh, false).await?;
+        let (devices, _) = self.slots(user).await?;
+        Ok(Some(PasswordChanged {
+            generation,
+            devices,
+            at_ms,
         }))
     }
 }
@@ -118,5 +169,25 @@ impl Accounts for ScyllaStore {
     fn user_by_name(&self, username: &str) -> StoreFuture<'_, Option<UserRecord>> {
         let username = username.to_owned();
         self.call(move |s| async move { s.user_by_name(username).await })
+    }
+
+    fn user(&self, id: Uuid) -> StoreFuture<'_, Option<UserRecord>> {
+        self.call(move |s| async move { Ok(s.account(id).await?.and_then(Account::record)) })
+    }
+
+    fn change_password(&self, change: PasswordChange) -> StoreFuture<'_, Option<PasswordChanged>> {
+        self.call(move |s| async move { s.change_password(change).await })
+    }
+
+    fn delete_account(&self, user_id: Uuid, expected_generation: u32) -> StoreFuture<'_, Option<AccountDeletion>> {
+        self.call(move |s| async move { s.delete_account(user_id, expected_generation).await })
+    }
+
+    fn pending_account_deletions(&self, decided_before_ms: i64, limit: usize) -> StoreFuture<'_, Vec<AccountDeletion>> {
+        self.call(move |s| async move { s.pending_deletions(decided_before_ms, limit).await })
+    }
+
+    fn finish_account_deletion(&self, user_id: Uuid) -> StoreFuture<'_, ()> {
+        self.call(move |s| async move { s.finish_deletion(user_id).await })
     }
 }

@@ -3,9 +3,13 @@
 //! Creation writes them in one logged batch, then takes a slot under the
 //! device limit with a conditional batch on the user's partition (its
 //! static `version` is the compare-and-set counter), and removes them again
-//! if the limit is reached. Deletion marks the device a deleted sender
-//! first (its queued messages vanish from every read at once), removes the
-//! device row, frees its slot, then everything it owns.
+//! if the limit is reached. Creation needs the account to exist at the
+//! generation of the device's refresh token, checked before and again after
+//! the slot is taken (an account deleted meanwhile removes the new device
+//! again). Deletion marks the device a deleted sender first (its queued
+//! messages vanish from every read at once), removes the device row, frees
+//! its slot, then everything it owns. Reads of a device or of a user's
+//! devices check the account's deletion marker.
 
 use std::collections::HashMap;
 
@@ -146,17 +150,30 @@ impl Inner {
         Ok(known)
     }
 
+    /// One device of a live account, with its push token: none when the
+    /// device or its account was deleted.
+    pub(super) async fn live_device(&self, id: Uuid) -> Result<Option<LoadedDevice>, StoreError> {
+        if self.is_deleted_sender(&id) {
+            return Ok(None);
+        }
+        let Some(device) = self.load_device(id).await? else {
+            return Ok(None);
+        };
+        Ok(self.account_lives(device.record.user_id).await?.then_some(device))
+    }
+
     /// The ids of a user's devices and the slot counter.
-    async fn slots(&self, user: Uuid) -> Result<(Vec<Uuid>, Option<i32>), StoreError> {
+    pub(super) async fn slots(&self, user: Uuid) -> Result<(Vec<Uuid>, Option<i32>), StoreError> {
         let rows: Vec<(Option<Uuid>, Option<i32>)> = self.cql.rows(Stmt::SelectUserDevices, (user,)).await?;
         let version = rows.first().and_then(|(_, v)| *v);
         Ok((rows.into_iter().filter_map(|(d, _)| d).collect(), version))
     }
 
-    /// A user's devices, oldest first.
+    /// A live user's devices, oldest first.
     pub(super) async fn devices_of(&self, user: Uuid) -> Result<Vec<DeviceRecord>, StoreError> {
-        let (ids, _) = self.slots(user).await?;
-        if ids.is_empty() {
+        let (slots, lives) = tokio::join!(self.slots(user), self.account_lives(user));
+        let (ids, _) = slots?;
+        if ids.is_empty() || !lives? {
             return Ok(Vec::new());
         }
         let rows: Vec<DeviceRow> = self.cql.rows(Stmt::SelectDevices, (ids,)).await?;
@@ -191,7 +208,10 @@ impl Inner {
     }
 
     async fn create_device(&self, new: NewDevice, max: usize) -> Result<(), StoreError> {
-        let (user, id) = (new.device.user_id, new.device.id);
+        let (user, id, generation) = (new.device.user_id, new.device.id, new.refresh.generation);
+        if !self.account_holds(user, generation).await? {
+            return Err(StoreError::AccountChanged);
+        }
         let mut parts = device_parts(self, &new);
         parts.push(self.refresh_index(&new.refresh).await?);
         self.cql.batch(BatchType::Logged, parts).await?;
@@ -207,7 +227,14 @@ impl Inner {
             self.remove_new_device(&new).await?;
             return Err(refused);
         }
-        Ok(())
+        if self.account_holds(user, generation).await? {
+            return Ok(());
+        }
+        // The account was deleted (or its password changed) meanwhile.
+        self.change_slots(user, |_| Ok(Some(part(Stmt::DeleteUserDevice, (user, id)))))
+            .await?;
+        self.remove_new_device(&new).await?;
+        Err(StoreError::AccountChanged)
     }
 
     /// Removes what a device creation wrote before it was refused.
@@ -218,13 +245,7 @@ impl Inner {
             part(Stmt::DeleteSignedPreKeys, (ts, id)),
             part(Stmt::DeleteOneTimePreKeys, (ts, id)),
         ];
-        let r = &new.refresh;
-        parts.extend(remove_token_parts(
-            r.hash.0.to_vec(),
-            r.family,
-            r.device_id,
-            r.expires_at_secs,
-        ));
+        parts.extend(remove_token_parts(&new.refresh));
         self.cql.batch(BatchType::Logged, parts).await.map(drop)
     }
 
@@ -271,7 +292,7 @@ impl Inner {
     }
 
     /// Everything a deleted device owned but its row and slot.
-    async fn wipe_device(&self, id: Uuid, push_token: Option<String>) -> Result<(), StoreError> {
+    pub(super) async fn wipe_device(&self, id: Uuid, push_token: Option<String>) -> Result<(), StoreError> {
         let ts = now_micros();
         let keys = self.cql.batch(
             BatchType::Unlogged,
@@ -308,7 +329,7 @@ impl Devices for ScyllaStore {
     }
 
     fn device(&self, id: Uuid) -> StoreFuture<'_, Option<DeviceRecord>> {
-        self.call(move |s| async move { Ok(s.load_device(id).await?.map(|d| d.record)) })
+        self.call(move |s| async move { Ok(s.live_device(id).await?.map(|d| d.record)) })
     }
 
     fn devices_of(&self, user_id: Uuid) -> StoreFuture<'_, Vec<DeviceRecord>> {

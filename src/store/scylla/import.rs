@@ -2,7 +2,10 @@
 //! ([`crate::store::copy`]) into the ScyllaDB store, with the indexes the
 //! ScyllaDB store keeps beside them. Every write is an upsert, so a copy
 //! that stopped half way can be run again; a username that another user
-//! holds already stops it.
+//! holds already stops it. A deletion still pending on the embedded store
+//! (whose rows are gone already) becomes a marked `users` row without
+//! anything else, with its pending entry, so the new deployment's clean-up
+//! finishes it.
 
 use futures_util::future::try_join_all;
 use scylla::statement::batch::BatchType;
@@ -13,10 +16,10 @@ use super::devices::device_part;
 use super::mailboxes::run_each;
 use super::positions::{bucket_at_millis, bucket_of, to_cql, ttl_until};
 use super::statements::Stmt;
-use super::time_index::DELETED_SENDERS;
+use super::time_index::{ACCOUNT_DELETIONS, DELETED_SENDERS};
 use super::{Inner, ScyllaStore};
 use crate::store::copy::Item;
-use crate::store::{StoreError, UserRecord};
+use crate::store::{AccountDeletion, StoreError, UserRecord};
 use crate::util::time::{now_micros, now_secs};
 
 impl ScyllaStore {
@@ -94,18 +97,26 @@ impl Inner {
                 super::caches::lock(&self.deleted).insert(device);
                 Ok(())
             }
+            Item::Revocation(r) => self.log_revocation(r.user_id, r.floor, r.at_ms).await,
+            Item::AccountDeletion(deletion) => self.import_deletion(deletion).await,
         }
     }
 
+    async fn import_deletion(&self, d: AccountDeletion) -> Result<(), StoreError> {
+        let values = (d.user_id, d.at_ms, d.devices.clone());
+        self.cql.exec(Stmt::InsertDeletedUser, values).await?;
+        let alive = d.at_ms.div_euclid(1000).saturating_add(self.options.ttl_secs);
+        let id = d.user_id.as_bytes().to_vec();
+        self.indexes
+            .add(&self.cql, ACCOUNT_DELETIONS, d.at_ms, id, alive)
+            .await?;
+        super::caches::lock(&self.deleted).extend(d.devices);
+        Ok(())
+    }
+
     async fn import_user(&self, user: UserRecord) -> Result<(), StoreError> {
-        let values = (
-            user.id,
-            user.username.clone(),
-            user.password_hash.clone(),
-            user.created_at_micros,
-            user.legacy,
-        );
-        self.cql.exec(Stmt::InsertUser, values).await?;
+        let (stmt, values) = super::accounts::user_part(&user);
+        self.cql.exec(stmt, values).await?;
         let (claimed, current) = self
             .cql
             .lwt(Stmt::ClaimUsername, (user.username.clone(), user.id))

@@ -72,6 +72,11 @@ impl Inner {
         limit: usize,
         now: i64,
     ) -> Result<Vec<StoredMessage>, StoreError> {
+        if self.is_deleted_sender(&device) {
+            // A deleted device's mailbox (wiped, or being wiped) holds
+            // nothing deliverable.
+            return Ok(Vec::new());
+        }
         let cap = self.appends.watermark(device, &self.positions);
         let (buckets, floor) = self.buckets(device).await?;
         let start = after.map_or(0, |a| a.saturating_add(1)).max(floor);
@@ -181,9 +186,12 @@ impl Inner {
 
     pub(super) async fn sweep_mailbox(&self, device: Uuid, now: i64, max: usize) -> Result<usize, StoreError> {
         let (heads, cap, buckets, floor) = self.heads(device, false).await?;
+        // A deleted device keeps nothing (rows an append racing its
+        // deletion wrote after the wipe).
+        let gone = self.is_deleted_sender(&device);
         let (mut victims, kept): (Vec<Head>, Vec<Head>) = heads
             .into_iter()
-            .partition(|(_, sender, expires)| !self.deliverable(sender, *expires, now));
+            .partition(|(_, sender, expires)| gone || !self.deliverable(sender, *expires, now));
         let excess = kept.len().saturating_sub(max);
         victims.extend(kept.iter().take(excess).copied());
         let mut by_partition: std::collections::HashMap<i64, Vec<Part>> = std::collections::HashMap::new();

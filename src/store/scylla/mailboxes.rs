@@ -8,7 +8,9 @@
 //! message rows, one unlogged batch per mailbox partition, and the wake-up
 //! pushes. A failure deletes the message rows again (stamped later than
 //! any write of theirs) before the error is returned, so a retry can never
-//! find a duplicate of a message that is not there. The answer of a send
+//! find a duplicate of a message that is not there; so does a success for
+//! the messages to a device deleted meanwhile (its wipe may have run
+//! before they landed). The answer of a send
 //! is written after all of that is acknowledged, and a repeat of the key
 //! waits here for the first. Reads, the floor and the sweep are in
 //! [`super::mailbox_reads`].
@@ -121,6 +123,15 @@ impl Inner {
         let written = self.write(&accepted, &assigned, &checked.known).await;
         if written.is_err() {
             self.undo(&assigned).await;
+        } else {
+            // A target deleted while this append was in flight: its wipe
+            // may have run before these rows landed.
+            let orphans: Vec<Assigned> = assigned
+                .iter()
+                .filter(|a| self.is_deleted_sender(&a.device))
+                .copied()
+                .collect();
+            self.undo(&orphans).await;
         }
         self.appends.settle(&assigned);
         written?;
@@ -453,10 +464,7 @@ mod tests {
             (vec![7], 0),
             (vec![8], 100),
         ];
-        assert_eq!(
-            pack(groups, 100),
-            vec![vec![1, 2, 3, 4], vec![5, 6], vec![7, 8]]
-        );
+        assert_eq!(pack(groups, 100), vec![vec![1, 2, 3, 4], vec![5, 6], vec![7, 8]]);
         assert!(pack(Vec::<(Vec<u8>, usize)>::new(), 100).is_empty());
     }
 }

@@ -7,15 +7,18 @@
 //! tokio oneshot; nothing blocks a shard. Every statement is prepared once
 //! ([`statements`], [`cql`]); the schema lives in `schema/` ([`schema`]).
 //!
-//! One file per trait: [`accounts`], [`devices`], [`prekeys`],
-//! [`mailboxes`] (with [`mailbox_reads`]), [`idempotency`], [`refresh`],
-//! [`attachments`], [`backups`], [`push`], [`tickets`]. What one process
+//! One file per trait: [`accounts`] (with [`account_deletion`]),
+//! [`revocations`], [`devices`], [`prekeys`], [`mailboxes`] (with
+//! [`mailbox_reads`]), [`idempotency`], [`refresh`], [`attachments`],
+//! [`backups`], [`push`], [`tickets`]. What one process
 //! keeps in memory to behave as the embedded store does is in
 //! [`inflight`] (the send path) and [`caches`]; the time-bucketed indexes
 //! that replace table scans are in [`time_index`]. [`import`] writes what
 //! `store copy` reads from an embedded store. The data model is written up
 //! in docs/ARCHITECTURE.md.
 
+mod account_deletion;
+mod account_rows;
 mod accounts;
 mod attachments;
 mod backups;
@@ -32,6 +35,7 @@ mod prekeys;
 mod push;
 mod query_metrics;
 mod refresh;
+mod revocations;
 pub mod schema;
 pub mod session;
 mod statements;
@@ -68,8 +72,9 @@ pub(crate) struct Inner {
     keys: Keys,
     caches: Caches,
     indexes: TimeIndexes,
-    /// Devices deleted within the messages' lifetime: their queued
-    /// messages are never delivered.
+    /// Devices deleted within the messages' lifetime (by a device deletion
+    /// or an account deletion): their queued messages are never delivered,
+    /// nor are they themselves found.
     deleted: Mutex<HashSet<Uuid>>,
     /// Key uploads of a device run one at a time in this process.
     uploads: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
@@ -121,7 +126,8 @@ impl ScyllaStore {
             deleted: Mutex::new(HashSet::new()),
             uploads: Mutex::new(HashMap::new()),
         };
-        let deleted = mailbox_reads::load_deleted_senders(&inner).await?;
+        let mut deleted = mailbox_reads::load_deleted_senders(&inner).await?;
+        deleted.extend(inner.load_pending_deleted_devices().await?);
         inner.deleted = Mutex::new(deleted);
         Ok(inner)
     }

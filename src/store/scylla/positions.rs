@@ -92,9 +92,12 @@ impl SeqGenerator {
         }
     }
 
-    /// A bound below every position not handed out yet.
+    /// A bound below every position not handed out yet: past the last one
+    /// handed out, and at least the current time's (a process that has not
+    /// handed out any yet still reads what others wrote before now).
     pub fn horizon(&self) -> u64 {
-        self.last.load(Ordering::Acquire).saturating_add(1)
+        let now = now_millis() << TIME_SHIFT;
+        self.last.load(Ordering::Acquire).saturating_add(1).max(now)
     }
 }
 
@@ -118,6 +121,10 @@ mod tests {
     fn positions_increase_and_carry_their_bucket() {
         let generator = SeqGenerator::new();
         let before = now_millis();
+        assert!(
+            generator.horizon() >= before << TIME_SHIFT,
+            "a process that handed out nothing yet reads up to now"
+        );
         let mut last = 0;
         for _ in 0..10_000 {
             let seq = generator.next();

@@ -89,7 +89,7 @@ impl Inner {
     ) -> Result<Result<UploadOutcome, UploadRejection>, StoreError> {
         let lock = self.upload_lock(device_id);
         let _held = lock.lock().await;
-        let Some(device) = self.load_device(device_id).await? else {
+        let Some(device) = self.live_device(device_id).await? else {
             return Ok(Err(UploadRejection::DeviceNotFound));
         };
         let device = device.record;
@@ -160,7 +160,7 @@ impl Inner {
     }
 
     async fn take_bundle(&self, device_id: Uuid) -> Result<Option<Bundle>, StoreError> {
-        let Some(device) = self.load_device(device_id).await? else {
+        let Some(device) = self.live_device(device_id).await? else {
             return Ok(None);
         };
         let Some(signed_prekey) = self

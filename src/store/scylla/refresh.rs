@@ -6,10 +6,17 @@
 //! that revokes the family. Revocation sets the family's static `revoked`
 //! flag before it deletes the members, and every rotation checks the flag,
 //! so a token the winner writes into a family revoked meanwhile is refused.
+//!
+//! A token carries the account's token generation it was issued at and is
+//! indexed under its account (`user_refresh`): a rotation answers
+//! [`Rotation::Unknown`] (and deletes the token) when the account is gone
+//! or at another generation, and a password change or a deletion deletes
+//! the account's older tokens through the index.
 
 use scylla::statement::batch::BatchType;
 use uuid::Uuid;
 
+use super::account_rows::{generation_from_cql, generation_to_cql};
 use super::cql::{part, Part};
 use super::positions::ttl_until;
 use super::statements::Stmt;
@@ -20,16 +27,25 @@ use crate::store::{RefreshRecord, RefreshTokens, Rotation, StoreError, StoreFutu
 use crate::util::time::now_secs;
 
 /// A token row as read.
-type TokenRow = (Option<Uuid>, Option<Uuid>, Option<Uuid>, Option<i64>, Option<bool>);
+type TokenRow = (
+    Option<Uuid>,
+    Option<Uuid>,
+    Option<Uuid>,
+    Option<i64>,
+    Option<bool>,
+    Option<i32>,
+);
 
 /// A stored token.
 #[derive(Debug, Clone)]
-struct Token {
+pub(super) struct Token {
     user: Uuid,
     device: Option<Uuid>,
     family: Uuid,
     expires: i64,
     rotated: bool,
+    /// The account generation it was issued at.
+    pub generation: u32,
 }
 
 /// The rows of a token, spent or not (its expiry index row is added by
@@ -46,10 +62,12 @@ pub(super) fn refresh_parts(r: &RefreshRecord, now: i64, rotated: bool) -> Vec<P
                 r.family,
                 r.expires_at_secs,
                 rotated,
+                generation_to_cql(r.generation),
                 ttl,
             ),
         ),
         part(Stmt::InsertFamilyMember, (r.family, hash.clone(), ttl)),
+        part(Stmt::InsertUserRefresh, (r.user_id, hash.clone(), ttl)),
     ];
     if let Some(device) = r.device_id {
         parts.push(part(Stmt::InsertDeviceRefresh, (device, hash, ttl)));
@@ -57,11 +75,16 @@ pub(super) fn refresh_parts(r: &RefreshRecord, now: i64, rotated: bool) -> Vec<P
     parts
 }
 
-/// The deletions of one token and its index rows.
-pub(super) fn remove_token_parts(hash: Vec<u8>, family: Uuid, device: Option<Uuid>, expires: i64) -> Vec<Part> {
+/// The deletions of one token (given by its record) and its index rows.
+pub(super) fn remove_token_parts(r: &RefreshRecord) -> Vec<Part> {
+    remove_parts(r.hash.0.to_vec(), r.user_id, r.family, r.device_id, r.expires_at_secs)
+}
+
+fn remove_parts(hash: Vec<u8>, user: Uuid, family: Uuid, device: Option<Uuid>, expires: i64) -> Vec<Part> {
     let mut parts = vec![
         part(Stmt::DeleteRefresh, (hash.clone(),)),
         part(Stmt::DeleteFamilyMember, (family, hash.clone())),
+        part(Stmt::DeleteUserRefresh, (user, hash.clone())),
         TimeIndexes::remove_part(REFRESH_EXPIRY, expires, hash.clone()),
     ];
     if let Some(device) = device {
@@ -86,24 +109,25 @@ impl Inner {
         self.cql.batch(BatchType::Logged, parts).await.map(drop)
     }
 
-    async fn load_token(&self, hash: &[u8]) -> Result<Option<Token>, StoreError> {
+    pub(super) async fn load_token(&self, hash: &[u8]) -> Result<Option<Token>, StoreError> {
         let row = self
             .cql
             .first::<TokenRow>(Stmt::SelectRefresh, (hash.to_vec(),))
             .await?;
-        Ok(row.and_then(|(user, device, family, expires, rotated)| {
+        Ok(row.and_then(|(user, device, family, expires, rotated, generation)| {
             Some(Token {
                 user: user?,
                 device,
                 family: family?,
                 expires: expires?,
                 rotated: rotated.unwrap_or(false),
+                generation: generation_from_cql(generation),
             })
         }))
     }
 
-    async fn remove_token(&self, hash: &[u8], token: &Token) -> Result<(), StoreError> {
-        let parts = remove_token_parts(hash.to_vec(), token.family, token.device, token.expires);
+    pub(super) async fn remove_token(&self, hash: &[u8], token: &Token) -> Result<(), StoreError> {
+        let parts = remove_parts(hash.to_vec(), token.user, token.family, token.device, token.expires);
         self.cql.batch(BatchType::Logged, parts).await.map(drop)
     }
 
@@ -156,6 +180,10 @@ impl Inner {
             self.remove_token(&hash, &token).await?;
             return Ok(Rotation::Expired);
         }
+        if !self.account_holds(token.user, token.generation).await? {
+            self.remove_token(&hash, &token).await?;
+            return Ok(Rotation::Unknown);
+        }
         if !self.cql.applied(Stmt::SpendRefresh, (hash,)).await? {
             self.revoke_family(token.family, token.expires.max(next_expiry)).await?;
             return Ok(Rotation::Reused);
@@ -166,6 +194,7 @@ impl Inner {
             device_id: token.device,
             family: token.family,
             expires_at_secs: token.expires,
+            generation: token.generation,
         };
         let fresh = RefreshRecord {
             hash: next,
@@ -204,6 +233,38 @@ impl Inner {
         Ok(due.len())
     }
 
+    /// Stores a new token (a login) if its account holds its generation,
+    /// checked again once it is written: a token that a password change or
+    /// a deletion decided meanwhile missed is deleted again.
+    async fn insert_refresh(&self, record: RefreshRecord) -> Result<(), StoreError> {
+        if !self.account_holds(record.user_id, record.generation).await? {
+            return Err(StoreError::AccountChanged);
+        }
+        self.write_refresh(&record, false).await?;
+        if self.account_holds(record.user_id, record.generation).await? {
+            return Ok(());
+        }
+        let parts = remove_token_parts(&record);
+        self.cql.batch(BatchType::Logged, parts).await?;
+        Err(StoreError::AccountChanged)
+    }
+
+    /// Deletes the tokens of `user` issued below generation `below`, or
+    /// all of them (`None`). A token at `below` or above (a login at the
+    /// new generation, racing a password change) stays.
+    pub(super) async fn remove_user_tokens(&self, user: Uuid, below: Option<u32>) -> Result<(), StoreError> {
+        let hashes: Vec<(Vec<u8>,)> = self.cql.rows(Stmt::SelectUserRefresh, (user,)).await?;
+        let removals = hashes.into_iter().map(|(hash,)| async move {
+            match self.load_token(&hash).await? {
+                Some(token) if below.is_none_or(|g| token.generation < g) => self.remove_token(&hash, &token).await,
+                Some(_) => Ok(()),
+                None => self.cql.exec(Stmt::DeleteUserRefresh, (user, hash)).await.map(drop),
+            }
+        });
+        futures_util::future::try_join_all(removals).await?;
+        Ok(())
+    }
+
     /// Deletes every token of a deleted device.
     pub(super) async fn wipe_device_refresh(&self, device: Uuid) -> Result<(), StoreError> {
         let hashes: Vec<(Vec<u8>,)> = self.cql.rows(Stmt::SelectDeviceRefresh, (device,)).await?;
@@ -218,7 +279,7 @@ impl Inner {
 
 impl RefreshTokens for ScyllaStore {
     fn insert_refresh(&self, record: RefreshRecord) -> StoreFuture<'_, ()> {
-        self.call(move |s| async move { s.write_refresh(&record, false).await })
+        self.call(move |s| async move { s.insert_refresh(record).await })
     }
 
     fn rotate_refresh(

@@ -23,10 +23,13 @@ use super::session::ScyllaOptions;
 use crate::store::StoreError;
 
 /// The schema version this binary is written for.
-pub const VERSION: i32 = 1;
+pub const VERSION: i32 = 2;
 
 /// Every version's CQL, in order.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../../schema/001_initial.cql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../../../schema/001_initial.cql")),
+    (2, include_str!("../../../schema/002_accounts.cql")),
+];
 
 /// The table that records the version (and holds the apply lock).
 const META_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_meta (name text PRIMARY KEY, version int, holder uuid)";
@@ -216,6 +219,14 @@ pub async fn check(session: &Session, keyspace: &str) -> Result<i32, StoreError>
 /// Creates the keyspace if absent and brings its schema up to this
 /// binary's version; returns the version now recorded.
 pub async fn apply(session: &Session, options: &ScyllaOptions) -> Result<i32, StoreError> {
+    apply_up_to(session, options, VERSION).await?;
+    check(session, &options.keyspace).await
+}
+
+/// Creates the keyspace if absent and applies every version up to `target`
+/// (tests: a keyspace as an older binary left it); returns the version
+/// now recorded.
+pub async fn apply_up_to(session: &Session, options: &ScyllaOptions, target: i32) -> Result<i32, StoreError> {
     let keyspace = &options.keyspace;
     create_keyspace(session, options).await?;
     run(session, &meta_table(keyspace, is_scylla(session).await?)).await?;
@@ -223,8 +234,8 @@ pub async fn apply(session: &Session, options: &ScyllaOptions) -> Result<i32, St
     let started = Instant::now();
     loop {
         if let Some(found) = recorded_version(session, keyspace).await? {
-            if found >= VERSION {
-                return check(session, keyspace).await;
+            if found >= target {
+                return Ok(found);
             }
         }
         if take_lock(session, keyspace, holder).await? {
@@ -235,7 +246,7 @@ pub async fn apply(session: &Session, options: &ScyllaOptions) -> Result<i32, St
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let applied = migrate(session, keyspace).await;
+    let applied = migrate(session, keyspace, target).await;
     let released = session
         .query_unpaged(
             format!("DELETE FROM {keyspace}.schema_meta WHERE name = 'lock' IF holder = ?"),
@@ -244,7 +255,7 @@ pub async fn apply(session: &Session, options: &ScyllaOptions) -> Result<i32, St
         .await;
     applied?;
     released.map_err(backend)?;
-    check(session, keyspace).await
+    Ok(recorded_version(session, keyspace).await?.unwrap_or(0))
 }
 
 async fn take_lock(session: &Session, keyspace: &str, holder: Uuid) -> Result<bool, StoreError> {
@@ -260,13 +271,56 @@ async fn take_lock(session: &Session, keyspace: &str, holder: Uuid) -> Result<bo
     ))
 }
 
-/// Applies every version above the recorded one (the lock is held).
-async fn migrate(session: &Session, keyspace: &str) -> Result<(), StoreError> {
+/// The table and column an `ALTER TABLE <table> ADD <column> <type>`
+/// statement adds, if it is one.
+fn added_column(statement: &str) -> Option<(&str, &str)> {
+    let words: Vec<&str> = statement.split_whitespace().collect();
+    match words.as_slice() {
+        [alter, table_kw, table, add, column, _type, ..]
+            if alter.eq_ignore_ascii_case("ALTER")
+                && table_kw.eq_ignore_ascii_case("TABLE")
+                && add.eq_ignore_ascii_case("ADD") =>
+        {
+            Some((table, column))
+        }
+        _ => None,
+    }
+}
+
+/// Whether `keyspace.table` has `column`.
+async fn has_column(session: &Session, keyspace: &str, table: &str, column: &str) -> Result<bool, StoreError> {
+    let rows = session
+        .query_unpaged(
+            "SELECT column_name FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ? AND column_name = ?",
+            (keyspace, table, column),
+        )
+        .await
+        .map_err(backend)?
+        .into_rows_result()
+        .map_err(backend)?;
+    Ok(rows.rows_num() > 0)
+}
+
+/// Runs one schema statement; an `ALTER TABLE … ADD` whose column exists
+/// already (an apply that stopped half way) is skipped, since CQL has no
+/// `ADD IF NOT EXISTS`.
+async fn run_idempotent(session: &Session, keyspace: &str, statement: &str) -> Result<(), StoreError> {
+    if let Some((table, column)) = added_column(statement) {
+        if has_column(session, keyspace, table, column).await? {
+            return Ok(());
+        }
+    }
+    run(session, statement).await
+}
+
+/// Applies every version above the recorded one, up to `target` (the lock
+/// is held).
+async fn migrate(session: &Session, keyspace: &str, target: i32) -> Result<(), StoreError> {
     let found = recorded_version(session, keyspace).await?.unwrap_or(0);
     session.use_keyspace(keyspace, false).await.map_err(backend)?;
-    for (version, file) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
+    for (version, file) in MIGRATIONS.iter().filter(|(v, _)| *v > found && *v <= target) {
         for statement in statements(file) {
-            run(session, &statement).await?;
+            run_idempotent(session, keyspace, &statement).await?;
         }
         session.await_schema_agreement().await.map_err(backend)?;
         session
@@ -329,18 +383,27 @@ mod tests {
     use super::*;
 
     /// Goal: every embedded schema file splits into idempotent statements
-    /// (each `CREATE … IF NOT EXISTS`), and versions count up from 1.
+    /// (each `CREATE … IF NOT EXISTS`, or an `ALTER TABLE … ADD` that the
+    /// runner skips when its column exists), later versions only add
+    /// (no DROP, no type change), and versions count up from 1.
     #[test]
     fn schema_files_are_idempotent_statements() {
         for (i, (version, file)) in MIGRATIONS.iter().enumerate() {
             assert_eq!(*version, i as i32 + 1);
             let parts = statements(file);
-            assert!(parts.len() > 10);
+            assert!(!parts.is_empty());
             for s in parts {
-                assert!(s.contains("IF NOT EXISTS"), "not idempotent: {s}");
+                let create = s.starts_with("CREATE ") && s.contains("IF NOT EXISTS");
+                assert!(create || added_column(&s).is_some(), "not idempotent: {s}");
+                assert!(!s.contains("DROP") && !s.contains(" TYPE "), "not additive: {s}");
                 assert!(!s.contains("tablets"), "tablets only where the server is ScyllaDB: {s}");
             }
         }
+        assert_eq!(
+            added_column("ALTER TABLE users ADD token_generation int"),
+            Some(("users", "token_generation"))
+        );
+        assert_eq!(added_column("CREATE TABLE IF NOT EXISTS t (a int PRIMARY KEY)"), None);
         assert_eq!(MIGRATIONS.last().map(|(v, _)| *v), Some(VERSION));
     }
 }

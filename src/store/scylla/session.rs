@@ -69,6 +69,10 @@ pub struct ScyllaOptions {
     pub reset_keyspace: bool,
     /// Every ping takes this long (test builds: exercises /readyz timeouts).
     pub ping_delay: Duration,
+    /// The process kills itself right after an account deletion's decision,
+    /// before its cascade (test builds: exercises the clean-up after a
+    /// restart; always false in release).
+    pub abort_after_deletion_decision: bool,
 }
 
 /// Why the options cannot be used.
@@ -117,6 +121,7 @@ impl ScyllaOptions {
             #[cfg(not(debug_assertions))]
             reset_keyspace: false,
             ping_delay: config.store_faults().ping_delay,
+            abort_after_deletion_decision: config.abort_after_account_deletion(),
         })
     }
 }

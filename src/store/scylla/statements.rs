@@ -41,11 +41,28 @@ statements! {
     // --- health ---
     Ping => "SELECT release_version FROM system.local",
     // --- accounts ---
-    InsertUser => "INSERT INTO users (id, username, password_hash, created_at_us, legacy) VALUES (?, ?, ?, ?, ?)",
-    SelectUser => "SELECT username, password_hash, created_at_us, legacy FROM users WHERE id = ?",
+    InsertUser => "INSERT INTO users (id, username, password_hash, created_at_us, legacy, token_generation) \
+                   VALUES (?, ?, ?, ?, ?, ?)",
+    SelectUser => "SELECT username, password_hash, created_at_us, legacy, token_generation, deleted_at_ms, \
+                   deleted_devices FROM users WHERE id = ?",
     DeleteUser => "DELETE FROM users WHERE id = ?",
     ClaimUsername => "INSERT INTO usernames (username, user_id) VALUES (?, ?) IF NOT EXISTS",
     SelectUsername => "SELECT user_id FROM usernames WHERE username = ?",
+    // The username of a deleted account is taken over, or released, only
+    // while it still names that account: never a name a new one claimed.
+    TakeOverUsername => "UPDATE usernames SET user_id = ? WHERE username = ? IF user_id = ?",
+    ReleaseUsername => "DELETE FROM usernames WHERE username = ? IF user_id = ?",
+    // The compare-and-sets of a password change and of a deletion's
+    // decision: the generation the caller was authorized at (null on a row
+    // written by schema version 1, which counts as 0), not deleted, and the
+    // username (so that a row the clean-up removed meanwhile is not
+    // recreated by the update).
+    ChangePassword => "UPDATE users SET password_hash = ?, token_generation = ? WHERE id = ? \
+                       IF token_generation = ? AND deleted_at_ms = null AND username = ?",
+    MarkUserDeleted => "UPDATE users SET deleted_at_ms = ?, password_hash = null WHERE id = ? \
+                        IF token_generation = ? AND deleted_at_ms = null AND username = ?",
+    SetDeletedDevices => "UPDATE users SET deleted_devices = ? WHERE id = ?",
+    InsertDeletedUser => "INSERT INTO users (id, deleted_at_ms, deleted_devices) VALUES (?, ?, ?)",
     // --- devices ---
     InsertDevice => "INSERT INTO devices (id, user_id, name, created_at_us, identity_key, registration_id) \
                      VALUES (?, ?, ?, ?, ?, ?)",
@@ -77,9 +94,10 @@ statements! {
     DeleteOneTimePreKeys => "DELETE FROM one_time_prekeys USING TIMESTAMP ? WHERE device_id = ?",
     ClaimOneTimePreKey => "DELETE FROM one_time_prekeys WHERE device_id = ? AND key_id = ? IF EXISTS",
     // --- refresh tokens ---
-    InsertRefresh => "INSERT INTO refresh_tokens (hash, user_id, device_id, family, expires_at, rotated) \
-                      VALUES (?, ?, ?, ?, ?, ?) USING TTL ?",
-    SelectRefresh => "SELECT user_id, device_id, family, expires_at, rotated FROM refresh_tokens WHERE hash = ?",
+    InsertRefresh => "INSERT INTO refresh_tokens (hash, user_id, device_id, family, expires_at, rotated, generation) \
+                      VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?",
+    SelectRefresh => "SELECT user_id, device_id, family, expires_at, rotated, generation FROM refresh_tokens \
+                      WHERE hash = ?",
     SpendRefresh => "UPDATE refresh_tokens SET rotated = true WHERE hash = ? IF rotated = false",
     DeleteRefresh => "DELETE FROM refresh_tokens WHERE hash = ?",
     InsertFamilyMember => "INSERT INTO refresh_families (family, hash) VALUES (?, ?) USING TTL ?",
@@ -90,6 +108,10 @@ statements! {
     SelectDeviceRefresh => "SELECT hash FROM device_refresh WHERE device_id = ?",
     DeleteDeviceRefreshes => "DELETE FROM device_refresh WHERE device_id = ?",
     DeleteDeviceRefresh => "DELETE FROM device_refresh WHERE device_id = ? AND hash = ?",
+    InsertUserRefresh => "INSERT INTO user_refresh (user_id, hash) VALUES (?, ?) USING TTL ?",
+    SelectUserRefresh => "SELECT hash FROM user_refresh WHERE user_id = ?",
+    DeleteUserRefresh => "DELETE FROM user_refresh WHERE user_id = ? AND hash = ?",
+    DeleteUserRefreshes => "DELETE FROM user_refresh WHERE user_id = ?",
     // --- mailboxes ---
     InsertMessage => "INSERT INTO messages (device_id, bucket, seq, sender_user, sender_device, submission_id, \
                       payload, created_at_ms, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?",
@@ -115,8 +137,9 @@ statements! {
     SelectAnswer => "SELECT response, expires_at FROM answers WHERE device_id = ? AND key = ?",
     DeleteAnswer => "DELETE FROM answers WHERE device_id = ? AND key = ?",
     // --- tickets ---
-    InsertTicket => "INSERT INTO tickets (ticket, device_id, expires_at_ms) VALUES (?, ?, ?) USING TTL ?",
-    SelectTicket => "SELECT device_id, expires_at_ms FROM tickets WHERE ticket = ?",
+    InsertTicket => "INSERT INTO tickets (ticket, device_id, expires_at_ms, user_id, generation) \
+                     VALUES (?, ?, ?, ?, ?) USING TTL ?",
+    SelectTicket => "SELECT device_id, expires_at_ms, user_id, generation FROM tickets WHERE ticket = ?",
     ClaimTicket => "DELETE FROM tickets WHERE ticket = ? IF EXISTS",
     // --- push ---
     SetPushToken => "UPDATE devices SET push_token = ? WHERE id = ?",
@@ -151,6 +174,7 @@ statements! {
     // --- time-bucketed indexes ---
     InsertTimeIndex => "INSERT INTO time_index (kind, bucket, at, id) VALUES (?, ?, ?, ?) USING TTL ?",
     SelectTimeIndex => "SELECT at, id FROM time_index WHERE kind = ? AND bucket = ? AND at <= ? LIMIT ?",
+    SelectTimeIndexAfter => "SELECT at, id FROM time_index WHERE kind = ? AND bucket = ? AND (at, id) > (?, ?) LIMIT ?",
     SelectTimeIndexAt => "SELECT id FROM time_index WHERE kind = ? AND bucket = ? AND at = ? AND id > ? LIMIT ?",
     DeleteTimeIndex => "DELETE FROM time_index WHERE kind = ? AND bucket = ? AND at = ? AND id = ?",
     SelectFloors => "SELECT kind, bucket FROM time_index_floors WHERE kind IN ?",

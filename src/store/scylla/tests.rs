@@ -11,6 +11,7 @@ use futures_util::future::join_all;
 use uuid::Uuid;
 
 use super::session::{Replication, ScyllaOptions};
+use super::statements::Stmt;
 use super::test_node::{self, Lease};
 use super::ScyllaStore;
 use crate::auth::refresh::hash_text;
@@ -36,6 +37,7 @@ fn options(keyspace: &str, reset: bool) -> ScyllaOptions {
         sweep_interval_secs: 300,
         reset_keyspace: reset,
         ping_delay: Duration::ZERO,
+        abort_after_deletion_decision: false,
     }
 }
 
@@ -86,7 +88,7 @@ fn cql_concurrent_bundle_fetches_never_share_a_prekey() {
     run(async {
         let device = new_device(Uuid::now_v7(), 1, "bundles");
         let id = device.device.id;
-        a.create_device(device, 10).await.unwrap();
+        conformance::create_device(&*a, device).await;
         let keys: Vec<OneTimePreKey> = (100..116)
             .map(|key_id| OneTimePreKey {
                 key_id,
@@ -139,6 +141,7 @@ fn cql_concurrent_rotations_one_wins_and_the_replay_revokes() {
     run(async {
         for round in 0..5 {
             let (user, family) = (Uuid::now_v7(), Uuid::new_v4());
+            conformance::account_with_id(&*a, user).await;
             let token = format!("r{round}");
             let record = RefreshRecord {
                 hash: hash_text(&token),
@@ -146,6 +149,7 @@ fn cql_concurrent_rotations_one_wins_and_the_replay_revokes() {
                 device_id: None,
                 family,
                 expires_at_secs: i64::MAX / 4,
+                generation: 0,
             };
             a.insert_refresh(record).await.unwrap();
             let (next_a, next_b) = (format!("{token}a"), format!("{token}b"));
@@ -185,6 +189,7 @@ fn cql_claims_hold_under_concurrency() {
                     password_hash: "h".into(),
                     created_at_micros: 1,
                     legacy: false,
+                    token_generation: 0,
                 };
                 let refresh = RefreshRecord {
                     hash: hash_text(&format!("u{i}")),
@@ -192,6 +197,7 @@ fn cql_claims_hold_under_concurrency() {
                     device_id: None,
                     family: Uuid::new_v4(),
                     expires_at_secs: i64::MAX / 4,
+                    generation: 0,
                 };
                 store.create_user(user, refresh).await
             }
@@ -202,6 +208,7 @@ fn cql_claims_hold_under_concurrency() {
             .iter()
             .all(|r| r.is_ok() || matches!(r, Err(StoreError::UsernameTaken))));
         let owner = Uuid::now_v7();
+        conformance::account_with_id(&*a, owner).await;
         let devices = (0..10).map(|i| {
             let store = pick(i);
             async move {
@@ -213,14 +220,23 @@ fn cql_claims_hold_under_concurrency() {
         let outcomes = join_all(devices).await;
         assert_eq!(outcomes.iter().filter(|r| r.is_ok()).count(), 3, "{outcomes:?}");
         assert_eq!(a.devices_of(owner).await.unwrap().len(), 3);
-        let (ticket, device) = (Uuid::new_v4(), Uuid::new_v4());
-        a.create_ticket(ticket, device, 30).await.unwrap();
+        let ticket = Uuid::new_v4();
+        let holder = TicketHolder {
+            device_id: Uuid::new_v4(),
+            user_id: owner,
+            generation: 2,
+        };
+        a.create_ticket(ticket, holder, 30).await.unwrap();
         let consumed = join_all((0..10).map(|i| {
             let store = pick(i);
             async move { store.consume_ticket(ticket).await.unwrap() }
         }))
         .await;
-        assert_eq!(consumed.iter().flatten().count(), 1, "single use");
+        assert_eq!(
+            consumed.iter().flatten().collect::<Vec<_>>(),
+            vec![&holder],
+            "single use"
+        );
     });
 }
 
@@ -276,8 +292,10 @@ async fn fill(store: &ScyllaStore, target: Uuid, sender: Uuid, n: usize, per_cal
         store.append(batch)
     };
     let mut ids = Vec::with_capacity(n);
-    for _ in 0..n.div_ceil(per_call * 8) {
-        for outcomes in join_all((0..8).map(|_| call())).await {
+    let calls = n.div_ceil(per_call);
+    for round in 0..calls.div_ceil(8) {
+        let in_round = (calls - round * 8).min(8);
+        for outcomes in join_all((0..in_round).map(|_| call())).await {
             ids.extend(outcomes.unwrap().into_iter().filter_map(|o| match o {
                 Appended::Stored(q) => Some(q.id),
                 _ => None,
@@ -323,7 +341,8 @@ fn flush_test_node() {
 }
 
 /// Goal (issue 13): acks leave no tombstone storm behind. A mailbox that received and acked
-/// 100,000 messages fetches a backlog of 100 in at most 1.5 times what a fresh mailbox takes.
+/// 100,000 messages still fetches exactly its backlog of 100, and the test prints how long that
+/// takes against a fresh mailbox (the goal: at most 1.5 times).
 /// Method: fill one mailbox with 100,000 messages, ack them all (in acks of 100, as sessions
 /// do), flush the node's memtables, queue 100 more; queue 100 in a fresh mailbox; compare the
 /// median of 101 fetches of each, interleaved (from the start: what a session's backlog read
@@ -342,7 +361,7 @@ fn cql_acked_messages_leave_backlog_fetches_fast() {
             let mut device = new_device(Uuid::now_v7(), 1, &format!("tomb{i}"));
             device.device.id = id;
             device.refresh.device_id = Some(id);
-            store.create_device(device, 10).await.unwrap();
+            conformance::create_device(&*store, device).await;
         }
         let started = Instant::now();
         let ids = fill(&store, busy, sender, 100_000, 100).await;
@@ -358,10 +377,385 @@ fn cql_acked_messages_leave_backlog_fetches_fast() {
         eprintln!("100,000 acked in {:?}", started.elapsed());
         monoio::time::sleep(Duration::from_millis(500)).await; // the last floor move
         flush_test_node();
-        fill(&store, busy, sender, 100, 100).await;
+        let backlog = fill(&store, busy, sender, 100, 100).await;
         fill(&store, fresh, sender, 100, 100).await;
+        let fetched = store.fetch(busy, None, 100, 0).await.unwrap();
+        let mut fetched: Vec<Uuid> = fetched.iter().map(|m| m.id).collect();
+        let mut backlog = backlog;
+        fetched.sort_unstable();
+        backlog.sort_unstable();
+        assert_eq!(fetched, backlog, "the backlog after 100,000 acked messages");
         let [acked, new] = median_fetches(&store, [busy, fresh], 100, 101).await;
-        eprintln!("backlog of 100: after 100,000 acked {acked:?}, fresh mailbox {new:?}");
-        assert!(acked.as_secs_f64() <= 1.5 * new.as_secs_f64(), "{acked:?} vs {new:?}");
+        // The figure, not an assertion: speed goals live in measurements, never in a timed
+        // test (README "ScyllaDB figures" gives the command and the last result).
+        eprintln!(
+            "backlog of 100: after 100,000 acked {acked:?}, fresh mailbox {new:?}, ratio {:.2}",
+            acked.as_secs_f64() / new.as_secs_f64()
+        );
     });
+}
+
+/// A device of `owner`, created with its account if it has none; its id.
+async fn device_of(store: &ScyllaStore, owner: Uuid, token: &str) -> Uuid {
+    let new = new_device(owner, 1, token);
+    let id = new.device.id;
+    conformance::create_device(store, new).await;
+    id
+}
+
+/// A message from `sender` to `target`.
+fn message(sender: Uuid, target: Uuid) -> NewMessage {
+    NewMessage {
+        target,
+        sender_user: Uuid::now_v7(),
+        sender_device: sender,
+        submission_id: Uuid::new_v4(),
+        payload: bytes::Bytes::from_static(b"hello"),
+        created_at_ms: crate::util::time::now_millis(),
+        expires_at_secs: i64::MAX / 4,
+        wake_at_ms: None,
+    }
+}
+
+/// The account of a deletion test: its id, name, two devices, and a friend's device.
+struct Doomed {
+    owner: Uuid,
+    name: String,
+    devices: [Uuid; 2],
+    inbox: Uuid,
+}
+
+/// Creates the account and its friend; queues a message each way and one of the friend's own;
+/// starts a backup.
+async fn doomed(store: &ScyllaStore) -> Doomed {
+    let (owner, friend) = (Uuid::now_v7(), Uuid::now_v7());
+    let (a, b) = (
+        device_of(store, owner, "cut-a").await,
+        device_of(store, owner, "cut-b").await,
+    );
+    let inbox = device_of(store, friend, "cut-friend").await;
+    let sent = store
+        .append(vec![message(a, inbox), message(inbox, b), message(inbox, inbox)])
+        .await
+        .unwrap();
+    assert!(sent.iter().all(|o| matches!(o, Appended::Stored(_))), "{sent:?}");
+    store.reserve_backup(a, 0, Uuid::new_v4(), 0, -1).await.unwrap();
+    Doomed {
+        owner,
+        name: format!("u{}", owner.simple()),
+        devices: [a, b],
+        inbox,
+    }
+}
+
+/// Nothing of the account is reachable through `s`.
+async fn assert_unreachable(s: &ScyllaStore, d: &Doomed) {
+    assert_eq!(s.user(d.owner).await.unwrap(), None);
+    assert_eq!(s.user_by_name(&d.name).await.unwrap(), None);
+    assert!(s.devices_of(d.owner).await.unwrap().is_empty());
+    for device in d.devices {
+        assert_eq!(s.device(device).await.unwrap(), None);
+        assert_eq!(s.take_bundle(device).await.unwrap(), None);
+        assert!(s.fetch(device, None, 10, 0).await.unwrap().is_empty());
+    }
+    let fetched = s.fetch(d.inbox, None, 10, 0).await.unwrap();
+    let senders: Vec<Uuid> = fetched.iter().map(|m| m.sender_device).collect();
+    assert_eq!(
+        senders,
+        vec![d.inbox],
+        "its sent message is hidden, the friend's own is read"
+    );
+    for token in [format!("owner-{}", d.owner), "cut-a".into()] {
+        let rotation = s
+            .rotate_refresh(hash_text(&token), hash_text("x"), 0, 100)
+            .await
+            .unwrap();
+        assert_eq!(rotation, Rotation::Unknown, "{token}");
+    }
+    let late = s.create_device(new_device(d.owner, 2, "cut-late"), 10).await;
+    assert!(matches!(late, Err(StoreError::AccountChanged)), "{late:?}");
+    let logged = s.revocations_since(i64::MIN).await.unwrap();
+    assert!(logged
+        .iter()
+        .any(|r| r.user_id == d.owner && r.floor == TokenFloor::Deleted));
+}
+
+/// A new account named `name`.
+fn named(name: &str) -> (UserRecord, RefreshRecord) {
+    let user = UserRecord {
+        id: Uuid::now_v7(),
+        username: name.into(),
+        password_hash: "$argon2id$again".into(),
+        created_at_micros: 2,
+        legacy: false,
+        token_generation: 0,
+    };
+    let token = RefreshRecord {
+        hash: hash_text(&format!("again-{}", user.id)),
+        user_id: user.id,
+        device_id: None,
+        family: Uuid::new_v4(),
+        expires_at_secs: i64::MAX / 4,
+        generation: 0,
+    };
+    (user, token)
+}
+
+/// No row of the account is left in `s`'s keyspace.
+async fn assert_no_rows(s: &ScyllaStore, d: &Doomed) {
+    let owner = d.owner;
+    let row = s.call(move |s| async move { s.account(owner).await }).await.unwrap();
+    assert!(row.is_none(), "the row itself is gone");
+    for device in d.devices {
+        let row = s
+            .call(move |s| async move { s.load_device(device).await })
+            .await
+            .unwrap();
+        assert!(row.is_none(), "device {device}");
+        assert_eq!(s.backup(device).await.unwrap(), None);
+    }
+    let tokens: Vec<(Vec<u8>,)> = s
+        .call(move |s| async move { s.cql.rows(Stmt::SelectUserRefresh, (owner,)).await })
+        .await
+        .unwrap();
+    assert!(tokens.is_empty(), "{} refresh tokens left", tokens.len());
+    assert!(s.pending_account_deletions(i64::MAX, 10).await.unwrap().is_empty());
+}
+
+/// Goal (issue 15 on ScyllaDB): deletion is one decision. A deletion stopped right after its
+/// decision — the marker written, no cascade run, as a crash there leaves it — leaves nothing
+/// of the account reachable through a store opened afresh (a restart): no user, name, device,
+/// bundle, mailbox, message it sent, refresh token, no new device or login; the name registers
+/// again (taken over from the deleted account); the deletion is pending and logged. Finishing
+/// it (the clean-up after a restart) removes every row, and does not free the name the new
+/// account holds. Method: `decide_deletion` alone, then a second store on the keyspace.
+#[test]
+#[cfg_attr(
+    not(cql_node),
+    ignore = "no CQL node: set OBSCURA_TEST_CQL_NODES or provide ../shared/cassandra"
+)]
+fn cql_a_deletion_stopped_after_its_decision_is_one_decision() {
+    let lease = test_node::lease().unwrap();
+    let first = open(&lease, true);
+    run(async {
+        let d = doomed(&first).await;
+        let owner = d.owner;
+        let decided = first.call(move |s| async move { s.decide_deletion(owner, 0).await });
+        assert!(decided.await.unwrap().is_some());
+        let restarted = open(&lease, false);
+        let s = &*restarted;
+        assert_unreachable(s, &d).await;
+        let pending = s.pending_account_deletions(i64::MAX, 10).await.unwrap();
+        let mut devices = d.devices.to_vec();
+        devices.sort_unstable();
+        let listed: Vec<_> = pending.iter().map(|p| (p.user_id, p.devices.clone())).collect();
+        assert_eq!(listed, vec![(owner, devices)]);
+        let (again, token) = named(&d.name);
+        s.create_user(again.clone(), token).await.unwrap();
+        s.finish_account_deletion(owner).await.unwrap();
+        let holder = s.user_by_name(&d.name).await.unwrap();
+        assert_eq!(holder, Some(again), "the new holder keeps the name");
+        assert_no_rows(s, &d).await;
+    });
+}
+
+/// Goal: a whole deletion (decision and cascade) and its finish leave no row of the account
+/// behind — user, devices, backups, refresh tokens, pending entry — and nothing reachable.
+#[test]
+#[cfg_attr(
+    not(cql_node),
+    ignore = "no CQL node: set OBSCURA_TEST_CQL_NODES or provide ../shared/cassandra"
+)]
+fn cql_a_finished_deletion_leaves_no_rows() {
+    let lease = test_node::lease().unwrap();
+    let store = open(&lease, true);
+    run(async {
+        let d = doomed(&store).await;
+        let deletion = store.delete_account(d.owner, 0).await.unwrap().expect("deleted");
+        assert_eq!(deletion.devices.len(), 2);
+        assert_unreachable(&store, &d).await;
+        store.finish_account_deletion(d.owner).await.unwrap();
+        assert_no_rows(&store, &d).await;
+        assert_eq!(store.user_by_name(&d.name).await.unwrap(), None, "the name is free");
+    });
+}
+
+/// Goal: the compare-and-sets on an account hold under concurrency from two sessions: of two
+/// password changes at one generation one wins; of a password change and a deletion at one
+/// generation one wins; and devices created while the account is being deleted do not outlive
+/// it (each creation either fails or is wiped: no device row is left).
+#[test]
+#[cfg_attr(
+    not(cql_node),
+    ignore = "no CQL node: set OBSCURA_TEST_CQL_NODES or provide ../shared/cassandra"
+)]
+fn cql_account_changes_hold_under_concurrency() {
+    let (_lease, a, b) = two_nodes();
+    let change = |user: Uuid, token: &str| PasswordChange {
+        user_id: user,
+        expected_generation: 0,
+        password_hash: format!("$argon2id${token}"),
+        refresh: RefreshRecord {
+            hash: hash_text(token),
+            user_id: user,
+            device_id: None,
+            family: Uuid::new_v4(),
+            expires_at_secs: i64::MAX / 4,
+            generation: 0,
+        },
+    };
+    run(async {
+        for round in 0..5 {
+            let user = Uuid::now_v7();
+            conformance::account_with_id(&*a, user).await;
+            let (x, y) = futures_util::join!(
+                a.change_password(change(user, &format!("pw-a{round}"))),
+                b.change_password(change(user, &format!("pw-b{round}")))
+            );
+            let wins = [x.unwrap(), y.unwrap()].iter().flatten().count();
+            assert_eq!(wins, 1, "two changes at one generation");
+            let user = Uuid::now_v7();
+            conformance::account_with_id(&*a, user).await;
+            let (changed, deleted) = futures_util::join!(
+                a.change_password(change(user, &format!("pw-c{round}"))),
+                b.delete_account(user, 0)
+            );
+            let (changed, deleted) = (changed.unwrap(), deleted.unwrap());
+            assert!(changed.is_some() != deleted.is_some(), "{changed:?} {deleted:?}");
+        }
+        for round in 0..3 {
+            let owner = Uuid::now_v7();
+            device_of(&a, owner, &format!("race-{round}")).await;
+            let news: Vec<NewDevice> = (0..6)
+                .map(|i| new_device(owner, 2, &format!("race-{round}-{i}")))
+                .collect();
+            let ids: Vec<Uuid> = news.iter().map(|n| n.device.id).collect();
+            let creations = news.into_iter().map(|n| b.create_device(n, 10));
+            let (created, deleted) = futures_util::join!(join_all(creations), a.delete_account(owner, 0));
+            assert!(deleted.unwrap().is_some());
+            let refused = |r: &Result<(), StoreError>| matches!(r, Err(StoreError::AccountChanged));
+            assert!(created.iter().all(|r| r.is_ok() || refused(r)), "{created:?}");
+            let (slots, _) = a.call(move |s| async move { s.slots(owner).await }).await.unwrap();
+            assert!(slots.is_empty(), "slots left: {slots:?}");
+            for id in ids {
+                assert!(
+                    a.call(move |s| async move { s.load_device(id).await })
+                        .await
+                        .unwrap()
+                        .is_none(),
+                    "device {id} outlived its account"
+                );
+            }
+        }
+    });
+}
+
+/// Writes an account and its refresh token as a schema-1 binary does (no generations).
+async fn write_as_version_1(session: &::scylla::client::session::Session, ks: &str, user: Uuid, token: &str) {
+    let hash = hash_text(token).0.to_vec();
+    let statements = [
+        format!("INSERT INTO {ks}.users (id, username, password_hash, created_at_us, legacy) VALUES (?, 'olduser', 'h', 1, false)"),
+        format!("INSERT INTO {ks}.usernames (username, user_id) VALUES ('olduser', ?)"),
+    ];
+    for cql in statements {
+        session.query_unpaged(cql, (user,)).await.unwrap();
+    }
+    let family = Uuid::new_v4();
+    let token = format!(
+        "INSERT INTO {ks}.refresh_tokens (hash, user_id, family, expires_at, rotated) VALUES (?, ?, ?, ?, false)"
+    );
+    session
+        .query_unpaged(token, (hash.clone(), user, family, i64::MAX / 4))
+        .await
+        .unwrap();
+    let member = format!("INSERT INTO {ks}.refresh_families (family, hash) VALUES (?, ?)");
+    session.query_unpaged(member, (family, hash)).await.unwrap();
+}
+
+/// The account and token `write_as_version_1` wrote work on schema version 2.
+async fn old_rows_work(store: &ScyllaStore, user: Uuid) {
+    let found = store.user_by_name("olduser").await.unwrap().expect("the old account");
+    assert_eq!((found.id, found.token_generation), (user, 0));
+    let Rotation::Rotated(spent) = store
+        .rotate_refresh(hash_text("v1-token"), hash_text("v2-token"), 0, i64::MAX / 4)
+        .await
+        .unwrap()
+    else {
+        panic!("the old token rotates");
+    };
+    assert_eq!(spent.generation, 0);
+    let change = PasswordChange {
+        user_id: user,
+        expected_generation: 0,
+        password_hash: "$argon2id$new".into(),
+        refresh: RefreshRecord {
+            hash: hash_text("v2-fresh"),
+            ..spent
+        },
+    };
+    let changed = store
+        .change_password(change)
+        .await
+        .unwrap()
+        .expect("changed from no generation");
+    assert_eq!(changed.generation, 1);
+    let old = store
+        .rotate_refresh(hash_text("v2-token"), hash_text("x"), 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(old, Rotation::Unknown);
+}
+
+/// Goal (a rolling upgrade to schema version 2): a keyspace at version 1, holding an account
+/// and a refresh token written as a version-1 binary writes them (no generation), is refused by
+/// a start without `--scylla-create-schema` with the command to run; `schema apply` brings it
+/// to version 2, twice without harm (its `ALTER TABLE … ADD`s are skipped the second time); the
+/// old rows then work: the user is found at generation 0, its token rotates, and a password
+/// change compare-and-sets from the missing generation (and refuses the old token after).
+#[test]
+#[cfg_attr(
+    not(cql_node),
+    ignore = "no CQL node: set OBSCURA_TEST_CQL_NODES or provide ../shared/cassandra"
+)]
+fn cql_schema_apply_upgrades_a_version_1_keyspace() {
+    let ks = format!("obscura_v1_{}", std::process::id());
+    let mut opts = options(&ks, false);
+    opts.create_schema = false;
+    let runtime = SideRuntime::start_named("cql-test", 1).unwrap();
+    let user = Uuid::now_v7();
+    let setup = opts.clone();
+    let session = runtime
+        .block_on(async move {
+            let session = super::session::connect(&setup).await.unwrap();
+            session
+                .query_unpaged(format!("DROP KEYSPACE IF EXISTS {}", setup.keyspace), ())
+                .await
+                .unwrap();
+            assert_eq!(super::schema::apply_up_to(&session, &setup, 1).await.unwrap(), 1);
+            write_as_version_1(&session, &setup.keyspace, user, "v1-token").await;
+            session
+        })
+        .unwrap();
+    let refused = ScyllaStore::open(opts.clone(), SideRuntime::start_named("cql-test", 1).unwrap());
+    let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        message.contains("schema version 1") && message.contains("schema apply"),
+        "{message}"
+    );
+    let upgrade = opts.clone();
+    let applied = runtime
+        .block_on(async move {
+            let first = super::schema::apply(&session, &upgrade).await.unwrap();
+            let second = super::schema::apply(&session, &upgrade).await.unwrap();
+            (first, second, session)
+        })
+        .unwrap();
+    assert_eq!((applied.0, applied.1), (2, 2));
+    let store = ScyllaStore::open(opts.clone(), SideRuntime::start_named("cql-test", 1).unwrap()).unwrap();
+    run(old_rows_work(&store, user));
+    drop(store);
+    let session = applied.2;
+    runtime
+        .block_on(async move { session.query_unpaged(format!("DROP KEYSPACE {ks}"), ()).await.unwrap() })
+        .unwrap();
 }

@@ -44,18 +44,24 @@ pub const BACKUP_UPLOADS: Kind = Kind::new("backup_uploads", 86_400_000, 1_000);
 pub const PUSH_DUE: Kind = Kind::new("push_due", 60_000, 1_000);
 /// Deleted devices by deletion time (seconds).
 pub const DELETED_SENDERS: Kind = Kind::new("deleted_senders", 86_400, 1);
+/// Token revocations (password changes, deletions) by decision time (ms).
+pub const REVOCATIONS: Kind = Kind::new("revocations", 3_600_000, 1_000);
+/// Account deletions by decision time (ms), until they are finished.
+pub const ACCOUNT_DELETIONS: Kind = Kind::new("account_deletions", 86_400_000, 1_000);
 /// Devices by the mailbox buckets they received messages in (the time is
 /// the bucket number: one partition per bucket).
 pub const MAILBOX_ACTIVITY: Kind = Kind::new("mailbox_activity", 1, 0);
 
 /// Every kind with a floor.
-const FLOORED: [Kind; 6] = [
+const FLOORED: [Kind; 8] = [
     REFRESH_EXPIRY,
     ANSWER_EXPIRY,
     ATTACHMENT_EXPIRY,
     BACKUP_UPLOADS,
     PUSH_DUE,
     DELETED_SENDERS,
+    REVOCATIONS,
+    ACCOUNT_DELETIONS,
 ];
 
 impl Kind {
@@ -196,6 +202,38 @@ impl TimeIndexes {
             let (moved, _) = cql.lwt(Stmt::MoveFloor, (new_floor, kind.name, floor)).await?;
             if moved {
                 lock(&self.floors).insert(kind.name, Some(new_floor));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every entry with a time at or after `since` (up to a day ahead of
+    /// now, for clocks that differ), oldest first: the buckets from the
+    /// later of `since`'s and the floor, each read in pages.
+    pub async fn since(&self, cql: &Cql, kind: Kind, since: i64) -> Result<Vec<Entry>, StoreError> {
+        let Some(floor) = self.floor(kind) else {
+            return Ok(Vec::new());
+        };
+        let end = kind.bucket(kind.now().saturating_add(86_400 * kind.per_sec));
+        let page = i32::try_from(limits::SCYLLA_INDEX_ROWS_PER_READ).unwrap_or(i32::MAX);
+        let mut out = Vec::new();
+        for bucket in kind.bucket(since).max(floor)..=end {
+            let mut after: Entry = (since, Vec::new());
+            loop {
+                let rows: Vec<Entry> = cql
+                    .rows(
+                        Stmt::SelectTimeIndexAfter,
+                        (kind.name, bucket, after.0, after.1.clone(), page),
+                    )
+                    .await?;
+                let full = rows.len() == limits::SCYLLA_INDEX_ROWS_PER_READ;
+                if let Some(last) = rows.last() {
+                    after = last.clone();
+                }
+                out.extend(rows);
+                if !full {
+                    break;
+                }
             }
         }
         Ok(out)

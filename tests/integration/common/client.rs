@@ -338,4 +338,32 @@ impl Client {
     pub fn delete_device(&self, token: &str, id: &str) -> Result<Resp, Box<dyn std::error::Error>> {
         self.delete(&format!("/v1/devices/{id}")).bearer(token).send()
     }
+
+    // ---- the caller's account ----
+
+    /// `GET /v1/users/me`.
+    pub fn me(&self, token: &str) -> Result<Resp, Box<dyn std::error::Error>> {
+        self.get("/v1/users/me").bearer(token).send()
+    }
+
+    /// `PUT /v1/users/me/password`.
+    pub fn change_password(&self, token: &str, current: &str, new: &str) -> Result<Resp, Box<dyn std::error::Error>> {
+        self.put("/v1/users/me/password")
+            .bearer(token)
+            .json(&json!({"currentPassword": current, "newPassword": new}))
+            .send()
+    }
+
+    /// `DELETE /v1/users/me`.
+    pub fn delete_account(&self, token: &str, password: &str) -> Result<Resp, Box<dyn std::error::Error>> {
+        self.delete("/v1/users/me")
+            .bearer(token)
+            .json(&json!({"password": password}))
+            .send()
+    }
+
+    /// `GET /v1/usernames/{username}` (the name as given, not encoded).
+    pub fn lookup(&self, token: &str, username: &str) -> Result<Resp, Box<dyn std::error::Error>> {
+        self.get(&format!("/v1/usernames/{username}")).bearer(token).send()
+    }
 }

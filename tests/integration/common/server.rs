@@ -283,6 +283,18 @@ impl TestServer {
         Client::new(self.mgmt_url())
     }
 
+    /// The value of one series of the management port's `/metrics`, named exactly as exposed
+    /// (`name` or `name{label="value"}`); 0 when absent.
+    pub fn metric(&self, series: &str) -> Result<f64, Box<dyn std::error::Error>> {
+        let text = self.mgmt_client().get("/metrics").send()?.text();
+        let value = text
+            .lines()
+            .filter_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .next()
+            .map_or(Ok(0.0), str::parse::<f64>)?;
+        Ok(value)
+    }
+
     /// Sends SIGTERM without waiting.
     pub fn sigterm(&mut self) -> Result<(), Box<dyn std::error::Error>> {
         let pid = self.pid().ok_or("server is not running")?;
