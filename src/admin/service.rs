@@ -39,11 +39,15 @@ impl Service for AdminService {
         match path {
             "/livez" => Response::empty(StatusCode::OK),
             "/readyz" => readyz::check(&self.store, self.db_timeout).await,
-            _ => Response::bytes(
-                StatusCode::OK,
-                HeaderValue::from_static("text/plain; version=0.0.4"),
-                self.metrics.render(),
-            ),
+            _ => {
+                let mut text = self.metrics.render();
+                self.store.render_metrics(&mut text);
+                Response::bytes(
+                    StatusCode::OK,
+                    HeaderValue::from_static("text/plain; version=0.0.4"),
+                    text,
+                )
+            }
         }
     }
 }
