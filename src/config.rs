@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 use crate::limits;
 use crate::util::cidr::Cidr;
@@ -58,6 +58,10 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "obscura-relay", version, about, args_override_self = true)]
 pub struct Config {
+    /// A maintenance task instead of the server (see [`Command`]).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     // ----- server -----
     /// Bind address of the main and management listeners.
     #[arg(long, env = "OBSCURA_SERVER_HOST", default_value = "0.0.0.0")]
@@ -130,6 +134,13 @@ pub struct Config {
     /// memory, per generation (at most twice this; about 100 bytes each).
     #[arg(long, env = "OBSCURA_STORE_MAILBOX_INDEX_MAX", default_value_t = limits::STORE_MAILBOX_INDEX_MAX)]
     pub store_mailbox_index_max: usize,
+    /// Which store keeps the state: `embedded` (fjall in --data-dir) or
+    /// `scylla` (a ScyllaDB or Cassandra cluster, the --scylla-* options).
+    #[arg(long = "store", env = "OBSCURA_STORE", value_enum, default_value_t = StoreKind::Embedded, global = true)]
+    pub store: StoreKind,
+    /// The ScyllaDB store's options.
+    #[command(flatten)]
+    pub scylla: ScyllaConfig,
 
     // ----- attachments, backups and blob storage -----
     /// Object-key prefix of attachments.
@@ -422,6 +433,13 @@ pub struct Config {
     #[arg(long, hide = true)]
     pub test_fault_store_fail_flush: bool,
 
+    /// Test builds only: empty every table of the ScyllaDB keyspace at
+    /// start (tests lease keyspaces from a pool). Compiled out of release
+    /// builds.
+    #[cfg(debug_assertions)]
+    #[arg(long, hide = true)]
+    pub test_scylla_reset_keyspace: bool,
+
     /// Test builds only: the process kills itself (SIGKILL) right after an
     /// account deletion commits, before its sockets are closed and its
     /// blobs deleted, to exercise the clean-up after a restart. Compiled out
@@ -429,6 +447,167 @@ pub struct Config {
     #[cfg(debug_assertions)]
     #[arg(long, hide = true)]
     pub test_fault_abort_after_account_deletion: bool,
+}
+
+/// Which backend keeps the server's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// fjall in `--data-dir`: one process.
+    Embedded,
+    /// A ScyllaDB (or Cassandra) cluster: the `--scylla-*` options.
+    Scylla,
+}
+
+/// Maintenance tasks run instead of the server.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// The ScyllaDB schema (`schema apply`).
+    Schema {
+        /// What to do.
+        #[command(subcommand)]
+        action: SchemaAction,
+    },
+    /// Moving a deployment between stores (`store copy`).
+    Store {
+        /// What to do.
+        #[command(subcommand)]
+        action: StoreAction,
+    },
+}
+
+/// `obscura-relay schema …`
+#[derive(Debug, Clone, Subcommand)]
+pub enum SchemaAction {
+    /// Creates the keyspace if absent and applies the schema this binary
+    /// carries (idempotent; safe while nodes run).
+    Apply,
+}
+
+/// `obscura-relay store …`
+#[derive(Debug, Clone, Subcommand)]
+pub enum StoreAction {
+    /// Copies everything an embedded store holds into a ScyllaDB keyspace
+    /// (blob bytes stay where they are).
+    Copy {
+        /// The embedded store's data directory (the server must be stopped).
+        #[arg(long)]
+        from: PathBuf,
+        /// The store to copy into.
+        #[arg(long, value_enum)]
+        to: StoreKind,
+    },
+}
+
+/// A CQL consistency level (`--scylla-consistency`), written as CQL spells
+/// it (`LOCAL_QUORUM`) or in lower case with dashes (`local-quorum`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CqlConsistency {
+    /// ONE
+    #[value(alias = "ONE")]
+    One,
+    /// TWO
+    #[value(alias = "TWO")]
+    Two,
+    /// THREE
+    #[value(alias = "THREE")]
+    Three,
+    /// QUORUM
+    #[value(alias = "QUORUM")]
+    Quorum,
+    /// ALL
+    #[value(alias = "ALL")]
+    All,
+    /// LOCAL_QUORUM
+    #[value(alias = "LOCAL_QUORUM")]
+    LocalQuorum,
+    /// EACH_QUORUM
+    #[value(alias = "EACH_QUORUM")]
+    EachQuorum,
+    /// LOCAL_ONE
+    #[value(alias = "LOCAL_ONE")]
+    LocalOne,
+}
+
+/// The ScyllaDB store's options (`--store scylla`); every one also applies
+/// to `schema apply` and `store copy`.
+#[derive(Debug, Clone, Args)]
+pub struct ScyllaConfig {
+    /// Contact points, `host:port`, comma-separated (the driver finds the
+    /// rest of the cluster from them).
+    #[arg(
+        long,
+        env = "OBSCURA_SCYLLA_NODES",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:9042",
+        global = true
+    )]
+    pub scylla_nodes: Vec<String>,
+    /// Keyspace of the relay's tables.
+    #[arg(long, env = "OBSCURA_SCYLLA_KEYSPACE", default_value = "obscura", global = true)]
+    pub scylla_keyspace: String,
+    /// Replicas of every row (SimpleStrategy), when the keyspace is created.
+    #[arg(long, env = "OBSCURA_SCYLLA_REPLICATION_FACTOR", default_value_t = 3, global = true)]
+    pub scylla_replication_factor: u32,
+    /// Replicas per datacenter, `dc:n,dc:n` (NetworkTopologyStrategy); wins
+    /// over --scylla-replication-factor when given.
+    #[arg(long, env = "OBSCURA_SCYLLA_REPLICATION_DATACENTERS", global = true)]
+    pub scylla_replication_datacenters: Option<String>,
+    /// Datacenter whose nodes serve requests first (with LOCAL_* levels).
+    #[arg(long, env = "OBSCURA_SCYLLA_LOCAL_DATACENTER", global = true)]
+    pub scylla_local_datacenter: Option<String>,
+    /// Consistency of every read and write; a send is answered only once its
+    /// writes are acknowledged at this level. Checks-then-acts use the
+    /// matching serial level (LOCAL_SERIAL for LOCAL_* levels, else SERIAL).
+    #[arg(long, env = "OBSCURA_SCYLLA_CONSISTENCY", value_enum, default_value_t = CqlConsistency::LocalQuorum, global = true)]
+    pub scylla_consistency: CqlConsistency,
+    /// User name (PasswordAuthenticator); none: no authentication.
+    #[arg(long, env = "OBSCURA_SCYLLA_USERNAME", global = true)]
+    pub scylla_username: Option<String>,
+    /// Password of --scylla-username.
+    #[arg(long, env = "OBSCURA_SCYLLA_PASSWORD", hide_env_values = true, global = true)]
+    pub scylla_password: Option<String>,
+    /// Time to open a connection to a node, ms.
+    #[arg(long, env = "OBSCURA_SCYLLA_CONNECT_TIMEOUT_MS", default_value_t = limits::SCYLLA_CONNECT_TIMEOUT_MS, global = true)]
+    pub scylla_connect_timeout_ms: u64,
+    /// Time one request may take (retries included), ms; a send whose
+    /// writes are not acknowledged within it fails with 500.
+    #[arg(long, env = "OBSCURA_SCYLLA_REQUEST_TIMEOUT_MS", default_value_t = limits::SCYLLA_REQUEST_TIMEOUT_MS, global = true)]
+    pub scylla_request_timeout_ms: u64,
+    /// Threads of the driver's tokio runtime (1: one thread with a
+    /// current-thread runtime).
+    #[arg(long, env = "OBSCURA_SCYLLA_DRIVER_THREADS", default_value_t = limits::SCYLLA_DRIVER_THREADS, global = true)]
+    pub scylla_driver_threads: usize,
+    /// Create the keyspace if absent and apply the schema at start
+    /// (idempotent, safe when several nodes start at once). Without it, a
+    /// missing or older schema stops the start.
+    #[arg(long, env = "OBSCURA_SCYLLA_CREATE_SCHEMA", action = ArgAction::Set, default_value_t = false, global = true)]
+    pub scylla_create_schema: bool,
+}
+
+impl ScyllaConfig {
+    /// The per-datacenter replication factors, if given.
+    pub fn datacenters(&self) -> Result<Option<Vec<(String, u32)>>, ConfigError> {
+        let Some(spec) = &self.scylla_replication_datacenters else {
+            return Ok(None);
+        };
+        let bad = || ConfigError::Datacenters(spec.clone());
+        let pairs = spec
+            .split(',')
+            .map(|pair| {
+                let (dc, n) = pair.trim().split_once(':').ok_or_else(bad)?;
+                let n: u32 = n.trim().parse().map_err(|_| bad())?;
+                let valid =
+                    n > 0 && !dc.is_empty() && dc.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                valid.then(|| (dc.to_string(), n)).ok_or_else(bad)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(pairs))
+    }
+
+    /// The request timeout.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.scylla_request_timeout_ms)
+    }
 }
 
 /// Faults a test build can inject into the store; always none in release.
@@ -453,6 +632,9 @@ pub enum ConfigError {
     /// A minimum above its maximum.
     #[error("--{0}-min-size-bytes must not exceed --{0}-max-size-bytes")]
     SizeRange(&'static str),
+    /// `--scylla-replication-datacenters` is not `dc:n,dc:n`.
+    #[error("--scylla-replication-datacenters must be `dc:n,dc:n` with n at least 1, got {0:?}")]
+    Datacenters(String),
     /// More shards than the process can reasonably run.
     #[error("--shards must be between 1 and {max}, got {got}")]
     Shards {
@@ -483,6 +665,10 @@ impl Config {
         }
         if self.backup_min_size_bytes > self.backup_max_size_bytes {
             return Err(ConfigError::SizeRange("backup"));
+        }
+        self.scylla.datacenters()?;
+        if self.scylla.scylla_nodes.iter().all(|n| n.trim().is_empty()) {
+            return Err(ConfigError::Zero("scylla-nodes"));
         }
         let shards = self.shard_count();
         if shards == 0 || shards > limits::SHARDS_MAX {
@@ -551,6 +737,13 @@ impl Config {
             ("backup-timeout-secs", self.backup_timeout_secs),
             ("backup-cleanup-interval-secs", self.backup_cleanup_interval_secs),
             ("pubsub-min-backoff-secs", self.pubsub_min_backoff_secs),
+            (
+                "scylla-replication-factor",
+                u64::from(self.scylla.scylla_replication_factor),
+            ),
+            ("scylla-connect-timeout-ms", self.scylla.scylla_connect_timeout_ms),
+            ("scylla-request-timeout-ms", self.scylla.scylla_request_timeout_ms),
+            ("scylla-driver-threads", self.scylla.scylla_driver_threads as u64),
         ]
     }
 

@@ -89,6 +89,75 @@ pub const SHUTDOWN_POLL_MS: u64 = 2;
 /// Shards per process: far above any core count we run on.
 pub const SHARDS_MAX: usize = 256;
 
+/// Default of `--scylla-connect-timeout-ms`: a node on the same network
+/// answers a TCP connect and the CQL handshake in milliseconds; 5 s leaves
+/// room for a busy node without hanging a start for long.
+pub const SCYLLA_CONNECT_TIMEOUT_MS: u64 = 5_000;
+
+/// Default of `--scylla-request-timeout-ms`: above the servers' own write
+/// timeout (2 s on ScyllaDB and Cassandra), so a slow write is reported by
+/// the database first and our timeout only catches a lost connection.
+pub const SCYLLA_REQUEST_TIMEOUT_MS: u64 = 5_000;
+
+/// Width of a ScyllaDB mailbox bucket (one partition per device and
+/// bucket), ms: an hour keeps a busy device's partition to an hour of its
+/// traffic, and a device that was offline for the 30-day lifetime of its
+/// messages to 720 buckets.
+pub const SCYLLA_MAILBOX_BUCKET_MS: u64 = 3_600_000;
+
+/// TTLs of ScyllaDB rows outlive the data's own expiry by a day: they only
+/// collect garbage, reads check expiry themselves.
+pub const SCYLLA_TTL_GRACE_SECS: i64 = 86_400;
+
+/// Longest TTL written: two years. Nothing the relay keeps lives that long,
+/// and Cassandra 3.11 refuses expiry dates past 2038.
+pub const SCYLLA_TTL_MAX_SECS: i64 = 2 * 365 * 86_400;
+
+/// Mailboxes whose last handed-out position the ScyllaDB store remembers
+/// (for `prev`); beyond it, those with nothing in flight are forgotten and
+/// their next message names no known predecessor (one store read).
+pub const SCYLLA_MAILBOXES_TRACKED_MAX: usize = 262_144;
+
+/// Entries per generation of each ScyllaDB store cache (devices, mailbox
+/// buckets, scheduled pushes, ack counts): about 100 bytes each.
+pub const SCYLLA_CACHE_ENTRIES_MAX: usize = 131_072;
+
+/// Acks after which a mailbox's floor is moved up (one read from the floor
+/// and one write): a fetch from the floor then passes at most this many
+/// tombstones.
+pub const SCYLLA_FLOOR_ACKS: usize = 64;
+
+/// Empty index buckets one scan looks at before it stops; the floor it
+/// raised lets the next scan go on.
+pub const SCYLLA_INDEX_BUCKETS_PER_SCAN: i64 = 512;
+
+/// Rows one page of a time-index read takes (the revocation log's "since"
+/// read pages through a bucket this many rows at a time).
+pub const SCYLLA_INDEX_ROWS_PER_READ: usize = 1_000;
+
+/// Attempts of a compare-and-set (device slots, leases, backups) that
+/// lose races before the store gives up: each loss means another change
+/// landed, so this many in a row only happens under a storm of them.
+pub const SCYLLA_CAS_ATTEMPTS_MAX: usize = 32;
+
+/// Index entries a push-lease run reads per lease it may hand out: stale
+/// entries (jobs cancelled or moved) are deleted as they are met, so a few
+/// per lease find the due jobs without reading every due entry at once.
+pub const SCYLLA_PUSH_SCAN_PER_LEASE_COUNT: usize = 4;
+
+/// Default of `--scylla-driver-threads`, the ScyllaDB driver's tokio
+/// runtime (see docs/ARCHITECTURE.md for the measurement behind it).
+pub const SCYLLA_DRIVER_THREADS: usize = 1;
+
+/// Statements per batch of the retention sweep's deletes (one partition):
+/// well below the servers' batch size warnings.
+pub const SCYLLA_BATCH_ROWS_MAX: usize = 100;
+
+/// Payload bytes per batch of message rows: a send's messages to several
+/// mailboxes go in as few requests as stay below the servers' batch-size
+/// warning (128 KiB on ScyllaDB and on the test node).
+pub const SCYLLA_BATCH_BYTES_MAX: usize = 64 * 1024;
+
 /// Store read threads: reads are short point lookups and small scans.
 pub const STORE_READ_THREADS: usize = 2;
 

@@ -14,7 +14,8 @@ use tracing_subscriber::EnvFilter;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,fjall=warn,lsm_tree=warn"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,fjall=warn,lsm_tree=warn,scylla=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -30,6 +31,18 @@ fn main() -> ExitCode {
     if let Err(e) = config.validate() {
         tracing::error!("invalid configuration: {e}");
         return ExitCode::from(2);
+    }
+    if let Some(command) = &config.command {
+        return match obscura_relay::store::run_command(command, &config) {
+            Ok(report) => {
+                tracing::info!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let mut signals = match Signals::new([SIGTERM, SIGINT]) {
         Ok(s) => s,

@@ -51,8 +51,7 @@ use crate::push::{self, Provider};
 use crate::shard::mesh::{Job, Mesh};
 use crate::shard::runtime::{self, ChosenDriver};
 use crate::shard::shutdown::Shutdown;
-use crate::store::embedded::{EmbeddedOptions, EmbeddedStore};
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 
 /// The bound sockets: one main listener per shard (all on one port, with
 /// `SO_REUSEPORT`) and the management listener.
@@ -182,13 +181,7 @@ fn start_link(
 
 /// Opens the store, blob storage, the pub/sub link and the worker pools.
 fn open_app(config: Config, mesh: &Arc<Mesh<Hub>>) -> Result<Opened, StartError> {
-    let options = EmbeddedOptions {
-        durability: config.durability,
-        read_threads: config.store_read_threads,
-        faults: config.store_faults(),
-        mailbox_index_max: config.store_mailbox_index_max,
-    };
-    let (store, _detached) = EmbeddedStore::open(&config.data_dir, &options)?;
+    let store = crate::store::open(&config)?;
     let side = SideRuntime::start().map_err(io_err("starting the side runtime"))?;
     let revocations = Arc::new(Revocations::new(revocations::keep_ms(config.auth_token_ttl_secs)));
     let linked = start_link(&config, &side, mesh, &revocations)?;
@@ -212,7 +205,7 @@ fn open_app(config: Config, mesh: &Arc<Mesh<Hub>>) -> Result<Opened, StartError>
         passwords: Passwords::new(pool),
         revocations,
         metrics: Metrics::new(config.shard_count(), &ROUTE_LABELS),
-        store: store as Arc<dyn Store>,
+        store,
         blobs,
         config: Arc::new(config),
     });
@@ -240,7 +233,7 @@ pub fn start(config: Config, listeners: Listeners) -> Result<RunningServer, Star
     runtime::block_on(driver, crate::cleanup::revocations::load(&app))
         .map_err(io_err("loading token revocations"))??;
     let mut pusher = Some(pusher);
-    tracing::info!(shards, driver = ?driver, data_dir = %app.config.data_dir.display(), durability = ?app.config.durability, "starting");
+    tracing::info!(shards, driver = ?driver, store = ?app.config.store, data_dir = %app.config.data_dir.display(), durability = ?app.config.durability, "starting");
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
     let cpus = crate::util::cpus::allowed_cpus();
     let mut mgmt = Some(listeners.mgmt);

@@ -36,11 +36,15 @@ impl Service for AdminService {
         match path {
             "/livez" => Response::empty(StatusCode::OK),
             "/readyz" => readyz::check(&self.probes).await,
-            _ => Response::bytes(
-                StatusCode::OK,
-                HeaderValue::from_static("text/plain; version=0.0.4"),
-                self.metrics.render(),
-            ),
+            _ => {
+                let mut text = self.metrics.render();
+                self.probes.store.render_metrics(&mut text);
+                Response::bytes(
+                    StatusCode::OK,
+                    HeaderValue::from_static("text/plain; version=0.0.4"),
+                    text,
+                )
+            }
         }
     }
 }

@@ -1,7 +1,7 @@
-//! The side runtime: one thread running a current-thread tokio runtime, for
-//! the libraries that need tokio (object_store). Shards never poll tokio
-//! futures: they hand one over with [`SideRuntime::run`] and await its
-//! answer on a tokio oneshot, whose waker crosses threads. The thread lives
+//! Side runtimes: tokio runtimes on threads of their own, for the libraries
+//! that need tokio (object_store, the ScyllaDB driver). Shards never poll
+//! tokio futures: they hand one over with [`SideRuntime::run`] and await its
+//! answer on a tokio oneshot, whose waker crosses threads. The threads live
 //! until the process exits, like the store's threads.
 
 use std::future::Future;
@@ -26,16 +26,52 @@ pub struct SideRuntime {
 impl SideRuntime {
     /// Starts the runtime on a thread named `side-runtime`.
     pub fn start() -> io::Result<Self> {
+        Self::start_named("side-runtime", 1)
+    }
+
+    /// Starts a runtime named `name`: one thread of that name with a
+    /// current-thread runtime when `workers` is 1, else a multi-thread
+    /// runtime with `workers` worker threads.
+    pub fn start_named(name: &str, workers: usize) -> io::Result<Self> {
+        if workers > 1 {
+            let runtime = Builder::new_multi_thread()
+                .enable_all()
+                .worker_threads(workers)
+                .max_blocking_threads(limits::SIDE_RUNTIME_BLOCKING_THREADS)
+                .thread_name(name)
+                .build()?;
+            let handle = runtime.handle().clone();
+            // The workers run on their own; this thread only keeps the
+            // runtime alive.
+            std::thread::Builder::new()
+                .name(format!("{name}-owner"))
+                .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
+            return Ok(Self { handle });
+        }
         let runtime = Builder::new_current_thread()
             .enable_all()
             .max_blocking_threads(limits::SIDE_RUNTIME_BLOCKING_THREADS)
-            .thread_name("side-blocking")
+            .thread_name(format!("{name}-blocking"))
             .build()?;
         let handle = runtime.handle().clone();
         std::thread::Builder::new()
-            .name("side-runtime".into())
+            .name(name.into())
             .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
         Ok(Self { handle })
+    }
+
+    /// Runs `future` on the runtime and blocks the calling thread (never a
+    /// shard, nor a thread of this runtime) until it is done.
+    pub fn block_on<T, F>(&self, future: F) -> Result<T, SideRuntimeGone>
+    where
+        T: Send + 'static,
+        F: Future<Output = T> + Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.spawn(async move {
+            let _ = tx.send(future.await);
+        });
+        rx.recv().map_err(|_| SideRuntimeGone)
     }
 
     /// Starts `future` on the side runtime without waiting for it.

@@ -1,7 +1,7 @@
 //! The storage interface: what the relay keeps, as async traits that a
-//! backend implements ([`embedded`] on fjall today; ScyllaDB later), and the
-//! records that cross it. Callers never see a backend type, only
-//! `Arc<dyn Store>`.
+//! backend implements ([`embedded`] on fjall, [`scylla`] on ScyllaDB), and
+//! the records that cross it. Callers never see a backend type, only
+//! `Arc<dyn Store>` from [`open`].
 //!
 //! Every method returns a [`StoreFuture`] that is awaited on a shard; the
 //! backend does its blocking work on its own threads. A write that answers
@@ -21,7 +21,14 @@ use crate::crypto::public_key::{PublicKey, Signature};
 
 #[cfg(test)]
 pub mod conformance;
+pub mod copy;
 pub mod embedded;
+pub mod message_ids;
+pub mod scylla;
+
+use std::sync::Arc;
+
+use crate::config::{Command, Config, SchemaAction, StoreAction, StoreKind};
 
 /// The future every store method returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + 'a>>;
@@ -383,6 +390,25 @@ pub struct KeyUpload {
     pub pre_keys_max: usize,
 }
 
+impl KeyUpload {
+    /// What a refill does to the one-time prekeys (BEHAVIOR.md §6.3), given
+    /// the stored ones as (key id, upload order): the ids to prune (the
+    /// oldest beyond the cap) and the sent keys to add (those not kept).
+    pub fn refill_plan(&self, mut stored: Vec<(i32, u64)>) -> (Vec<i32>, Vec<OneTimePreKey>) {
+        let excess = (stored.len() + self.one_time_prekeys.len()).saturating_sub(self.pre_keys_max);
+        stored.sort_by_key(|(_, order)| *order);
+        let pruned = stored.iter().take(excess).map(|(id, _)| *id).collect();
+        let kept: std::collections::HashSet<i32> = stored.iter().skip(excess).map(|(id, _)| *id).collect();
+        let fresh = self
+            .one_time_prekeys
+            .iter()
+            .filter(|k| !kept.contains(&k.key_id))
+            .cloned()
+            .collect();
+        (pruned, fresh)
+    }
+}
+
 /// What an accepted upload did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UploadOutcome {
@@ -469,10 +495,13 @@ pub struct Queued {
     pub seq: u64,
     /// Its message id.
     pub id: Uuid,
-    /// The position of the newest message queued before it in the same
-    /// mailbox, at its commit (`None`: the mailbox held nothing else). A
-    /// reader whose cursor is at or past `prev` has missed nothing before
-    /// this message.
+    /// Its predecessor: a position at or after the newest message queued
+    /// before it in the same mailbox, and before its own (`None`: the
+    /// mailbox held nothing else). A reader whose cursor is at or past
+    /// `prev` has missed nothing before this message. The embedded store
+    /// names the newest one exactly; the ScyllaDB store names the last one
+    /// its process queued there, or `seq - 1` when it knows none, which
+    /// makes a reader read the store.
     pub prev: Option<u64>,
 }
 
@@ -751,6 +780,8 @@ pub trait Health {
     fn is_poisoned(&self) -> bool;
     /// Makes every acknowledged write durable (fsync), for shutdown.
     fn flush(&self) -> Result<(), StoreError>;
+    /// Appends the backend's own metrics (Prometheus text) to `out`.
+    fn render_metrics(&self, _out: &mut String) {}
 }
 
 /// Declares `Store` as all of the given traits, implemented by every type
@@ -779,3 +810,49 @@ complete_backend!(
     PushJobs,
     Health
 );
+
+/// Opens the store `--store` names: the embedded one in `--data-dir`, or
+/// the ScyllaDB one (whose driver gets a side runtime of its own). Its
+/// threads live until the process exits.
+pub fn open(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+    match config.store {
+        StoreKind::Embedded => {
+            let options = embedded::EmbeddedOptions {
+                durability: config.durability,
+                read_threads: config.store_read_threads,
+                faults: config.store_faults(),
+                mailbox_index_max: config.store_mailbox_index_max,
+            };
+            let (store, _detached) = embedded::EmbeddedStore::open(&config.data_dir, &options)?;
+            Ok(store)
+        }
+        StoreKind::Scylla => {
+            let options = scylla::session::ScyllaOptions::from_config(config)?;
+            let runtime = crate::offload::side_runtime::SideRuntime::start_named(
+                "cql-runtime",
+                config.scylla.scylla_driver_threads,
+            )
+            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+            Ok(scylla::ScyllaStore::open(options, runtime)?)
+        }
+    }
+}
+
+/// Runs a maintenance subcommand (`schema apply`, `store copy`) and says
+/// what it did.
+pub fn run_command(command: &Command, config: &Config) -> Result<String, StoreError> {
+    match command {
+        Command::Schema {
+            action: SchemaAction::Apply,
+        } => {
+            let version = scylla::schema::apply_with(config)?;
+            Ok(format!(
+                "keyspace {} is at schema version {version}",
+                config.scylla.scylla_keyspace
+            ))
+        }
+        Command::Store {
+            action: StoreAction::Copy { from, to },
+        } => Ok(copy::copy(from, *to, config)?.to_string()),
+    }
+}

@@ -384,9 +384,62 @@ fn keep_sending(
     Ok(())
 }
 
-/// What the store holds of a deleted account, read after the server stopped: its user row,
-/// its devices and the mailboxes of `devices`.
-fn leftovers(data_dir: &std::path::Path, user: Uuid, devices: &[Uuid]) -> Res<Vec<String>> {
+/// What the store of `server` holds of a deleted account, read after the server stopped.
+fn leftovers(server: &TestServer, user: Uuid, devices: &[Uuid]) -> Res<Vec<String>> {
+    match server.keyspace() {
+        Some(keyspace) => cql_leftovers(keyspace, user, devices),
+        None => embedded_leftovers(&server.data_dir(), user, devices),
+    }
+}
+
+/// The rows of the deleted account in `keyspace`, read with CQL: its user row unless it
+/// carries the deletion marker, its username, its devices' rows and slots, and every message
+/// row of `devices` (the raw rows: the store itself hides a deleted device's mailbox).
+fn cql_leftovers(keyspace: &str, user: Uuid, devices: &[Uuid]) -> Res<Vec<String>> {
+    let nodes = crate::common::cql_node::nodes()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let session = scylla::client::session_builder::SessionBuilder::new()
+            .known_nodes(nodes.split(','))
+            .build()
+            .await?;
+        let mut found = Vec::new();
+        let live_user = format!("SELECT deleted_at_ms FROM {keyspace}.users WHERE id = ?");
+        let rows = session.query_unpaged(live_user, (user,)).await?.into_rows_result()?;
+        if rows.rows::<(Option<i64>,)>()?.any(|r| matches!(r, Ok((None,)))) {
+            found.push("the user".to_string());
+        }
+        let name = format!("SELECT user_id FROM {keyspace}.usernames WHERE username = 'rosa'");
+        let rows = session.query_unpaged(name, ()).await?.into_rows_result()?;
+        if rows
+            .rows::<(Option<Uuid>,)>()?
+            .any(|r| matches!(r, Ok((Some(id),)) if id == user))
+        {
+            found.push("the username".into());
+        }
+        let slots = format!("SELECT device_id FROM {keyspace}.user_devices WHERE user_id = ?");
+        let rows = session.query_unpaged(slots, (user,)).await?.into_rows_result()?;
+        found.extend(
+            rows.rows::<(Option<Uuid>,)>()?
+                .flatten()
+                .map(|(d,)| format!("slot {d:?}")),
+        );
+        let scans = [("devices", "id"), ("messages", "device_id")];
+        for (table, column) in scans {
+            let all = format!("SELECT {column} FROM {keyspace}.{table}");
+            let rows = session.query_unpaged(all, ()).await?.into_rows_result()?;
+            for (id,) in rows.rows::<(Uuid,)>()?.flatten() {
+                if devices.contains(&id) {
+                    found.push(format!("a {table} row of {id}"));
+                }
+            }
+        }
+        Ok(found)
+    })
+}
+
+/// The same, read with the embedded store from its data dir.
+fn embedded_leftovers(data_dir: &std::path::Path, user: Uuid, devices: &[Uuid]) -> Res<Vec<String>> {
     let options = EmbeddedOptions {
         durability: Durability::Fsync,
         read_threads: 1,
@@ -469,7 +522,7 @@ fn deletion_racing_sends_leaves_nothing_behind() -> TestResult {
     server.stop()?;
     let user = Uuid::parse_str(rosa.user_id())?;
     let devices = [Uuid::from_bytes(rosa.id), Uuid::from_bytes(rosa2.id)];
-    let left = leftovers(&server.data_dir(), user, &devices)?;
+    let left = leftovers(&server, user, &devices)?;
     assert!(left.is_empty(), "left behind: {left:?}");
     Ok(())
 }

@@ -18,6 +18,7 @@ mod backup;
 mod blob_memory;
 mod bodies;
 mod bundles;
+mod cql_store;
 mod crash;
 mod delivery;
 mod device_keys;

@@ -135,7 +135,8 @@ fn delete_account(w: &mut Writer, id: Uuid, expected_generation: u32) -> Result<
     Ok(Some(deletion))
 }
 
-fn pending_deletions(t: &Tables, before_ms: i64, limit: usize) -> Result<Vec<AccountDeletion>, StoreError> {
+/// Up to `limit` unfinished deletions decided before `before_ms`.
+pub(super) fn pending_deletions(t: &Tables, before_ms: i64, limit: usize) -> Result<Vec<AccountDeletion>, StoreError> {
     let mut found = Vec::new();
     for (key, value) in Tables::pairs_with_prefix(&t.account_deletions, &[])? {
         let user = super::records::uuid("account_deletions", &key)?;

@@ -14,6 +14,7 @@ mod accounts;
 mod attachments;
 mod backups;
 mod devices;
+pub mod export;
 pub mod group_commit;
 mod idempotency;
 pub mod keys;
@@ -354,6 +355,34 @@ mod tests {
             drop(store);
             threads.join();
         }
+    }
+
+    /// Goal: the embedded store names each message's predecessor exactly:
+    /// the newest message queued before it, or none when everything before
+    /// it was acked (stricter than the conformance suite asks).
+    #[test]
+    fn appends_name_the_newest_predecessor_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, threads) = EmbeddedStore::open(dir.path(), &options(Durability::Buffered)).unwrap();
+        let device = conformance::new_device(uuid::Uuid::now_v7(), 1, "exact");
+        let target = device.device.id;
+        block_on(ChosenDriver::Epoll, async {
+            conformance::create_device(&*store, device).await;
+            let send = || message_to(target, uuid::Uuid::new_v4());
+            let first = store.append(vec![send(), send()]).await.unwrap();
+            let queued = |o: &Appended| match o {
+                Appended::Stored(q) => *q,
+                other => panic!("{other:?}"),
+            };
+            let (a, b) = (queued(&first[0]), queued(&first[1]));
+            assert_eq!((a.prev, b.prev), (None, Some(a.seq)));
+            store.ack(target, vec![a.id, b.id]).await.unwrap();
+            let c = queued(&store.append(vec![send()]).await.unwrap()[0]);
+            assert_eq!(c.prev, None, "everything before it was acked");
+        })
+        .unwrap();
+        drop(store);
+        threads.join();
     }
 
     /// Goal: after a restart, a queued submission is still a duplicate (the

@@ -124,19 +124,11 @@ fn refill(
     up: &KeyUpload,
     stored_spks: &[SignedPreKey],
 ) -> Result<(), StoreError> {
-    let mut stored = one_time_prekeys(t, device)?;
-    let excess = (stored.len() + up.one_time_prekeys.len()).saturating_sub(up.pre_keys_max);
-    stored.sort_by_key(|(_, v)| v.uploaded_seq);
-    for (key_id, _) in stored.iter().take(excess) {
-        batch.remove(&t.one_time_prekeys, device_key(device, *key_id));
+    let stored = one_time_prekeys(t, device)?;
+    let (pruned, fresh) = up.refill_plan(stored.iter().map(|(id, v)| (*id, v.uploaded_seq)).collect());
+    for key_id in pruned {
+        batch.remove(&t.one_time_prekeys, device_key(device, key_id));
     }
-    let kept: std::collections::HashSet<i32> = stored.iter().skip(excess).map(|(id, _)| *id).collect();
-    let fresh: Vec<OneTimePreKey> = up
-        .one_time_prekeys
-        .iter()
-        .filter(|k| !kept.contains(&k.key_id))
-        .cloned()
-        .collect();
     insert_one_time(t, batch, device, &fresh);
     let spk = &up.signed_prekey;
     batch.insert(

@@ -29,7 +29,8 @@ fn at_ms(key: &[u8]) -> i64 {
     (u64::from_be_bytes(bytes) ^ 0x8000_0000_0000_0000) as i64
 }
 
-fn since(t: &Tables, since_ms: i64) -> Result<Vec<Revocation>, StoreError> {
+/// The revocations decided at or after `since_ms`, oldest first.
+pub(super) fn since(t: &Tables, since_ms: i64) -> Result<Vec<Revocation>, StoreError> {
     t.revocations
         .range(ordered_i64(since_ms).to_vec()..)
         .map(|guard| {

@@ -8,6 +8,8 @@
 
 pub mod blobs;
 pub mod client;
+#[path = "../../../src/store/scylla/test_node.rs"]
+pub mod cql_node;
 pub mod data;
 pub mod fcm;
 pub mod gateway;

@@ -11,9 +11,11 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use super::client::Client;
+use super::cql_node;
 
-/// How long a start may take before we give up (the ready file must appear by then).
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a start may take before we give up (the ready file must appear by then); a start on
+/// the CQL node may first create a keyspace and its tables.
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
 /// How often the ready file is polled.
 const READY_POLL: Duration = Duration::from_millis(20);
 /// How long a SIGTERMed server gets to exit before SIGKILL.
@@ -54,6 +56,45 @@ fn default_args() -> Vec<String> {
     .collect()
 }
 
+/// Which store a test server keeps its state in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestStore {
+    /// fjall in the server's temp dir.
+    Embedded,
+    /// A keyspace leased on the test CQL node (`common::cql_node`).
+    Scylla,
+}
+
+impl TestStore {
+    /// The store of this run: `OBSCURA_TEST_STORE=scylla` runs the suite on the CQL node.
+    pub fn of_run() -> Self {
+        match std::env::var("OBSCURA_TEST_STORE").as_deref() {
+            Ok("scylla") => TestStore::Scylla,
+            _ => TestStore::Embedded,
+        }
+    }
+}
+
+/// The arguments that put a server (or a subcommand) on a leased keyspace.
+pub fn scylla_args(lease: &cql_node::Lease) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    let nodes = cql_node::nodes()?;
+    Ok([
+        "--store",
+        "scylla",
+        "--scylla-nodes",
+        &nodes,
+        "--scylla-keyspace",
+        &lease.keyspace,
+        "--scylla-replication-factor",
+        "1",
+        "--scylla-create-schema",
+        "true",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect())
+}
+
 pub struct TestServer {
     child: Option<Child>,
     /// Set once we have signalled the child ourselves, so an exit is expected.
@@ -61,7 +102,12 @@ pub struct TestServer {
     extra_args: Vec<String>,
     pub main_port: u16,
     pub mgmt_port: u16,
+    /// The store's arguments (before the test's own), and for a first start only, the reset of
+    /// a leased keyspace.
+    store_args: Vec<String>,
+    first_start_args: Vec<String>,
     // Declared last: dropped after `Drop::drop` has stopped the process.
+    lease: Option<cql_node::Lease>,
     dir: tempfile::TempDir,
 }
 
@@ -71,19 +117,59 @@ impl TestServer {
         Self::start_with(&[])
     }
 
-    /// Starts a server with the default arguments followed by `extra` (which win).
+    /// Starts a server with the default arguments followed by `extra` (which win), on the
+    /// run's store (`OBSCURA_TEST_STORE`).
     pub fn start_with(extra: &[&str]) -> Result<Self, Box<dyn std::error::Error>> {
+        Self::start_on(TestStore::of_run(), extra)
+    }
+
+    /// Starts a server on `store` with the default arguments followed by `extra`.
+    pub fn start_on(store: TestStore, extra: &[&str]) -> Result<Self, Box<dyn std::error::Error>> {
+        match store {
+            TestStore::Embedded => Self::start_in(None, false, extra),
+            TestStore::Scylla => Self::start_in(Some(cql_node::lease()?), true, extra),
+        }
+    }
+
+    /// Starts a server on the keyspace `lease` names as it is (nothing emptied).
+    pub fn start_on_keyspace(lease: cql_node::Lease, extra: &[&str]) -> Result<Self, Box<dyn std::error::Error>> {
+        Self::start_in(Some(lease), false, extra)
+    }
+
+    fn start_in(
+        lease: Option<cql_node::Lease>,
+        reset: bool,
+        extra: &[&str],
+    ) -> Result<Self, Box<dyn std::error::Error>> {
         let dir = tempfile::Builder::new().prefix("obscura-it-").tempdir()?;
+        let store_args = match &lease {
+            Some(lease) => scylla_args(lease)?,
+            None => Vec::new(),
+        };
+        let first_start_args = if reset {
+            vec!["--test-scylla-reset-keyspace".to_string()]
+        } else {
+            Vec::new()
+        };
         let mut server = TestServer {
             child: None,
             signalled: false,
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             main_port: 0,
             mgmt_port: 0,
+            store_args,
+            first_start_args,
+            lease,
             dir,
         };
         server.spawn()?;
+        server.first_start_args.clear();
         Ok(server)
+    }
+
+    /// The keyspace of a server on the CQL node.
+    pub fn keyspace(&self) -> Option<&str> {
+        self.lease.as_ref().map(|l| l.keyspace.as_str())
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -116,6 +202,8 @@ impl TestServer {
             .arg(self.data_dir())
             .arg("--ready-file")
             .arg(&ready)
+            .args(&self.store_args)
+            .args(&self.first_start_args)
             .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))

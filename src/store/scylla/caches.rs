@@ -1,0 +1,112 @@
+//! What the ScyllaDB store remembers between calls so the send and ack
+//! paths read little: devices known to exist (with whether they have a push
+//! token), mailbox buckets whose row is written, wake-up pushes scheduled,
+//! acks since a mailbox's floor moved. Each is a map of two generations: at
+//! its bound the young one becomes the old one, so memory stays bounded and
+//! what is used stays. Only this process's own changes update them;
+//! docs/ARCHITECTURE.md says what that means for several nodes.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Mutex, MutexGuard};
+
+use uuid::Uuid;
+
+use crate::limits;
+
+/// A map of two generations.
+pub struct Generations<K, V> {
+    young: HashMap<K, V>,
+    old: HashMap<K, V>,
+    max: usize,
+}
+
+impl<K: Eq + Hash + Clone, V: Clone> Generations<K, V> {
+    /// At most about `2 * max` entries.
+    pub fn new(max: usize) -> Self {
+        Self {
+            young: HashMap::new(),
+            old: HashMap::new(),
+            max: max.max(1),
+        }
+    }
+
+    /// The value of `key`, kept young.
+    pub fn get(&mut self, key: &K) -> Option<V> {
+        if let Some(v) = self.young.get(key) {
+            return Some(v.clone());
+        }
+        let v = self.old.remove(key)?;
+        self.insert(key.clone(), v.clone());
+        Some(v)
+    }
+
+    /// Sets `key`.
+    pub fn insert(&mut self, key: K, value: V) {
+        self.old.remove(&key);
+        self.young.insert(key, value);
+        if self.young.len() >= self.max {
+            self.old = std::mem::take(&mut self.young);
+        }
+    }
+
+    /// Forgets `key`.
+    pub fn remove(&mut self, key: &K) -> Option<V> {
+        self.young.remove(key).or_else(|| self.old.remove(key))
+    }
+}
+
+/// A device as the send path needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownDevice {
+    /// Whether it has a push token (wake-ups are scheduled for it).
+    pub has_token: bool,
+}
+
+/// The store's caches.
+pub struct Caches {
+    /// Devices known to exist.
+    pub devices: Mutex<Generations<Uuid, KnownDevice>>,
+    /// (device, bucket) pairs whose bucket row (and activity row) is written.
+    pub buckets: Mutex<Generations<(Uuid, i64), ()>>,
+    /// Devices with a wake-up push scheduled by this process, by due time.
+    pub pushes: Mutex<Generations<Uuid, u64>>,
+    /// Messages acked per device since its floor last moved.
+    pub acks: Mutex<Generations<Uuid, usize>>,
+}
+
+impl Caches {
+    /// Empty caches.
+    pub fn new() -> Self {
+        let max = limits::SCYLLA_CACHE_ENTRIES_MAX;
+        Self {
+            devices: Mutex::new(Generations::new(max)),
+            buckets: Mutex::new(Generations::new(max)),
+            pushes: Mutex::new(Generations::new(max)),
+            acks: Mutex::new(Generations::new(max)),
+        }
+    }
+}
+
+/// Locks a cache (a poisoned lock still holds a usable map).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generations_keep_what_is_used() {
+        let mut g = Generations::new(2);
+        g.insert(1, "a");
+        g.insert(2, "b"); // young full: becomes old
+        g.insert(3, "c");
+        assert_eq!(g.get(&1), Some("a"), "promoted from the old generation");
+        g.insert(4, "d"); // young {3, 1} full again... then {4}
+        g.insert(5, "e");
+        assert_eq!(g.get(&2), None, "dropped with its generation");
+        assert_eq!(g.remove(&5), Some("e"));
+    }
+}

@@ -1,0 +1,163 @@
+//! The CQL session with every statement prepared, and the few ways the
+//! store runs them: a query for rows, a write, a lightweight transaction
+//! (whether it applied), a batch. Each run is timed and counted by
+//! statement ([`QueryMetrics`]). Runs on the driver's tokio runtime.
+
+use std::time::Instant;
+
+use scylla::client::session::Session;
+use scylla::deserialize::row::DeserializeRow;
+use scylla::response::query_result::QueryResult;
+use scylla::serialize::row::SerializeRow;
+use scylla::statement::batch::{Batch, BatchType};
+use scylla::statement::prepared::PreparedStatement;
+use scylla::value::{CqlValue, Row};
+
+use super::query_metrics::{QueryMetrics, Sent};
+use super::statements::{Stmt, ALL};
+use crate::store::StoreError;
+
+/// Values of one statement in a batch.
+pub type Values = Box<dyn SerializeRow + Send + Sync>;
+
+/// One statement of a batch with its values.
+pub type Part = (Stmt, Values);
+
+/// Boxes a statement's values for a batch.
+pub fn part<V: SerializeRow + Send + Sync + 'static>(stmt: Stmt, values: V) -> Part {
+    (stmt, Box::new(values))
+}
+
+/// A driver error, as the store reports it.
+pub fn backend<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
+    StoreError::Backend(Box::new(e))
+}
+
+/// A row the store cannot read.
+pub fn corrupt(table: &'static str, reason: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        table,
+        reason: reason.into(),
+    }
+}
+
+/// The session and its prepared statements.
+pub struct Cql {
+    session: Session,
+    prepared: Vec<PreparedStatement>,
+    metrics: QueryMetrics,
+}
+
+impl Cql {
+    /// Prepares every statement (in the session's keyspace).
+    pub async fn prepare(session: Session) -> Result<Self, StoreError> {
+        let futures = ALL.iter().map(|s| session.prepare(s.cql()));
+        let prepared = futures_util::future::join_all(futures)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        Ok(Self {
+            session,
+            prepared,
+            metrics: QueryMetrics::new(),
+        })
+    }
+
+    /// The statement's latency and error counts.
+    pub fn metrics(&self) -> &QueryMetrics {
+        &self.metrics
+    }
+
+    fn statement(&self, stmt: Stmt) -> Result<&PreparedStatement, StoreError> {
+        self.prepared
+            .get(stmt as usize)
+            .ok_or_else(|| corrupt("statements", format!("{} is not prepared", stmt.label())))
+    }
+
+    /// Runs `stmt` once (unpaged).
+    pub async fn exec(&self, stmt: Stmt, values: impl SerializeRow) -> Result<QueryResult, StoreError> {
+        let prepared = self.statement(stmt)?;
+        let started = Instant::now();
+        let result = self.session.execute_unpaged(prepared, values).await;
+        self.metrics
+            .record(stmt, Sent::Single, started.elapsed(), result.is_err());
+        result.map_err(backend)
+    }
+
+    /// The rows `stmt` returns.
+    pub async fn rows<R>(&self, stmt: Stmt, values: impl SerializeRow) -> Result<Vec<R>, StoreError>
+    where
+        R: for<'f> DeserializeRow<'f, 'f>,
+    {
+        let result = self.exec(stmt, values).await?;
+        let rows = result.into_rows_result().map_err(backend)?;
+        let typed = rows.rows::<R>().map_err(backend)?;
+        typed.collect::<Result<Vec<R>, _>>().map_err(backend)
+    }
+
+    /// The first row `stmt` returns, if any.
+    pub async fn first<R>(&self, stmt: Stmt, values: impl SerializeRow) -> Result<Option<R>, StoreError>
+    where
+        R: for<'f> DeserializeRow<'f, 'f>,
+    {
+        Ok(self.rows::<R>(stmt, values).await?.into_iter().next())
+    }
+
+    /// Runs a lightweight transaction: whether it applied, and when it did
+    /// not, the current values the server sent back (after `[applied]`).
+    pub async fn lwt(
+        &self,
+        stmt: Stmt,
+        values: impl SerializeRow,
+    ) -> Result<(bool, Vec<Option<CqlValue>>), StoreError> {
+        applied_of(self.exec(stmt, values).await?)
+    }
+
+    /// Whether a lightweight transaction applied.
+    pub async fn applied(&self, stmt: Stmt, values: impl SerializeRow) -> Result<bool, StoreError> {
+        Ok(self.lwt(stmt, values).await?.0)
+    }
+
+    /// Runs `parts` as one batch of `kind` (a single part runs alone).
+    pub async fn batch(&self, kind: BatchType, parts: Vec<Part>) -> Result<QueryResult, StoreError> {
+        let Some(first) = parts.first().map(|(s, _)| *s) else {
+            return self.exec(Stmt::Ping, ()).await;
+        };
+        if parts.len() == 1 && kind != BatchType::Logged {
+            let (stmt, values) = parts.into_iter().next().ok_or_else(|| corrupt("batch", "empty"))?;
+            return self.exec(stmt, values).await;
+        }
+        let mut batch = Batch::new(kind);
+        let mut values = Vec::with_capacity(parts.len());
+        for (stmt, v) in parts {
+            batch.append_statement(self.statement(stmt)?.clone());
+            values.push(v);
+        }
+        let started = Instant::now();
+        let result = self.session.batch(&batch, values).await;
+        self.metrics
+            .record(first, Sent::Batch, started.elapsed(), result.is_err());
+        result.map_err(backend)
+    }
+
+    /// Runs `parts` as one conditional batch (one partition): whether it
+    /// applied, with the current values when it did not.
+    pub async fn batch_lwt(&self, parts: Vec<Part>) -> Result<(bool, Vec<Option<CqlValue>>), StoreError> {
+        applied_of(self.batch(BatchType::Logged, parts).await?)
+    }
+}
+
+/// Reads `[applied]` (and the values after it) from an LWT's answer.
+fn applied_of(result: QueryResult) -> Result<(bool, Vec<Option<CqlValue>>), StoreError> {
+    let rows = result.into_rows_result().map_err(backend)?;
+    let row = rows
+        .maybe_first_row::<Row>()
+        .map_err(backend)?
+        .ok_or_else(|| corrupt("lwt", "no [applied] row"))?;
+    let mut columns = row.columns.into_iter();
+    match columns.next() {
+        Some(Some(CqlValue::Boolean(applied))) => Ok((applied, columns.collect())),
+        _ => Err(corrupt("lwt", "no [applied] column")),
+    }
+}
