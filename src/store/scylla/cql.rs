@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use scylla::client::session::Session;
 use scylla::deserialize::row::DeserializeRow;
+use scylla::errors::{DbError, ExecutionError, RequestAttemptError, WriteType};
 use scylla::response::query_result::QueryResult;
 use scylla::serialize::row::SerializeRow;
 use scylla::statement::batch::{Batch, BatchType};
@@ -31,6 +32,23 @@ pub fn part<V: SerializeRow + Send + Sync + 'static>(stmt: Stmt, values: V) -> P
 /// A driver error, as the store reports it.
 pub fn backend<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
     StoreError::Backend(Box::new(e))
+}
+
+/// Whether `e` is a lightweight transaction's write timeout (outcome unknown).
+fn is_cas_timeout(e: &StoreError) -> bool {
+    let StoreError::Backend(source) = e else {
+        return false;
+    };
+    matches!(
+        source.downcast_ref::<ExecutionError>(),
+        Some(ExecutionError::LastAttemptError(RequestAttemptError::DbError(
+            DbError::WriteTimeout {
+                write_type: WriteType::Cas,
+                ..
+            },
+            _
+        )))
+    )
 }
 
 /// A row the store cannot read.
@@ -119,6 +137,17 @@ impl Cql {
         Ok(self.lwt(stmt, values).await?.0)
     }
 
+    /// Whether a lightweight transaction applied, `None` when its outcome
+    /// is unknown: the database timed out on its Paxos round (contention on
+    /// one partition), and the write may or may not have landed.
+    pub async fn applied_or_unknown(&self, stmt: Stmt, values: impl SerializeRow) -> Result<Option<bool>, StoreError> {
+        match self.applied(stmt, values).await {
+            Ok(applied) => Ok(Some(applied)),
+            Err(e) if is_cas_timeout(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Runs `parts` as one batch of `kind` (a single part runs alone).
     pub async fn batch(&self, kind: BatchType, parts: Vec<Part>) -> Result<QueryResult, StoreError> {
         let Some(first) = parts.first().map(|(s, _)| *s) else {
@@ -159,5 +188,34 @@ fn applied_of(result: QueryResult) -> Result<(bool, Vec<Option<CqlValue>>), Stor
     match columns.next() {
         Some(Some(CqlValue::Boolean(applied))) => Ok((applied, columns.collect())),
         _ => Err(corrupt("lwt", "no [applied] column")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use scylla::statement::Consistency;
+
+    use super::*;
+
+    fn write_timeout(write_type: WriteType) -> StoreError {
+        let timeout = DbError::WriteTimeout {
+            consistency: Consistency::LocalSerial,
+            received: 0,
+            required: 1,
+            write_type,
+        };
+        backend(ExecutionError::LastAttemptError(RequestAttemptError::DbError(
+            timeout,
+            "Operation timed out".to_string(),
+        )))
+    }
+
+    /// Goal: only a lightweight transaction's write timeout counts as an
+    /// unknown outcome; every other error stays an error.
+    #[test]
+    fn only_a_cas_write_timeout_is_an_unknown_outcome() {
+        assert!(is_cas_timeout(&write_timeout(WriteType::Cas)));
+        assert!(!is_cas_timeout(&write_timeout(WriteType::Simple)));
+        assert!(!is_cas_timeout(&corrupt("users", "bad")));
     }
 }

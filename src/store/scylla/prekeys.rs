@@ -182,7 +182,13 @@ impl Inner {
         let mut taken = None;
         let mut lost = 0;
         for (key_id, key, _) in pool {
-            if self.cql.applied(Stmt::ClaimOneTimePreKey, (device_id, key_id)).await? {
+            // An unknown outcome (a Paxos timeout under contention) counts as
+            // lost: the key may be gone, and is never handed out twice.
+            let claimed = self
+                .cql
+                .applied_or_unknown(Stmt::ClaimOneTimePreKey, (device_id, key_id))
+                .await?;
+            if claimed == Some(true) {
                 taken = Some(OneTimePreKey {
                     key_id,
                     public_key: public_key(&key)?,
