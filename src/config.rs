@@ -433,6 +433,13 @@ pub struct Config {
     #[arg(long, hide = true)]
     pub test_fault_store_fail_flush: bool,
 
+    /// Test builds only: every append on the ScyllaDB store waits this many
+    /// ms after taking its mailbox positions, before writing its rows, to
+    /// make a late commit across relay nodes. Compiled out of release builds.
+    #[cfg(debug_assertions)]
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub test_fault_append_delay_ms: u64,
+
     /// Test builds only: empty every table of the ScyllaDB keyspace at
     /// start (tests lease keyspaces from a pool). Compiled out of release
     /// builds.
@@ -617,6 +624,9 @@ pub struct StoreFaults {
     pub ping_delay: Duration,
     /// Every journal flush fails.
     pub fail_flushes: bool,
+    /// Every ScyllaDB append waits this long between taking its mailbox
+    /// positions and writing its rows (a late commit, as from a slow node).
+    pub append_delay: Duration,
 }
 
 /// A configuration that cannot run.
@@ -804,6 +814,7 @@ impl Config {
         return StoreFaults {
             ping_delay: Duration::from_millis(self.test_fault_store_delay_ms),
             fail_flushes: self.test_fault_store_fail_flush,
+            append_delay: Duration::from_millis(self.test_fault_append_delay_ms),
         };
         #[cfg(not(debug_assertions))]
         return StoreFaults::default();

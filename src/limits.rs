@@ -99,6 +99,33 @@ pub const SCYLLA_CONNECT_TIMEOUT_MS: u64 = 5_000;
 /// the database first and our timeout only catches a lost connection.
 pub const SCYLLA_REQUEST_TIMEOUT_MS: u64 = 5_000;
 
+/// The clock skew between relay nodes the ScyllaDB store allows for, ms:
+/// positions carry the time of the node that took them, so a message may
+/// commit this much (plus its write's time) behind a position another node
+/// took later. NTP keeps hosts well inside it; a larger skew can make a
+/// session deliver a late message only at its next read.
+pub const SCYLLA_CLOCK_SKEW_MS: u64 = 1_000;
+
+/// Life of a relay's claim on its node tag in the ScyllaDB store, s: a tag
+/// whose relay died is free again this long after its last renewal.
+pub const SCYLLA_NODE_TAG_TTL_SECS: u64 = 120;
+
+/// How often a relay renews its node tag, s: four tries within the TTL.
+pub const SCYLLA_NODE_TAG_RENEW_SECS: u64 = 30;
+
+const _: () = assert!(
+    SCYLLA_NODE_TAG_RENEW_SECS * 4 <= SCYLLA_NODE_TAG_TTL_SECS,
+    "a node tag is renewed several times within its TTL"
+);
+
+/// How often a relay on the ScyllaDB store reads the devices deleted
+/// lately through any relay node, s: until it does, it may still deliver a
+/// message the deleted device sent (never after).
+pub const SCYLLA_DELETED_SENDERS_REFRESH_SECS: u64 = 2;
+
+/// How far back that read looks, s: many refresh periods, and clock skew.
+pub const SCYLLA_DELETED_SENDERS_LOOKBACK_SECS: i64 = 60;
+
 /// Width of a ScyllaDB mailbox bucket (one partition per device and
 /// bucket), ms: an hour keeps a busy device's partition to an hour of its
 /// traffic, and a device that was offline for the 30-day lifetime of its
