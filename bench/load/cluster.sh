@@ -9,10 +9,13 @@
 #      message crosses Redis.
 # Each prints msgs/s, latency percentiles, lost, and CPU per message of
 # relay A, relay B, Redis and the Cassandra JVM.
-# Usage: bench/load/cluster.sh [seconds per run, default 10]
+# A warm-up run comes first (OBSCURA_BENCH_WARMUP_SECS, default 60), then the two layouts
+# alternately, [runs] times each.
+# Usage: bench/load/cluster.sh [seconds per run, default 10] [runs, default 3]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-10}
+runs=${2:-3}
 cassandra=../shared/cassandra
 work=$(mktemp -d -t obscura-cluster-load-XXXXXX)
 pids=()
@@ -57,5 +60,13 @@ run() { # $1 = label, $2 = keyspace, $3 = "one" or "two"
   kill "$a_pid" "$b_pid"; wait "$a_pid" "$b_pid" 2>/dev/null || true
 }
 
-run "one node (senders and sockets on relay A)" load_one one
-run "two nodes (senders on relay A, sockets on relay B)" load_two two
+# A fresh JVM keeps getting faster for minutes: a warm-up run first (its figures are printed
+# but are not the result), then the two layouts alternately, so that drift weighs on both.
+secs_measured=$secs
+secs=${OBSCURA_BENCH_WARMUP_SECS:-60}
+run "warm-up (two nodes; not a result)" load_warm two
+secs=$secs_measured
+for i in $(seq "$runs"); do
+  run "one node, run $i (senders and sockets on relay A)" "load_one_$i" one
+  run "two nodes, run $i (senders on relay A, sockets on relay B)" "load_two_$i" two
+done
