@@ -290,7 +290,7 @@ fn cql_sigterm_drains_a_node_and_its_clients_move_on() -> TestResult {
 fn cql_a_database_node_killed_under_load_loses_nothing() -> TestResult {
     // Goal: on a three-node Cassandra cluster (replication factor 3, LOCAL_QUORUM), one database
     // node killed with SIGKILL under load: sends keep being accepted and nothing acknowledged is
-    // lost. Method: alice sends numbered messages for 6 s; node 3 is killed after 1.5 s; bob's
+    // lost. Method: four senders send numbered messages for 6 s; node 3 is killed after 1.5 s; bob's
     // backlog must hold every message answered 200, and sends must have been answered after the
     // kill.
     let mut db = CqlCluster::start(3, CQL_CLUSTER_PORT)?;
@@ -314,31 +314,22 @@ fn cql_a_database_node_killed_under_load_loses_nothing() -> TestResult {
     )?;
     let alice = member(&relay.client(), "alice", 5)?;
     let bob = member(&relay.client(), "bob", 5)?;
-    let (client, token, to) = (relay.client(), alice.token().to_string(), bob.id);
     let started = Instant::now();
-    let sender = std::thread::spawn(move || {
-        let (mut answered, mut refused) = (Vec::new(), 0);
-        for i in 0.. {
-            if started.elapsed() > Duration::from_secs(6) {
-                break;
-            }
-            let text = format!("n{i}");
-            let sent = data::send(
-                &client,
-                &token,
-                &[crate::common::wire::Submission::to(&to, text.as_bytes())],
-            );
-            match sent {
-                Ok(resp) if resp.status == 200 => answered.push((text, started.elapsed())),
-                _ => refused += 1,
-            }
-        }
-        (answered, refused)
-    });
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|n| {
+            let (client, token, to) = (relay.client(), alice.token().to_string(), bob.id);
+            std::thread::spawn(move || send_numbered(&client, &token, &to, n, started))
+        })
+        .collect();
     std::thread::sleep(Duration::from_millis(1_500));
     let killed_at = started.elapsed();
     db.kill(3)?;
-    let (answered, refused) = sender.join().map_err(|_| "sender panicked")?;
+    let (mut answered, mut refused) = (Vec::new(), 0);
+    for sender in senders {
+        let (a, r) = sender.join().map_err(|_| "sender panicked")?;
+        answered.extend(a);
+        refused += r;
+    }
     let after_kill = answered
         .iter()
         .filter(|(_, at)| *at > killed_at + Duration::from_secs(1))
@@ -389,4 +380,35 @@ fn cql_an_account_deleted_through_one_node_is_gone_on_every_node() -> TestResult
         texts(&queued)
     );
     Ok(())
+}
+
+/// Concurrent senders of the database-failure test.
+const SENDERS: usize = 4;
+
+/// Sends messages `s<n>-0`, `s<n>-1`, … to `to` until 6 s after `started`: those answered 200
+/// with when, and how many were not.
+fn send_numbered(
+    client: &crate::common::Client,
+    token: &str,
+    to: &[u8; 16],
+    n: usize,
+    started: Instant,
+) -> (Vec<(String, Duration)>, usize) {
+    let (mut answered, mut refused) = (Vec::new(), 0);
+    for i in 0.. {
+        if started.elapsed() > Duration::from_secs(6) {
+            break;
+        }
+        let text = format!("s{n}-{i}");
+        let sent = data::send(
+            client,
+            token,
+            &[crate::common::wire::Submission::to(to, text.as_bytes())],
+        );
+        match sent {
+            Ok(resp) if resp.status == 200 => answered.push((text, started.elapsed())),
+            _ => refused += 1,
+        }
+    }
+    (answered, refused)
 }
