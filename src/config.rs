@@ -395,10 +395,28 @@ pub struct Config {
     #[arg(long, env = "OBSCURA_FCM_TIMEOUT_SECS", default_value_t = limits::FCM_TIMEOUT_SECS)]
     pub fcm_timeout_secs: u64,
 
+    // ----- cross-node events -----
+    /// Redis of the deployment (`redis://host:port`): events reach sessions
+    /// on other relay nodes, and jobs that must run once per deployment
+    /// take a lease there. Unset: this node runs alone. Every node of a
+    /// deployment gets the same URL (and the same store, blob store and
+    /// `OBSCURA_AUTH_JWT_SECRET`).
+    #[arg(long, env = "OBSCURA_PUBSUB_URL", hide_env_values = true)]
+    pub pubsub_url: Option<String>,
+    /// First wait before reconnecting to Redis, seconds (doubles up to the max).
+    #[arg(long, env = "OBSCURA_PUBSUB_MIN_BACKOFF_SECS", default_value_t = limits::PUBSUB_MIN_BACKOFF_SECS)]
+    pub pubsub_min_backoff_secs: u64,
+    /// Longest wait between reconnects to Redis, seconds.
+    #[arg(long, env = "OBSCURA_PUBSUB_MAX_BACKOFF_SECS", default_value_t = limits::PUBSUB_MAX_BACKOFF_SECS)]
+    pub pubsub_max_backoff_secs: u64,
+
     // ----- health and telemetry -----
     /// /readyz database probe timeout, ms.
     #[arg(long, env = "OBSCURA_HEALTH_DB_TIMEOUT_MS", default_value_t = limits::HEALTH_DB_TIMEOUT_MS)]
     pub health_db_timeout_ms: u64,
+    /// /readyz pub/sub probe timeout, ms.
+    #[arg(long, env = "OBSCURA_HEALTH_PUBSUB_TIMEOUT_MS", default_value_t = limits::HEALTH_PUBSUB_TIMEOUT_MS)]
+    pub health_pubsub_timeout_ms: u64,
     /// Log format (level from RUST_LOG, default info).
     #[arg(long, env = "OBSCURA_TELEMETRY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub telemetry_log_format: LogFormat,
@@ -414,6 +432,13 @@ pub struct Config {
     #[cfg(debug_assertions)]
     #[arg(long, hide = true)]
     pub test_fault_store_fail_flush: bool,
+
+    /// Test builds only: every append on the ScyllaDB store waits this many
+    /// ms after taking its mailbox positions, before writing its rows, to
+    /// make a late commit across relay nodes. Compiled out of release builds.
+    #[cfg(debug_assertions)]
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub test_fault_append_delay_ms: u64,
 
     /// Test builds only: empty every table of the ScyllaDB keyspace at
     /// start (tests lease keyspaces from a pool). Compiled out of release
@@ -599,6 +624,9 @@ pub struct StoreFaults {
     pub ping_delay: Duration,
     /// Every journal flush fails.
     pub fail_flushes: bool,
+    /// Every ScyllaDB append waits this long between taking its mailbox
+    /// positions and writing its rows (a late commit, as from a slow node).
+    pub append_delay: Duration,
 }
 
 /// A configuration that cannot run.
@@ -718,6 +746,7 @@ impl Config {
             ),
             ("backup-timeout-secs", self.backup_timeout_secs),
             ("backup-cleanup-interval-secs", self.backup_cleanup_interval_secs),
+            ("pubsub-min-backoff-secs", self.pubsub_min_backoff_secs),
             (
                 "scylla-replication-factor",
                 u64::from(self.scylla.scylla_replication_factor),
@@ -785,6 +814,7 @@ impl Config {
         return StoreFaults {
             ping_delay: Duration::from_millis(self.test_fault_store_delay_ms),
             fail_flushes: self.test_fault_store_fail_flush,
+            append_delay: Duration::from_millis(self.test_fault_append_delay_ms),
         };
         #[cfg(not(debug_assertions))]
         return StoreFaults::default();

@@ -55,6 +55,7 @@ pub mod metrics;
 pub mod node;
 pub mod offload;
 pub mod proto;
+pub mod pubsub;
 pub mod push;
 pub mod server;
 pub mod shard;

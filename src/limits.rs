@@ -99,6 +99,33 @@ pub const SCYLLA_CONNECT_TIMEOUT_MS: u64 = 5_000;
 /// the database first and our timeout only catches a lost connection.
 pub const SCYLLA_REQUEST_TIMEOUT_MS: u64 = 5_000;
 
+/// The clock skew between relay nodes the ScyllaDB store allows for, ms:
+/// positions carry the time of the node that took them, so a message may
+/// commit this much (plus its write's time) behind a position another node
+/// took later. NTP keeps hosts well inside it; a larger skew can make a
+/// session deliver a late message only at its next read.
+pub const SCYLLA_CLOCK_SKEW_MS: u64 = 1_000;
+
+/// Life of a relay's claim on its node tag in the ScyllaDB store, s: a tag
+/// whose relay died is free again this long after its last renewal.
+pub const SCYLLA_NODE_TAG_TTL_SECS: u64 = 120;
+
+/// How often a relay renews its node tag, s: four tries within the TTL.
+pub const SCYLLA_NODE_TAG_RENEW_SECS: u64 = 30;
+
+const _: () = assert!(
+    SCYLLA_NODE_TAG_RENEW_SECS * 4 <= SCYLLA_NODE_TAG_TTL_SECS,
+    "a node tag is renewed several times within its TTL"
+);
+
+/// How often a relay on the ScyllaDB store reads the devices deleted
+/// lately through any relay node, s: until it does, it may still deliver a
+/// message the deleted device sent (never after).
+pub const SCYLLA_DELETED_SENDERS_REFRESH_SECS: u64 = 2;
+
+/// How far back that read looks, s: many refresh periods, and clock skew.
+pub const SCYLLA_DELETED_SENDERS_LOOKBACK_SECS: i64 = 60;
+
 /// Width of a ScyllaDB mailbox bucket (one partition per device and
 /// bucket), ms: an hour keeps a busy device's partition to an hour of its
 /// traffic, and a device that was offline for the 30-day lifetime of its
@@ -289,6 +316,12 @@ pub const SESSION_ARRIVALS_MAX: usize = 256;
 
 /// Payload bytes of the new messages a gateway session holds at most.
 pub const SESSION_ARRIVAL_BYTES_MAX: usize = 1 << 20;
+
+/// Mailbox positions a gateway session remembers having delivered within
+/// its store's late-commit window (several relay nodes only; 8 bytes each):
+/// a device that receives more than this within the window may get the
+/// oldest of them again (at least once), never miss one.
+pub const SESSION_RECENT_POSITIONS_MAX: usize = 65_536;
 
 /// Pongs a gateway session owes at once; a client that pings faster than
 /// its socket takes frames gets the latest ones (RFC 6455 §5.5.3 allows
@@ -569,6 +602,47 @@ pub const BACKUP_CLEANUP_INTERVAL_SECS: u64 = 300;
 /// makes `/readyz` fail.
 pub const HEALTH_DB_TIMEOUT_MS: u64 = 2000;
 
+// ----- Cross-node events (--pubsub-url) -----
+
+/// Publishes queued for Redis before more are lost (and a resync is asked
+/// for): a few seconds of a busy node's events while its link reconnects.
+pub const PUBSUB_PUBLISH_QUEUE_MAX: usize = 16_384;
+
+/// Publishes sent in one pipeline (one round trip to Redis).
+pub const PUBSUB_PIPELINE_MAX: usize = 256;
+
+/// New messages for one device travel between nodes with their payloads
+/// up to this many bytes per publish (the receiving session writes them
+/// without a store read); beyond it, only the news that the mailbox has
+/// new messages travels.
+pub const PUBSUB_ARRIVAL_BYTES_MAX: usize = 64 * 1024;
+
+/// An idle publishing connection pings Redis this often, so a lost
+/// connection is noticed within about this long.
+pub const PUBSUB_KEEPALIVE_MS: u64 = 1_000;
+
+/// A repeated send whose `Idempotency-Key` another relay node holds
+/// looks again this often.
+pub const SEND_CLAIM_RETRY_MS: u64 = 10;
+
+/// A session waits at most this long for Redis to confirm its device's
+/// channel before it reads its backlog (past it, it reads anyway; a lost
+/// subscription is covered by the resync after a reconnect).
+pub const PUBSUB_SUBSCRIBE_TIMEOUT_MS: u64 = 2_000;
+
+/// Default of the option with `OBSCURA_PUBSUB_MIN_BACKOFF_SECS`: the
+/// reference server's default (BEHAVIOR.md §14.2), the first wait before a
+/// reconnect.
+pub const PUBSUB_MIN_BACKOFF_SECS: u64 = 1;
+
+/// Default of the option with `OBSCURA_PUBSUB_MAX_BACKOFF_SECS`: the
+/// reference server's default (BEHAVIOR.md §14.2), the longest wait.
+pub const PUBSUB_MAX_BACKOFF_SECS: u64 = 30;
+
+/// Default of the option with `OBSCURA_HEALTH_PUBSUB_TIMEOUT_MS`: the
+/// reference server's default (BEHAVIOR.md §14.8), the `/readyz` probe.
+pub const HEALTH_PUBSUB_TIMEOUT_MS: u64 = 2000;
+
 // ----- How the bounds relate (checked at compile time) -----
 
 const _: () = assert!(
@@ -601,6 +675,7 @@ const _: () = assert!(
     "a full device is not low on prekeys"
 );
 const _: () = assert!(ATTACHMENT_MIN_BYTES <= ATTACHMENT_BYTES_MAX);
+const _: () = assert!(PUBSUB_MIN_BACKOFF_SECS <= PUBSUB_MAX_BACKOFF_SECS);
 const _: () = assert!(BACKUP_MIN_BYTES <= BACKUP_BYTES_MAX);
 const _: () = assert!(
     SERVER_REQUEST_TIMEOUT_SECS <= SERVER_GLOBAL_TIMEOUT_SECS

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use monoio::net::TcpListener;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::admin::readyz::Probes;
 use crate::admin::service::AdminService;
 use crate::api::routes::ROUTE_LABELS;
 use crate::api::ApiService;
@@ -30,16 +31,20 @@ use crate::auth::rate_limit::{Buckets, Rate, TierRates};
 use crate::auth::tokens::TokenKeys;
 use crate::blob::{BlobError, Blobs};
 use crate::config::Config;
+use crate::gateway::cluster_bus::{Cluster, ClusterBus};
+use crate::gateway::events::EventBus;
 use crate::gateway::hub::{Hub, HubParts};
 use crate::gateway::mesh_bus::MeshBus;
 use crate::http::listener::{accept_loop, Serving};
 use crate::http::HttpLimits;
 use crate::limits;
 use crate::metrics::Metrics;
+use crate::node::relay::{NodeDeliver, REVOCATIONS_CHANNEL};
 use crate::node::revocations::{self, Revocations};
 use crate::node::{App, ShardLocal};
 use crate::offload::side_runtime::SideRuntime;
 use crate::offload::workers::WorkerPool;
+use crate::pubsub::{self, Link, LinkOptions, PubSubError};
 use crate::push::fcm::FcmSetupError;
 use crate::push::worker::Pusher;
 use crate::push::{self, Provider};
@@ -79,6 +84,9 @@ pub enum StartError {
     /// Blob storage could not be set up.
     #[error("opening blob storage failed: {0}")]
     Blobs(#[from] BlobError),
+    /// `--pubsub-url` is unusable.
+    #[error("{0}")]
+    PubSub(#[from] PubSubError),
 }
 
 fn io_err(context: &'static str) -> impl FnOnce(io::Error) -> StartError {
@@ -133,10 +141,50 @@ fn http_limits(config: &Config) -> HttpLimits {
     }
 }
 
-/// The shared state, and the push sender for shard 0's worker.
-fn open_app(config: Config) -> Result<(Arc<App>, Pusher), StartError> {
+/// What the shards start with: the shared state, the push sender for
+/// shard 0's worker, and the cluster state when there is a pub/sub link.
+struct Opened {
+    app: Arc<App>,
+    pusher: Pusher,
+    cluster: Option<Arc<Cluster>>,
+}
+
+/// The link to the other relay nodes, if `--pubsub-url` is set; events
+/// from it go to the shards of `mesh`.
+fn start_link(
+    config: &Config,
+    side: &SideRuntime,
+    mesh: &Arc<Mesh<Hub>>,
+    revocations: &Arc<Revocations>,
+) -> Result<Option<(Link, Arc<Cluster>)>, StartError> {
+    let Some(url) = &config.pubsub_url else {
+        return Ok(None);
+    };
+    let node = pubsub::new_node_id();
+    let cluster = Cluster::new(node, mesh.clone());
+    let options = LinkOptions {
+        url: url.clone(),
+        node,
+        min_backoff: Duration::from_secs(config.pubsub_min_backoff_secs),
+        max_backoff: Duration::from_secs(config.pubsub_max_backoff_secs),
+    };
+    let deliver = NodeDeliver {
+        node,
+        cluster: cluster.clone(),
+        revocations: revocations.clone(),
+    };
+    let link = Link::start(&options, side.clone(), Arc::new(deliver))?;
+    link.listen(REVOCATIONS_CHANNEL.as_bytes().to_vec());
+    tracing::info!(node, "relaying events through pub/sub");
+    Ok(Some((link, cluster)))
+}
+
+/// Opens the store, blob storage, the pub/sub link and the worker pools.
+fn open_app(config: Config, mesh: &Arc<Mesh<Hub>>) -> Result<Opened, StartError> {
     let store = crate::store::open(&config)?;
     let side = SideRuntime::start().map_err(io_err("starting the side runtime"))?;
+    let revocations = Arc::new(Revocations::new(revocations::keep_ms(config.auth_token_ttl_secs)));
+    let linked = start_link(&config, &side, mesh, &revocations)?;
     let blobs = Blobs::open(&config, side)?;
     let pool = WorkerPool::start("password", config.password_worker_count(), limits::PASSWORD_QUEUE_DEPTH)
         .map_err(io_err("starting password workers"))?;
@@ -149,17 +197,19 @@ fn open_app(config: Config) -> Result<(Arc<App>, Pusher), StartError> {
         lookup: Rate::new(config.rate_limit_lookup_per_second, config.rate_limit_lookup_burst),
     };
     let buckets = Buckets::new(rates, config.rate_limit_clients_max);
+    let (pubsub, cluster) = linked.unzip();
     let app = Arc::new(App {
+        pubsub,
         buckets,
         tokens: TokenKeys::new(&config.auth_jwt_secret, config.auth_token_ttl_secs),
         passwords: Passwords::new(pool),
-        revocations: Revocations::new(revocations::keep_ms(config.auth_token_ttl_secs)),
+        revocations,
         metrics: Metrics::new(config.shard_count(), &ROUTE_LABELS),
         store,
         blobs,
         config: Arc::new(config),
     });
-    Ok((app, pusher))
+    Ok(Opened { app, pusher, cluster })
 }
 
 /// Starts the store, the workers and the shards on `listeners`; returns once
@@ -178,12 +228,12 @@ pub fn start(config: Config, listeners: Listeners) -> Result<RunningServer, Star
         .port();
     let shards = listeners.main.len();
     let started_ms = crate::util::time::now_micros() / 1000;
-    let (app, pusher) = open_app(config)?;
+    let mesh = Mesh::<Hub>::new(shards, limits::MESH_QUEUE_DEPTH);
+    let Opened { app, pusher, cluster } = open_app(config, &mesh)?;
     runtime::block_on(driver, crate::cleanup::revocations::load(&app))
         .map_err(io_err("loading token revocations"))??;
     let mut pusher = Some(pusher);
     tracing::info!(shards, driver = ?driver, store = ?app.config.store, data_dir = %app.config.data_dir.display(), durability = ?app.config.durability, "starting");
-    let mesh = Mesh::<Hub>::new(shards, limits::MESH_QUEUE_DEPTH);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
     let cpus = crate::util::cpus::allowed_cpus();
     let mut mgmt = Some(listeners.mgmt);
@@ -197,6 +247,7 @@ pub fn start(config: Config, listeners: Listeners) -> Result<RunningServer, Star
             listener,
             mgmt: mgmt.take(),
             pusher: pusher.take(),
+            cluster: cluster.clone(),
             draining: draining.clone(),
             started_ms,
         };
@@ -265,6 +316,8 @@ struct ShardStart {
     mgmt: Option<StdListener>,
     /// The push sender, for the worker on the shard that has `mgmt`.
     pusher: Option<Pusher>,
+    /// The process's cluster state, with a pub/sub link.
+    cluster: Option<Arc<Cluster>>,
     /// Shards still draining: a shard keeps serving its mesh inbox until
     /// this is zero, so the others' last calls to it (acks, presence) land.
     draining: Arc<AtomicUsize>,
@@ -283,7 +336,7 @@ impl ShardStart {
 
     async fn serve(self, app: Arc<App>, mesh: Arc<Mesh<Hub>>, ready: std::sync::mpsc::Sender<()>) {
         let config = app.config.clone();
-        let local = shard_local(&app, self.id, &mesh);
+        let local = shard_local(&app, self.id, &mesh, self.cluster.as_ref());
         let shutdown = local.shutdown().clone();
         monoio::spawn(crate::mailbox::retention::run(local.clone()));
         let limits = Rc::new(http_limits(&config));
@@ -326,8 +379,9 @@ impl ShardStart {
 }
 
 /// Shard `me`'s state: its gateway hub (connected to the mesh, whose inbox
-/// it now serves) and the event bus over it.
-fn shard_local(app: &Arc<App>, me: usize, mesh: &Arc<Mesh<Hub>>) -> Rc<ShardLocal> {
+/// it now serves) and the event bus over it (relayed to the other nodes
+/// when there is a pub/sub link).
+fn shard_local(app: &Arc<App>, me: usize, mesh: &Arc<Mesh<Hub>>, cluster: Option<&Arc<Cluster>>) -> Rc<ShardLocal> {
     let hub = Rc::new(Hub::new(HubParts {
         me,
         mesh: mesh.clone(),
@@ -338,7 +392,12 @@ fn shard_local(app: &Arc<App>, me: usize, mesh: &Arc<Mesh<Hub>>) -> Rc<ShardLoca
     }));
     let endpoint = mesh.connect(me, hub.clone());
     monoio::spawn(endpoint.clone().serve());
-    Rc::new(ShardLocal::new(app.clone(), hub, Rc::new(MeshBus::new(endpoint))))
+    let local = MeshBus::new(endpoint);
+    let events: Rc<dyn EventBus> = match (cluster, &app.pubsub) {
+        (Some(cluster), Some(link)) => Rc::new(ClusterBus::new(local, cluster.clone(), link.clone(), me)),
+        _ => Rc::new(local),
+    };
+    Rc::new(ShardLocal::new(app.clone(), hub, events))
 }
 
 fn start_admin(
@@ -350,9 +409,13 @@ fn start_admin(
 ) -> io::Result<()> {
     let listener = TcpListener::from_std(mgmt)?;
     let service = AdminService {
-        store: app.store.clone(),
+        probes: Probes {
+            store: app.store.clone(),
+            db_timeout: Duration::from_millis(app.config.health_db_timeout_ms),
+            pubsub: app.pubsub.clone(),
+            pubsub_timeout: Duration::from_millis(app.config.health_pubsub_timeout_ms),
+        },
         metrics: app.metrics.clone(),
-        db_timeout: Duration::from_millis(app.config.health_db_timeout_ms),
     };
     let serving = Serving {
         service: Rc::new(service),

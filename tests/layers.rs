@@ -24,7 +24,7 @@ use syn::visit::Visit;
 const LAYERS: &[&[&str]] = &[
     &["limits", "config", "util"],
     &["shard", "offload"],
-    &["http", "store", "blob", "crypto", "auth", "proto", "metrics"],
+    &["http", "store", "blob", "crypto", "auth", "proto", "metrics", "pubsub"],
     &["gateway", "node"],
     &["mailbox", "push", "cleanup", "admin"],
     &["api"],

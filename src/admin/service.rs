@@ -6,25 +6,22 @@ use std::time::Duration;
 
 use http::{HeaderValue, Method, StatusCode};
 
-use super::readyz;
+use super::readyz::{self, Probes};
 use crate::http::{Body, RequestHead, Response, Service};
 use crate::limits;
 use crate::metrics::Metrics;
-use crate::store::Store;
 
 /// Answers the management port.
 pub struct AdminService {
-    /// The store to probe.
-    pub store: Arc<dyn Store>,
+    /// What `/readyz` probes.
+    pub probes: Probes,
     /// Every shard's metrics.
     pub metrics: Arc<Metrics>,
-    /// `--health-db-timeout-ms`.
-    pub db_timeout: Duration,
 }
 
 impl Service for AdminService {
     fn deadline(&self, _head: &RequestHead) -> Duration {
-        self.db_timeout + Duration::from_millis(limits::ADMIN_DEADLINE_SLACK_MS)
+        self.probes.db_timeout + self.probes.pubsub_timeout + Duration::from_millis(limits::ADMIN_DEADLINE_SLACK_MS)
     }
 
     async fn call(&self, head: &RequestHead, _body: &mut Body<'_>, _peer: SocketAddr) -> Response {
@@ -38,10 +35,10 @@ impl Service for AdminService {
         }
         match path {
             "/livez" => Response::empty(StatusCode::OK),
-            "/readyz" => readyz::check(&self.store, self.db_timeout).await,
+            "/readyz" => readyz::check(&self.probes).await,
             _ => {
                 let mut text = self.metrics.render();
-                self.store.render_metrics(&mut text);
+                self.probes.store.render_metrics(&mut text);
                 Response::bytes(
                     StatusCode::OK,
                     HeaderValue::from_static("text/plain; version=0.0.4"),

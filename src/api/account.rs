@@ -29,7 +29,6 @@ use crate::gateway::events::DeviceEvent;
 use crate::http::{Body, Response};
 use crate::metrics::Counter;
 use crate::store::{PasswordChange, Revocation, TokenFloor, UserRecord};
-use crate::util::time::now_micros;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -61,10 +60,6 @@ fn disconnect(ctx: &RequestCtx<'_>, devices: &[Uuid]) {
     for device in devices {
         ctx.local.events.raise(*device, DeviceEvent::Disconnect);
     }
-}
-
-fn now_ms() -> i64 {
-    now_micros() / 1000
 }
 
 /// Test builds only (`--test-fault-abort-after-account-deletion`): dies as
@@ -120,7 +115,7 @@ pub async fn change_password(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Resul
         floor: TokenFloor::Generation(changed.generation),
         at_ms: changed.at_ms,
     };
-    ctx.app.revocations.apply(&[revocation], now_ms());
+    ctx.app.revoke(revocation);
     disconnect(ctx, &changed.devices);
     ctx.count(Counter::PasswordChanges);
     let renewed = Principal {
@@ -149,7 +144,7 @@ pub async fn delete(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Respons
         floor: TokenFloor::Deleted,
         at_ms: deletion.at_ms,
     };
-    ctx.app.revocations.apply(&[revocation], now_ms());
+    ctx.app.revoke(revocation);
     disconnect(ctx, &deletion.devices);
     ctx.count(Counter::AccountsDeleted);
     ctx.local.count(Counter::DevicesDeleted, deletion.devices.len());

@@ -112,7 +112,8 @@ fn decode_request(bytes: &[u8], limit: usize) -> Result<SendMessageRequest, ApiE
 /// transaction, then hands what was stored to the targets' sessions. In a
 /// task of its own, so that a request dropped at its deadline still hands
 /// over what committed (open sessions would otherwise only see it with
-/// their next message).
+/// their next message). With several relay nodes the key is held for the
+/// transaction's length ([`crate::node::send_claims`]).
 async fn append_and_deliver(
     ctx: &RequestCtx<'_>,
     messages: Vec<NewMessage>,
@@ -121,6 +122,7 @@ async fn append_and_deliver(
 ) -> Result<GuardedAppend, ApiError> {
     let local = ctx.local.clone();
     monoio::spawn(async move {
+        let _claim = local.app.claim_send(key.device, key.key).await;
         let appended = local
             .app
             .store

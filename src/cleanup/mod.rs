@@ -8,7 +8,9 @@
 //! disables it) in [`refresh_tokens`] and [`revocations`], which also keeps
 //! the node's revocation map current
 //! (`--auth-revocation-sync-interval-secs`). Message retention is
-//! [`crate::mailbox`]'s.
+//! [`crate::mailbox`]'s. With
+//! several relay nodes, one of them runs each clean-up per period
+//! ([`App::lead`]).
 
 pub mod accounts;
 pub mod blobs;
@@ -29,30 +31,42 @@ use crate::shard::shutdown::Shutdown;
 /// `started_ms`: when this process started (ms since the epoch).
 pub fn spawn(app: &Arc<App>, shutdown: &Shutdown, started_ms: i64) {
     let config = &app.config;
-    spawn_every(app, shutdown, config.backup_cleanup_interval_secs, move |app| {
-        accounts::finish_pending(app, started_ms)
-    });
-    let since = Rc::new(Cell::new(
-        started_ms.saturating_sub(crate::limits::AUTH_REVOCATION_SYNC_OVERLAP_MS),
-    ));
-    spawn_every(app, shutdown, config.auth_revocation_sync_interval_secs, move |app| {
-        let since = since.clone();
-        async move { revocations::sync(&app, &since).await }
-    });
     spawn_every(
         app,
         shutdown,
-        config.attachment_cleanup_interval_secs,
+        (Some("accounts"), config.backup_cleanup_interval_secs),
+        move |app| accounts::finish_pending(app, started_ms),
+    );
+    let since = Rc::new(Cell::new(
+        started_ms.saturating_sub(crate::limits::AUTH_REVOCATION_SYNC_OVERLAP_MS),
+    ));
+    // Every node keeps its own revocation map: no lease.
+    spawn_every(
+        app,
+        shutdown,
+        (None, config.auth_revocation_sync_interval_secs),
+        move |app| {
+            let since = since.clone();
+            async move { revocations::sync(&app, &since).await }
+        },
+    );
+    spawn_every(
+        app,
+        shutdown,
+        (Some("attachments"), config.attachment_cleanup_interval_secs),
         |app| async move { blobs::expire_attachments(&app).await },
     );
-    spawn_every(app, shutdown, config.backup_cleanup_interval_secs, |app| async move {
-        blobs::reset_stale_backups(&app).await
-    });
+    spawn_every(
+        app,
+        shutdown,
+        (Some("backups"), config.backup_cleanup_interval_secs),
+        |app| async move { blobs::reset_stale_backups(&app).await },
+    );
     if config.auth_refresh_token_cleanup_interval_secs > 0 {
         spawn_every(
             app,
             shutdown,
-            config.auth_refresh_token_cleanup_interval_secs,
+            (Some("refresh-tokens"), config.auth_refresh_token_cleanup_interval_secs),
             |app| async move {
                 refresh_tokens::purge_expired(&app).await;
                 revocations::purge(&app).await;
@@ -61,13 +75,27 @@ pub fn spawn(app: &Arc<App>, shutdown: &Shutdown, started_ms: i64) {
     }
 }
 
-/// Spawns `job` every `period_secs`, with its own handle on the app.
-fn spawn_every<F, Fut>(app: &Arc<App>, shutdown: &Shutdown, period_secs: u64, job: F)
+/// Spawns `job` every period (seconds), with its own handle on the app; of
+/// several relay nodes, one runs a named job per period ([`App::lead`]),
+/// every node runs an unnamed one.
+fn spawn_every<F, Fut>(app: &Arc<App>, shutdown: &Shutdown, (name, period_secs): (Option<&'static str>, u64), job: F)
 where
     F: Fn(Arc<App>) -> Fut + 'static,
     Fut: Future<Output = ()> + 'static,
 {
     let app = app.clone();
     let period = Duration::from_secs(period_secs);
-    monoio::spawn(every(period, shutdown.clone(), move || job(app.clone())));
+    let job = std::rc::Rc::new(job);
+    monoio::spawn(every(period, shutdown.clone(), move || {
+        let (app, job) = (app.clone(), job.clone());
+        async move {
+            let lead = match name {
+                Some(name) => app.lead(name, period).await,
+                None => true,
+            };
+            if lead {
+                job(app).await;
+            }
+        }
+    }));
 }

@@ -9,6 +9,7 @@
 
 use prost::Message;
 
+use super::cursor::Cursor;
 use super::events::Arrival;
 use crate::proto::{web_socket_frame::Payload, Envelope, EnvelopeBatch, PreKeyStatus, WebSocketFrame};
 use crate::store::StoredMessage;
@@ -18,53 +19,40 @@ use crate::store::StoredMessage;
 pub struct Followed {
     /// Messages to write now, in order.
     pub ready: Vec<StoredMessage>,
-    /// The session's cursor after them.
-    pub cursor: Option<u64>,
-    /// The store must be read after `cursor`: an arrival's predecessor is
-    /// past the cursor (it may not have been delivered), or arrivals were
+    /// The store must be read after the cursor: an arrival's predecessor
+    /// is past the cursor (it may not have been delivered), an arrival
+    /// committed behind the cursor (a late commit), or arrivals were
     /// dropped.
     pub gap: bool,
 }
 
-/// Walks `arrivals` (in the order they came) from a session's `cursor` (the
-/// last mailbox position it delivered): one at or before the cursor was
-/// delivered already; one whose predecessor is at or before the cursor (or
-/// that had none) follows without a gap and is ready (unless it expired at
-/// `now_secs`: then it only moves the cursor); at the first that may not
-/// follow, the rest is left to a store read. `complete` is `false` when
-/// arrivals were dropped, which is a gap from the start.
-pub fn follow(mut cursor: Option<u64>, arrivals: Vec<Arrival>, complete: bool, now_secs: i64) -> Followed {
+/// Walks `arrivals` (in the order they came) from a session's `cursor`:
+/// one delivered already is skipped; one whose predecessor is at or before
+/// the cursor (or that had none) follows without a gap and is ready
+/// (unless it expired at `now_secs`: then it only moves the cursor); at the
+/// first that may not follow, or that committed behind the cursor, the
+/// rest is left to a store read. `complete` is `false` when arrivals were
+/// dropped, which is a gap from the start.
+pub fn follow(cursor: &mut Cursor, arrivals: Vec<Arrival>, complete: bool, now_secs: i64) -> Followed {
     let mut ready = Vec::with_capacity(arrivals.len());
     if !complete {
-        return Followed {
-            ready,
-            cursor,
-            gap: true,
-        };
+        return Followed { ready, gap: true };
     }
     for arrival in arrivals {
         let seq = arrival.message.seq;
-        if cursor.is_some_and(|c| seq <= c) {
+        if cursor.delivered(seq) {
             continue;
         }
-        let may_have_missed = arrival.prev.is_some_and(|p| cursor.is_none_or(|c| p > c));
-        if may_have_missed {
-            return Followed {
-                ready,
-                cursor,
-                gap: true,
-            };
+        let may_have_missed = arrival.prev.is_some_and(|p| cursor.position().is_none_or(|c| p > c));
+        if may_have_missed || cursor.behind(seq) {
+            return Followed { ready, gap: true };
         }
-        cursor = Some(seq);
+        cursor.record(seq);
         if arrival.expires_at_secs > now_secs {
             ready.push(arrival.message);
         }
     }
-    Followed {
-        ready,
-        cursor,
-        gap: false,
-    }
+    Followed { ready, gap: false }
 }
 
 /// The envelope of a queued message.
@@ -195,6 +183,15 @@ mod tests {
         f.ready.iter().map(|m| m.seq).collect()
     }
 
+    /// A cursor at `position` (none: before the first message).
+    fn at(position: Option<u64>, window: u64) -> Cursor {
+        let mut cursor = Cursor::new(window);
+        if let Some(p) = position {
+            cursor.record(p);
+        }
+        cursor
+    }
+
     /// Goal: a chain of arrivals from the cursor goes out without a store
     /// read; a repeat is skipped; an expired one moves the cursor only.
     #[test]
@@ -205,11 +202,13 @@ mod tests {
             arrival(7, Some(5)),
             arrival(9, Some(7)),
         ];
-        let f = follow(None, chain, true, 50);
-        assert_eq!((seqs(&f), f.cursor, f.gap), (vec![5, 7, 9], Some(9), false));
-        let f = follow(Some(7), vec![arrival(6, None), arrival(8, Some(3))], true, 50);
+        let mut cursor = at(None, 0);
+        let f = follow(&mut cursor, chain, true, 50);
+        assert_eq!((seqs(&f), cursor.position(), f.gap), (vec![5, 7, 9], Some(9), false));
+        let mut cursor = at(Some(7), 0);
+        let f = follow(&mut cursor, vec![arrival(6, None), arrival(8, Some(3))], true, 50);
         assert_eq!(
-            (seqs(&f), f.cursor, f.gap),
+            (seqs(&f), cursor.position(), f.gap),
             (vec![8], Some(8), false),
             "6 was delivered"
         );
@@ -217,25 +216,41 @@ mod tests {
             expires_at_secs: 40,
             ..arrival(11, Some(9))
         };
-        let f = follow(Some(9), vec![expired, arrival(12, Some(11))], true, 50);
-        assert_eq!((seqs(&f), f.cursor), (vec![12], Some(12)));
+        let mut cursor = at(Some(9), 0);
+        let f = follow(&mut cursor, vec![expired, arrival(12, Some(11))], true, 50);
+        assert_eq!((seqs(&f), cursor.position()), (vec![12], Some(12)));
     }
 
     /// Goal: an arrival whose predecessor may not have been delivered, and
     /// dropped arrivals, leave the rest to a store read after the cursor.
     #[test]
     fn a_gap_stops_at_the_cursor() {
+        let mut cursor = at(Some(3), 0);
         let f = follow(
-            Some(3),
+            &mut cursor,
             vec![arrival(4, Some(3)), arrival(9, Some(8)), arrival(10, Some(9))],
             true,
             50,
         );
-        assert_eq!((seqs(&f), f.cursor, f.gap), (vec![4], Some(4), true));
-        let f = follow(None, vec![arrival(9, Some(8))], true, 50);
+        assert_eq!((seqs(&f), cursor.position(), f.gap), (vec![4], Some(4), true));
+        let f = follow(&mut at(None, 0), vec![arrival(9, Some(8))], true, 50);
         assert!(f.gap && f.ready.is_empty(), "no cursor yet: 8 may be undelivered");
-        let f = follow(Some(3), vec![arrival(4, Some(3))], false, 50);
-        assert_eq!((seqs(&f), f.cursor, f.gap), (vec![], Some(3), true));
+        let mut cursor = at(Some(3), 0);
+        let f = follow(&mut cursor, vec![arrival(4, Some(3))], false, 50);
+        assert_eq!((seqs(&f), cursor.position(), f.gap), (vec![], Some(3), true));
+    }
+
+    /// Goal: with a late-commit window, an arrival that committed behind the
+    /// cursor (another node's late commit) is a gap, never skipped as
+    /// delivered; one delivered within the window is skipped.
+    #[test]
+    fn a_late_commit_is_read_not_skipped() {
+        let mut cursor = at(Some(100), 50);
+        let f = follow(&mut cursor, vec![arrival(100, Some(90))], true, 50);
+        assert_eq!((seqs(&f), f.gap), (vec![], false), "100 went out already");
+        let f = follow(&mut cursor, vec![arrival(80, None)], true, 50);
+        assert!(f.gap && f.ready.is_empty(), "80 committed late: read the store");
+        assert_eq!(cursor.read_after(), Some(50));
     }
 
     #[test]

@@ -29,13 +29,16 @@ use crate::shard::shutdown::Shutdown;
 use crate::shard::{placement, ShardId};
 use crate::store::Store;
 
-/// What happened to a device, as its owner fans it out to the sessions.
+/// What happened to a device, as it is handed to its sessions.
 #[derive(Debug, Clone)]
 pub enum Fanout {
     /// An event without data.
     Event(DeviceEvent),
     /// Messages just appended for it, in commit order.
     Arrivals(Vec<Arrival>),
+    /// Messages were appended, or may have been: the sessions read the
+    /// store after their cursors.
+    Stale,
 }
 
 /// See the module documentation.
@@ -44,6 +47,8 @@ pub struct Hub {
     mesh: Arc<Mesh<Hub>>,
     presence: RefCell<Presence>,
     sessions: RefCell<HashMap<u64, Rc<SessionSignal>>>,
+    /// The ids in `sessions`, by device.
+    by_device: RefCell<HashMap<Uuid, Vec<u64>>>,
     next_session: Cell<u64>,
     /// This shard's shutdown signal (sessions close with 1001 on it).
     pub shutdown: Shutdown,
@@ -78,6 +83,7 @@ impl Hub {
             mesh: parts.mesh,
             presence: RefCell::default(),
             sessions: RefCell::default(),
+            by_device: RefCell::default(),
             next_session: Cell::new(0),
             shutdown: parts.shutdown,
             store: parts.store,
@@ -96,6 +102,17 @@ impl Hub {
         self.mesh.shards()
     }
 
+    /// How far behind the newest position a message may still commit in a
+    /// mailbox: the store's window when several relay nodes append to one
+    /// mailbox (a pub/sub link is set), else 0 ([`super::cursor`]).
+    pub fn late_commit_window(&self) -> u64 {
+        if self.config.pubsub_url.is_some() {
+            self.store.late_commit_window()
+        } else {
+            0
+        }
+    }
+
     /// Adds `n` to a counter of this shard.
     pub fn count(&self, counter: Counter, n: usize) {
         if let Some(metrics) = self.metrics.shard(self.me) {
@@ -103,18 +120,44 @@ impl Hub {
         }
     }
 
-    /// Registers a session whose socket this shard holds.
-    pub fn open_session(&self) -> (u64, Rc<SessionSignal>) {
+    /// Registers a session of `device` whose socket this shard holds.
+    pub fn open_session(&self, device: Uuid) -> (u64, Rc<SessionSignal>) {
         let id = self.next_session.get();
         self.next_session.set(id + 1);
         let signal = Rc::new(SessionSignal::default());
         self.sessions.borrow_mut().insert(id, signal.clone());
+        self.by_device.borrow_mut().entry(device).or_default().push(id);
         (id, signal)
     }
 
-    /// Forgets a closed session.
-    pub fn close_session(&self, id: u64) {
+    /// Forgets a closed session of `device`.
+    pub fn close_session(&self, device: Uuid, id: u64) {
         self.sessions.borrow_mut().remove(&id);
+        let mut by_device = self.by_device.borrow_mut();
+        if let Some(ids) = by_device.get_mut(&device) {
+            ids.retain(|i| *i != id);
+            if ids.is_empty() {
+                by_device.remove(&device);
+            }
+        }
+    }
+
+    /// Hands `what` to every session of `device` whose socket this shard
+    /// holds (an event from another relay node).
+    pub fn land_device(&self, device: Uuid, what: &Fanout) {
+        let ids = self.by_device.borrow().get(&device).cloned().unwrap_or_default();
+        for id in ids {
+            self.land(id, what);
+        }
+    }
+
+    /// Every session of this shard reads the store after its cursor
+    /// (events may have been lost).
+    pub fn resync_all(&self) {
+        let signals: Vec<Rc<SessionSignal>> = self.sessions.borrow().values().cloned().collect();
+        for signal in signals {
+            signal.stale();
+        }
     }
 
     /// On the owner shard of `device`: records an open session of it.
@@ -150,6 +193,7 @@ impl Hub {
         match (signal, what) {
             (Some(signal), Fanout::Event(event)) => signal.raise(*event),
             (Some(signal), Fanout::Arrivals(arrivals)) => signal.arrive(arrivals),
+            (Some(signal), Fanout::Stale) => signal.stale(),
             (None, _) => {}
         }
     }

@@ -43,6 +43,7 @@ use monoio::net::TcpStream;
 use tungstenite::protocol::frame::coding::{Control, OpCode};
 use uuid::Uuid;
 
+use super::cursor::Cursor;
 use super::delivery::{follow, frames, prekey_status, Framing};
 use super::events::{DeviceEvent, EventBus};
 use super::hub::Hub;
@@ -139,7 +140,7 @@ struct Session {
     inbox: Rc<RefCell<Inbox>>,
     writer: OwnedWriteHalf<TcpStream>,
     limits: Limits,
-    cursor: Option<u64>,
+    cursor: Cursor,
     acks: Vec<Uuid>,
     ack_due: Option<Instant>,
     /// The ack batch being applied, and whether it is done.
@@ -166,7 +167,7 @@ pub async fn run(
     let limits = Limits::from(&hub.config);
     let fd = stream.as_raw_fd();
     let (read_half, writer) = stream.into_split();
-    let (id, signal) = hub.open_session();
+    let (id, signal) = hub.open_session(device);
     let inbox = Rc::new(RefCell::new(Inbox {
         last_seen: Some(Instant::now()),
         ..Inbox::default()
@@ -189,7 +190,7 @@ pub async fn run(
         inbox,
         writer,
         limits,
-        cursor: None,
+        cursor: Cursor::new(hub.late_commit_window()),
         acks: Vec::new(),
         ack_due: None,
         ack_flush: None,
@@ -204,7 +205,7 @@ pub async fn run(
     }
     session.finish_acks().await;
     bus.unsubscribe(device, me).await;
-    hub.close_session(id);
+    hub.close_session(device, id);
     stop_waiting_for_acks(&session.inbox);
     // Ends the reader's pending read, whichever io driver is in use.
     // SAFETY: `fd` belongs to the socket whose halves are still alive here.
@@ -417,22 +418,26 @@ impl Session {
         Ok(())
     }
 
-    /// Delivers everything after the cursor, a fetch at a time.
+    /// Delivers everything not yet delivered after the cursor (a window
+    /// back, where late commits can land), a fetch at a time.
     async fn deliver(&mut self) -> Result<(), End> {
+        let mut after = self.cursor.read_after();
         loop {
             let fetched = self
                 .hub
                 .store
-                .fetch(self.device, self.cursor, self.limits.fetch_messages_max, now_secs())
+                .fetch(self.device, after, self.limits.fetch_messages_max, now_secs())
                 .await
                 .map_err(|_| End::Close(websocket::close(None, "")))?;
             let Some(last) = fetched.last() else {
                 return Ok(());
             };
-            self.cursor = Some(last.seq);
-            self.count(Counter::EnvelopesFromStore, fetched.len());
-            self.send_messages(&fetched).await?;
-            if fetched.len() < self.limits.fetch_messages_max {
+            after = Some(last.seq);
+            let full = fetched.len() >= self.limits.fetch_messages_max;
+            let new = self.cursor.take_new(fetched);
+            self.count(Counter::EnvelopesFromStore, new.len());
+            self.send_messages(&new).await?;
+            if !full {
                 return Ok(());
             }
         }
@@ -444,8 +449,7 @@ impl Session {
     /// the cursor, or arrivals were dropped), reads the store instead.
     async fn deliver_arrivals(&mut self) -> Result<(), End> {
         let (arrivals, complete) = self.signal.take_arrivals();
-        let followed = follow(self.cursor, arrivals, complete, now_secs());
-        self.cursor = followed.cursor;
+        let followed = follow(&mut self.cursor, arrivals, complete, now_secs());
         if !followed.ready.is_empty() {
             self.count(Counter::EnvelopesFromArrivals, followed.ready.len());
             self.send_messages(&followed.ready).await?;

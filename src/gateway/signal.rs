@@ -36,23 +36,29 @@ impl SessionSignal {
     /// [`limits::SESSION_ARRIVAL_BYTES_MAX`] bytes waiting, they are dropped:
     /// the session then reads the store, which has them.
     pub fn arrive(&self, messages: &[Arrival]) {
-        {
-            let mut arrivals = self.arrivals.borrow_mut();
-            let bytes: usize = messages.iter().map(|a| a.message.payload.len()).sum();
-            let count = arrivals.messages.len() + messages.len();
-            if arrivals.dropped
-                || count > limits::SESSION_ARRIVALS_MAX
-                || arrivals.bytes + bytes > limits::SESSION_ARRIVAL_BYTES_MAX
-            {
-                *arrivals = Arrivals {
-                    dropped: true,
-                    ..Arrivals::default()
-                };
-            } else {
-                arrivals.messages.extend_from_slice(messages);
-                arrivals.bytes += bytes;
-            }
+        let bytes: usize = messages.iter().map(|a| a.message.payload.len()).sum();
+        let mut arrivals = self.arrivals.borrow_mut();
+        let fits = !arrivals.dropped
+            && arrivals.messages.len() + messages.len() <= limits::SESSION_ARRIVALS_MAX
+            && arrivals.bytes + bytes <= limits::SESSION_ARRIVAL_BYTES_MAX;
+        if !fits {
+            drop(arrivals);
+            return self.stale();
         }
+        arrivals.messages.extend_from_slice(messages);
+        arrivals.bytes += bytes;
+        drop(arrivals);
+        self.raise(DeviceEvent::MessagesArrived);
+    }
+
+    /// Messages were appended, or may have been, that the session was not
+    /// handed: raises [`DeviceEvent::MessagesArrived`] with the arrivals
+    /// marked incomplete, so the session reads the store after its cursor.
+    pub fn stale(&self) {
+        *self.arrivals.borrow_mut() = Arrivals {
+            dropped: true,
+            ..Arrivals::default()
+        };
         self.raise(DeviceEvent::MessagesArrived);
     }
 

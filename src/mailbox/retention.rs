@@ -5,7 +5,9 @@
 //! shard 0 also purges expired idempotency records and forgets the deleted
 //! senders whose messages have all expired (`--ttl-days` after the
 //! deletion). Work goes in bounded slices with a yield between them, so the
-//! sweep never holds its shard for long.
+//! sweep never holds its shard for long. With several relay nodes, one
+//! shard of the deployment sweeps each share of the devices per period
+//! ([`crate::node::App::lead`]).
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -23,6 +25,11 @@ pub async fn run(local: Rc<ShardLocal>) {
     every(interval, shutdown, move || {
         let local = local.clone();
         async move {
+            // Shards of nodes with the same shard count own the same devices.
+            let job = format!("retention:{}:{}", local.shards(), local.me());
+            if !local.app.lead(&job, interval).await {
+                return;
+            }
             sweep_mailboxes(&local).await;
             if local.me() == 0 {
                 purge(&local).await;

@@ -4,6 +4,7 @@
 //! and only when one arrives ([`Revocations`]).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::revocations::Revocations;
 use crate::auth::passwords::Passwords;
@@ -12,6 +13,8 @@ use crate::auth::tokens::TokenKeys;
 use crate::blob::Blobs;
 use crate::config::Config;
 use crate::metrics::{Metrics, ShardMetrics};
+use crate::pubsub::Link;
+use crate::store::Revocation;
 use crate::store::Store;
 
 /// See the module documentation.
@@ -30,12 +33,44 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Rate-limit buckets of every client IP (shared, lock-free).
     pub buckets: Buckets,
+    /// The link to the other relay nodes (`--pubsub-url`), if any.
+    pub pubsub: Option<Link>,
     /// Accounts whose older access tokens are refused (recent password
     /// changes and deletions).
-    pub revocations: Revocations,
+    pub revocations: Arc<Revocations>,
 }
 
 impl App {
+    /// Takes in a revocation decided on this node, and tells the other
+    /// nodes of it.
+    pub fn revoke(&self, revocation: Revocation) {
+        self.revocations
+            .apply(&[revocation], crate::util::time::now_micros() / 1000);
+        if let Some(link) = &self.pubsub {
+            super::relay::publish_revocation(link, &revocation);
+        }
+    }
+
+    /// Whether this node runs the periodic job `job` this period. A node
+    /// alone always does; with a pub/sub link, only the node that takes
+    /// the job's lease (`obscura:job:<job>`, held for nine tenths of
+    /// `period`) does, so a deployment runs each clean-up once per period,
+    /// not once per node. Every such job is idempotent, so when Redis
+    /// cannot be asked the node runs it anyway: twice is only more work,
+    /// never is a backlog.
+    pub async fn lead(&self, job: &str, period: Duration) -> bool {
+        let Some(link) = &self.pubsub else {
+            return true;
+        };
+        match link.claim(format!("obscura:job:{job}"), period.mul_f64(0.9)).await {
+            Ok(won) => won,
+            Err(e) => {
+                tracing::debug!(error = %e, job, "job lease unavailable; running the job here");
+                true
+            }
+        }
+    }
+
     /// Shard `i`'s metric slots.
     pub fn shard_metrics(&self, shard: usize) -> Option<&ShardMetrics> {
         self.metrics.shard(shard)

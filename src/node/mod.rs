@@ -10,7 +10,9 @@
 
 pub mod app;
 pub mod known_devices;
+pub mod relay;
 pub mod revocations;
+pub mod send_claims;
 pub mod shard_local;
 
 pub use self::app::App;

@@ -589,6 +589,13 @@ pub trait Mailboxes {
     /// every message they sent has expired and been swept); returns how
     /// many.
     fn forget_deleted_senders(&self, before_secs: i64) -> StoreFuture<'_, usize>;
+    /// How far behind the newest position of a mailbox (in positions) a
+    /// message appended through another relay node may still commit: 0
+    /// where positions are handed out in commit order, as on the embedded
+    /// store. A gateway session re-reads that far back.
+    fn late_commit_window(&self) -> u64 {
+        0
+    }
     /// Up to `limit` device ids after `after`, in id order (for sweeps).
     fn device_page(&self, after: Option<Uuid>, limit: usize) -> StoreFuture<'_, Vec<Uuid>>;
 }

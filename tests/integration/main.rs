@@ -18,6 +18,7 @@ mod backup;
 mod blob_memory;
 mod bodies;
 mod bundles;
+mod cluster;
 mod cql_store;
 mod crash;
 mod delivery;

@@ -7,9 +7,20 @@ use clap::Parser;
 /// Load generator for Obscura Relay (loopback only).
 #[derive(Parser, Debug, Clone)]
 pub struct Args {
-    /// The relay's main address; must be on 127.0.0.0/8 (or ::1).
+    /// The relay's main address; must be on 127.0.0.0/8 (or ::1). Users
+    /// register here; senders and sockets go here too unless
+    /// `--send-targets` / `--receive-targets` spread them over other relay
+    /// nodes of the same deployment.
     #[arg(long, default_value = "127.0.0.1:3000")]
     pub target: SocketAddr,
+    /// Relay nodes the senders use, comma-separated (sender i posts to the
+    /// i-th, round robin); default: `--target`.
+    #[arg(long, value_delimiter = ',')]
+    pub send_targets: Vec<SocketAddr>,
+    /// Relay nodes the gateway sockets connect to, comma-separated (device
+    /// i to the i-th, round robin); default: `--target`.
+    #[arg(long, value_delimiter = ',')]
+    pub receive_targets: Vec<SocketAddr>,
     /// Users (one device each), all connected to the gateway.
     #[arg(long, default_value_t = 200, value_parser = at_least_one())]
     pub users: usize,
@@ -36,6 +47,10 @@ pub struct Args {
     /// The server's pid, to report its CPU time per message.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Another process to report CPU time per message for, as NAME=PID
+    /// (repeat for more: relays, Redis, the database).
+    #[arg(long, value_parser = named_pid)]
+    pub cpu_pid: Vec<(String, u32)>,
     /// Username prefix (runs against one server need distinct ones).
     #[arg(long, default_value = "load")]
     pub prefix: String,
@@ -56,6 +71,29 @@ pub struct Args {
 }
 
 impl Args {
+    /// Every relay address the tool talks to.
+    pub fn all_targets(&self) -> impl Iterator<Item = &SocketAddr> {
+        std::iter::once(&self.target)
+            .chain(&self.send_targets)
+            .chain(&self.receive_targets)
+    }
+
+    /// The node sender `i` posts to.
+    pub fn send_target(&self, i: usize) -> SocketAddr {
+        pick(&self.send_targets, i).unwrap_or(self.target)
+    }
+
+    /// The node gateway socket `i` connects to.
+    pub fn receive_target(&self, i: usize) -> SocketAddr {
+        pick(&self.receive_targets, i).unwrap_or(self.target)
+    }
+
+    /// The processes whose CPU time is reported, named.
+    pub fn measured(&self) -> Vec<(String, u32)> {
+        let server = self.server_pid.map(|pid| ("server".to_string(), pid));
+        server.into_iter().chain(self.cpu_pid.iter().cloned()).collect()
+    }
+
     /// The sending window, bounded.
     pub fn duration(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.duration_secs.min(600))
@@ -65,4 +103,16 @@ impl Args {
 /// Counts that must not be zero (a zero would divide by zero or never end).
 fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::new().range(1..)
+}
+
+/// The `i`-th of `list`, round robin; `None` for an empty list.
+fn pick(list: &[SocketAddr], i: usize) -> Option<SocketAddr> {
+    list.get(i % list.len().max(1)).copied()
+}
+
+/// Parses `NAME=PID`.
+fn named_pid(text: &str) -> Result<(String, u32), String> {
+    let (name, pid) = text.split_once('=').ok_or("expected NAME=PID")?;
+    let pid = pid.parse::<u32>().map_err(|e| format!("bad pid: {e}"))?;
+    Ok((name.to_string(), pid))
 }

@@ -47,8 +47,8 @@ use self::workload::Workload;
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
 fn run(args: Args) -> Result<(), Error> {
-    if !args.target.ip().is_loopback() {
-        return Err("--target must be a loopback address (127.0.0.0/8 or ::1)".into());
+    if !args.all_targets().all(|t| t.ip().is_loopback()) {
+        return Err("every target must be a loopback address (127.0.0.0/8 or ::1)".into());
     }
     if let Some(n) = args.idle_gateways {
         return idle::hold(&args, n);
@@ -60,27 +60,49 @@ fn run(args: Args) -> Result<(), Error> {
         devices.len(),
         setup_started.elapsed()
     );
-    let mut http = client::Http::connect(args.target)?;
-    let sockets = devices
-        .iter()
-        .map(|d| client::open_gateway(&mut http, &d.token, None))
-        .collect::<Result<Vec<_>, _>>()?;
+    let sockets = open_gateways(&args, &devices)?;
     let workload = Arc::new(Workload::new(&args, &devices));
-    let cpu_before = (args.server_pid.and_then(cpu_ticks), own_cpu_secs());
+    let measured = args.measured();
+    let ticks = || measured.iter().map(|(_, pid)| cpu_ticks(*pid)).collect::<Vec<_>>();
+    let cpu_before = (ticks(), own_cpu_secs());
     let driver = choose_driver(IoDriver::Auto)?;
     let (sent, received, send_secs) = block_on(driver, drive(args.clone(), workload.clone(), sockets))??;
-    let cpu_after = (args.server_pid.and_then(cpu_ticks), own_cpu_secs());
+    let cpu_after = (ticks(), own_cpu_secs());
+    let process_ticks = measured
+        .iter()
+        .zip(cpu_before.0.iter().zip(&cpu_after.0))
+        .filter_map(|((name, _), (b, a))| Some((name.clone(), ((*b)?, (*a)?))))
+        .collect();
     Report {
         args: &args,
         sent: &sent,
         received,
         send_secs,
         numbered: workload.numbered(),
-        server_ticks: cpu_before.0.zip(cpu_after.0),
+        process_ticks,
         tool_secs: cpu_after.1 - cpu_before.1,
     }
     .print();
     Ok(())
+}
+
+/// Opens every device's gateway socket, device `i` on the `i`-th receive
+/// target (its ticket issued by that node).
+fn open_gateways(args: &Args, devices: &[client::Device]) -> Result<Vec<client::Gateway>, Error> {
+    let mut nodes: Vec<(std::net::SocketAddr, client::Http)> = Vec::new();
+    let mut sockets = Vec::with_capacity(devices.len());
+    for (i, device) in devices.iter().enumerate() {
+        let target = args.receive_target(i);
+        let http = match nodes.iter().position(|(t, _)| *t == target) {
+            Some(n) => &mut nodes[n].1,
+            None => {
+                nodes.push((target, client::Http::connect(target)?));
+                &mut nodes.last_mut().ok_or("no node")?.1
+            }
+        };
+        sockets.push(client::open_gateway(http, &device.token, None)?);
+    }
+    Ok(sockets)
 }
 
 /// On the io thread: starts the receivers and the senders, waits for the

@@ -17,8 +17,8 @@ pub struct Report<'a> {
     pub send_secs: f64,
     /// Message numbers handed out.
     pub numbered: u64,
-    /// The server's CPU clock ticks before and after, if asked for.
-    pub server_ticks: Option<(u64, u64)>,
+    /// CPU clock ticks before and after of each measured process, named.
+    pub process_ticks: Vec<(String, (u64, u64))>,
     /// This process's CPU seconds over the same span.
     pub tool_secs: f64,
 }
@@ -91,12 +91,12 @@ impl Report<'_> {
             l.last().copied().unwrap_or(0) as f64 / 1000.0
         );
         let per_message = |secs: f64| secs * 1e6 / delivered.max(1) as f64;
-        if let Some((before, after)) = self.server_ticks {
-            // SAFETY: sysconf has no preconditions.
-            let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-            let secs = after.saturating_sub(before) as f64 / hz;
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        for (name, (before, after)) in &self.process_ticks {
+            let secs = after.saturating_sub(*before) as f64 / hz;
             println!(
-                "server CPU: {secs:.2} s, {:.1} µs per delivered message",
+                "{name} CPU: {secs:.2} s, {:.1} µs per delivered message",
                 per_message(secs)
             );
         }

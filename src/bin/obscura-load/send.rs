@@ -62,7 +62,7 @@ async fn closed_loop(args: &Args, workload: &Arc<Workload>) -> Result<Sent, Erro
 }
 
 async fn closed_sender(i: usize, args: Args, workload: Arc<Workload>) -> Result<Sent, Error> {
-    let mut stream = TcpStream::connect_addr(args.target).await?;
+    let mut stream = TcpStream::connect_addr(args.send_target(i)).await?;
     stream.set_nodelay(true)?;
     let mut rng = Rng::for_sender(i);
     let mut buf = Vec::with_capacity(4096);
@@ -125,7 +125,7 @@ async fn open_loop(args: &Args, workload: &Arc<Workload>) -> Result<Sent, Error>
 fn open_sender(i: usize, args: &Args, workload: &Workload) -> Result<Sent, Error> {
     // SAFETY: prctl(PR_SET_TIMERSLACK) only changes this thread's slack.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
-    let mut http = Http::connect(args.target)?;
+    let mut http = Http::connect(args.send_target(i))?;
     let mut rng = Rng::for_sender(i);
     let mut sent = Sent::default();
     let senders = args.senders.max(1) as u64;

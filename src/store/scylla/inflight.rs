@@ -202,7 +202,7 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let (appends, generator) = (Arc::new(Appends::default()), SeqGenerator::new());
+            let (appends, generator) = (Arc::new(Appends::default()), SeqGenerator::new(1));
             let device = Uuid::new_v4();
             let first = appends.assign(&generator, &[device]);
             let second = appends.assign(&generator, &[device]);

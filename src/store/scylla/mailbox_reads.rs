@@ -6,9 +6,11 @@
 //! reads each bucket from `max(cursor, floor)` up to the mailbox's
 //! watermark ([`super::inflight`]). The floor is moved up every
 //! `SCYLLA_FLOOR_ACKS` acks and by every sweep, to the first message still
-//! deliverable (or the watermark when there is none), so a fetch from the
-//! floor never passes more than that many tombstones of acked messages;
-//! buckets wholly below the floor are dropped (one partition tombstone).
+//! deliverable (or the watermark when there is none) but never into the
+//! late-commit window (where another relay node's append may still land),
+//! so a fetch from the floor passes no more tombstones than that many acks
+//! and the window's; buckets wholly below the floor are dropped (one
+//! partition tombstone).
 //! The sweep visits the devices that received messages in recent buckets
 //! or in the buckets that are expiring now (the `mailbox_activity` index),
 //! never every device.
@@ -21,7 +23,7 @@ use uuid::Uuid;
 
 use super::caches::lock;
 use super::cql::{part, Part};
-use super::positions::{bucket_at_millis, bucket_of, bucket_start, from_cql, to_cql};
+use super::positions::{bucket_at_millis, bucket_of, bucket_start, from_cql, span_of_millis, to_cql};
 use super::statements::Stmt;
 use super::time_index::{DELETED_SENDERS, MAILBOX_ACTIVITY};
 use super::Inner;
@@ -151,15 +153,30 @@ impl Inner {
     }
 
     /// Moves the floor up to the first deliverable message (or the
-    /// watermark) and drops the buckets wholly below it.
+    /// watermark), but never into the late-commit window, where another
+    /// relay node's append may still land; drops the buckets wholly below.
     pub(super) async fn advance_floor(&self, device: Uuid) -> Result<(), StoreError> {
         let (heads, cap, buckets, floor) = self.heads(device, true).await?;
         let now = now_secs();
         let first = heads
             .iter()
             .find(|(_, sender, expires)| self.deliverable(sender, *expires, now));
-        self.set_floor(device, first.map_or(cap, |(seq, _, _)| *seq), floor, &buckets)
-            .await
+        let settled = self.positions.horizon().saturating_sub(self.late_commit_window());
+        let new = first.map_or(cap, |(seq, _, _)| *seq).min(settled);
+        self.set_floor(device, new, floor, &buckets).await
+    }
+
+    /// How far (in positions) behind a later position an append through
+    /// another relay node may still commit: its two write steps (the
+    /// submissions, then the messages), each bounded by the request
+    /// timeout, plus the clock skew allowed between nodes.
+    pub(super) fn late_commit_window(&self) -> u64 {
+        let timeout_ms = u64::try_from(self.options.request_timeout.as_millis()).unwrap_or(u64::MAX);
+        span_of_millis(
+            timeout_ms
+                .saturating_mul(2)
+                .saturating_add(limits::SCYLLA_CLOCK_SKEW_MS),
+        )
     }
 
     async fn set_floor(&self, device: Uuid, new: u64, old: u64, buckets: &[i64]) -> Result<(), StoreError> {

@@ -120,6 +120,9 @@ impl Inner {
             .collect();
         let targets: Vec<Uuid> = accepted.iter().map(|m| m.target).collect();
         let assigned = self.appends.assign(&self.positions, &targets);
+        if !self.options.append_delay.is_zero() {
+            tokio::time::sleep(self.options.append_delay).await;
+        }
         let written = self.write(&accepted, &assigned, &checked.known).await;
         if written.is_err() {
             self.undo(&assigned).await;
@@ -437,6 +440,10 @@ impl Mailboxes for ScyllaStore {
 
     fn sweep_mailbox(&self, device: Uuid, now_secs: i64, max: usize) -> StoreFuture<'_, usize> {
         self.call(move |s| async move { s.sweep_mailbox(device, now_secs, max).await })
+    }
+
+    fn late_commit_window(&self) -> u64 {
+        self.inner.late_commit_window()
     }
 
     fn forget_deleted_senders(&self, before_secs: i64) -> StoreFuture<'_, usize> {

@@ -30,6 +30,7 @@ pub mod import;
 mod inflight;
 mod mailbox_reads;
 mod mailboxes;
+mod node_tags;
 mod positions;
 mod prekeys;
 mod push;
@@ -41,6 +42,7 @@ pub mod session;
 mod statements;
 mod tickets;
 mod time_index;
+mod upkeep;
 
 #[cfg(test)]
 pub mod test_node;
@@ -67,6 +69,8 @@ use crate::offload::side_runtime::SideRuntime;
 pub(crate) struct Inner {
     cql: Cql,
     options: ScyllaOptions,
+    /// This relay's id as the holder of its node tag.
+    node: Uuid,
     positions: SeqGenerator,
     appends: Appends,
     keys: Keys,
@@ -93,10 +97,9 @@ impl ScyllaStore {
         let opened = runtime
             .block_on(Self::connect(options))
             .map_err(|_| StoreError::Closed)??;
-        Ok(Arc::new(Self {
-            inner: Arc::new(opened),
-            runtime,
-        }))
+        let inner = Arc::new(opened);
+        upkeep::start(&runtime, &inner);
+        Ok(Arc::new(Self { inner, runtime }))
     }
 
     async fn connect(options: ScyllaOptions) -> Result<Inner, StoreError> {
@@ -115,10 +118,14 @@ impl ScyllaStore {
             .map_err(cql::backend)?;
         let cql = Cql::prepare(session).await?;
         let indexes = TimeIndexes::load(&cql).await?;
+        let node = Uuid::new_v4();
+        let tag = node_tags::claim(&cql, node).await?;
+        tracing::info!(tag, "claimed a node tag for mailbox positions");
         let mut inner = Inner {
             cql,
             options,
-            positions: SeqGenerator::new(),
+            node,
+            positions: SeqGenerator::new(tag),
             appends: Appends::default(),
             keys: Keys::default(),
             caches: Caches::new(),

@@ -43,6 +43,11 @@ pub fn to_cql(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
+/// The positions that `millis` milliseconds span.
+pub fn span_of_millis(millis: u64) -> u64 {
+    millis.saturating_mul(1 << TIME_SHIFT)
+}
+
 /// A stored position.
 pub fn from_cql(seq: i64) -> u64 {
     u64::try_from(seq).unwrap_or(0)
@@ -52,27 +57,38 @@ pub fn from_cql(seq: i64) -> u64 {
 #[derive(Debug)]
 pub struct SeqGenerator {
     last: AtomicU64,
-    tag: u64,
+    /// The node tag this process holds ([`super::node_tags`]).
+    tag: AtomicU64,
 }
 
 impl SeqGenerator {
-    /// A generator for this process, with a random node tag.
-    pub fn new() -> Self {
-        let mut byte = [0u8; 1];
-        let _ = getrandom::fill(&mut byte);
+    /// A generator for this process, which holds node tag `tag`.
+    pub fn new(tag: u8) -> Self {
         Self {
             last: AtomicU64::new(0),
-            tag: u64::from(byte[0]) & TAG_MASK,
+            tag: AtomicU64::new(u64::from(tag)),
         }
+    }
+
+    /// The node tag in the positions handed out from now on.
+    pub fn tag(&self) -> u8 {
+        u8::try_from(self.tag.load(Ordering::Acquire) & TAG_MASK).unwrap_or(0)
+    }
+
+    /// Hands out positions with node tag `tag` from now on (the process
+    /// lost its old one), each from a fresh counter.
+    pub fn set_tag(&self, tag: u8) {
+        self.tag.store(u64::from(tag), Ordering::Release);
     }
 
     /// The next position: after every one handed out before, and at least
     /// the current time's.
     pub fn next(&self) -> u64 {
-        let base = (now_millis() << TIME_SHIFT) | (self.tag << COUNTER_BITS);
+        let tag = self.tag.load(Ordering::Acquire) & TAG_MASK;
+        let base = (now_millis() << TIME_SHIFT) | (tag << COUNTER_BITS);
         let mut last = self.last.load(Ordering::Acquire);
         loop {
-            let next = if base > last { base } else { self.bump(last) };
+            let next = if base > last { base } else { bump(last, tag) };
             match self
                 .last
                 .compare_exchange_weak(last, next, Ordering::AcqRel, Ordering::Acquire)
@@ -83,21 +99,22 @@ impl SeqGenerator {
         }
     }
 
-    /// One past `last`; a full counter moves on to the next millisecond.
-    fn bump(&self, last: u64) -> u64 {
-        if last & COUNTER_MASK == COUNTER_MASK {
-            (((last >> TIME_SHIFT) + 1) << TIME_SHIFT) | (self.tag << COUNTER_BITS)
-        } else {
-            last + 1
-        }
-    }
-
     /// A bound below every position not handed out yet: past the last one
     /// handed out, and at least the current time's (a process that has not
     /// handed out any yet still reads what others wrote before now).
     pub fn horizon(&self) -> u64 {
         let now = now_millis() << TIME_SHIFT;
         self.last.load(Ordering::Acquire).saturating_add(1).max(now)
+    }
+}
+
+/// One past `last` with node tag `tag`; a full counter, or a tag that
+/// changed, moves on to the next millisecond.
+fn bump(last: u64, tag: u64) -> u64 {
+    if last & COUNTER_MASK == COUNTER_MASK || (last >> COUNTER_BITS) & TAG_MASK != tag {
+        (((last >> TIME_SHIFT) + 1) << TIME_SHIFT) | (tag << COUNTER_BITS)
+    } else {
+        last + 1
     }
 }
 
@@ -119,7 +136,7 @@ mod tests {
     /// bits a message id carries; their bucket is the hour they were made.
     #[test]
     fn positions_increase_and_carry_their_bucket() {
-        let generator = SeqGenerator::new();
+        let generator = SeqGenerator::new(1);
         let before = now_millis();
         assert!(
             generator.horizon() >= before << TIME_SHIFT,
@@ -142,11 +159,25 @@ mod tests {
     /// the node tag.
     #[test]
     fn a_full_counter_moves_to_the_next_millisecond() {
-        let generator = SeqGenerator::new();
-        let full = (7 << TIME_SHIFT) | (generator.tag << COUNTER_BITS) | COUNTER_MASK;
-        let next = generator.bump(full);
+        let tag = 0xa5;
+        let full = (7 << TIME_SHIFT) | (tag << COUNTER_BITS) | COUNTER_MASK;
+        let next = bump(full, tag);
         assert_eq!(next >> TIME_SHIFT, 8);
-        assert_eq!((next >> COUNTER_BITS) & TAG_MASK, generator.tag);
+        assert_eq!((next >> COUNTER_BITS) & TAG_MASK, tag);
+    }
+
+    /// Goal: after a tag change no position reuses the old tag's counter
+    /// space: the next one is in a later millisecond, with the new tag.
+    #[test]
+    fn a_new_tag_starts_a_fresh_counter() {
+        let generator = SeqGenerator::new(3);
+        let old = generator.next();
+        generator.set_tag(9);
+        let new = generator.next();
+        assert!(new > old);
+        assert_eq!(generator.tag(), 9);
+        assert_eq!((new >> COUNTER_BITS) & TAG_MASK, 9);
+        assert_eq!(new & COUNTER_MASK, 0, "a fresh counter under the new tag");
     }
 
     #[test]

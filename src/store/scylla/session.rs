@@ -69,6 +69,10 @@ pub struct ScyllaOptions {
     pub reset_keyspace: bool,
     /// Every ping takes this long (test builds: exercises /readyz timeouts).
     pub ping_delay: Duration,
+    /// Every append waits this long after taking its positions, before its
+    /// rows are written (test builds: makes a late commit, as a slow node
+    /// would).
+    pub append_delay: Duration,
     /// The process kills itself right after an account deletion's decision,
     /// before its cascade (test builds: exercises the clean-up after a
     /// restart; always false in release).
@@ -121,6 +125,7 @@ impl ScyllaOptions {
             #[cfg(not(debug_assertions))]
             reset_keyspace: false,
             ping_delay: config.store_faults().ping_delay,
+            append_delay: config.store_faults().append_delay,
             abort_after_deletion_decision: config.abort_after_account_deletion(),
         })
     }

@@ -141,6 +141,9 @@ statements! {
                      VALUES (?, ?, ?, ?, ?) USING TTL ?",
     SelectTicket => "SELECT device_id, expires_at_ms, user_id, generation FROM tickets WHERE ticket = ?",
     ClaimTicket => "DELETE FROM tickets WHERE ticket = ? IF EXISTS",
+    // --- node tags ---
+    ClaimNodeTag => "INSERT INTO node_tags (tag, holder) VALUES (?, ?) IF NOT EXISTS USING TTL ?",
+    RenewNodeTag => "UPDATE node_tags USING TTL ? SET holder = ? WHERE tag = ? IF holder = ?",
     // --- push ---
     SetPushToken => "UPDATE devices SET push_token = ? WHERE id = ?",
     ClearPushTokenIf => "UPDATE devices SET push_token = null WHERE id = ? IF push_token = ?",

@@ -37,6 +37,7 @@ fn options(keyspace: &str, reset: bool) -> ScyllaOptions {
         sweep_interval_secs: 300,
         reset_keyspace: reset,
         ping_delay: Duration::ZERO,
+        append_delay: Duration::ZERO,
         abort_after_deletion_decision: false,
     }
 }
@@ -750,7 +751,7 @@ fn cql_schema_apply_upgrades_a_version_1_keyspace() {
             (first, second, session)
         })
         .unwrap();
-    assert_eq!((applied.0, applied.1), (2, 2));
+    assert_eq!((applied.0, applied.1), (super::schema::VERSION, super::schema::VERSION));
     let store = ScyllaStore::open(opts.clone(), SideRuntime::start_named("cql-test", 1).unwrap()).unwrap();
     run(old_rows_work(&store, user));
     drop(store);
@@ -758,4 +759,29 @@ fn cql_schema_apply_upgrades_a_version_1_keyspace() {
     runtime
         .block_on(async move { session.query_unpaged(format!("DROP KEYSPACE {ks}"), ()).await.unwrap() })
         .unwrap();
+}
+
+/// Goal: two relays on one keyspace never hold one node tag, and a relay
+/// whose tag was taken over (it was cut off past the TTL) switches to a
+/// free one at its next renewal. Method: two stores on one keyspace; then
+/// the first's row is handed to a stranger and the first renews.
+#[test]
+#[cfg_attr(
+    not(cql_node),
+    ignore = "no CQL node: set OBSCURA_TEST_CQL_NODES or provide ../shared/cassandra"
+)]
+fn cql_relays_hold_distinct_node_tags() {
+    let (_lease, a, b) = two_nodes();
+    let (tag_a, tag_b) = (a.inner.positions.tag(), b.inner.positions.tag());
+    assert_ne!(tag_a, tag_b);
+    let inner = a.inner.clone();
+    a.runtime
+        .block_on(async move {
+            let handed = (600, Uuid::new_v4(), i32::from(tag_a), inner.node);
+            assert!(inner.cql.applied(Stmt::RenewNodeTag, handed).await.unwrap());
+            super::node_tags::renew(&inner).await.unwrap();
+        })
+        .unwrap();
+    let moved = a.inner.positions.tag();
+    assert!(moved != tag_a && moved != tag_b, "{tag_a} {tag_b} -> {moved}");
 }

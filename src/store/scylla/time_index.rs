@@ -9,6 +9,8 @@
 //! with a time in the past) lowers it first, with a lightweight transaction;
 //! a deployment's first write of a kind creates the floor that way, and no
 //! other write on the send path touches it.
+//! A scan reads its kind's floor from the table first: another relay node
+//! may have created or moved it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -116,6 +118,15 @@ impl TimeIndexes {
         lock(&self.floors).get(kind.name).copied().flatten()
     }
 
+    /// The kind's floor as the table holds it now (another relay node may
+    /// have created or moved it since this one last looked), for a scan.
+    async fn current_floor(&self, cql: &Cql, kind: Kind) -> Result<Option<i64>, StoreError> {
+        let rows: Vec<(String, Option<i64>)> = cql.rows(Stmt::SelectFloors, (vec![kind.name],)).await?;
+        let floor = rows.into_iter().find_map(|(_, bucket)| bucket);
+        lock(&self.floors).insert(kind.name, floor);
+        Ok(floor)
+    }
+
     /// The statement that adds `id` at `at` (the row lives until
     /// `alive_until_secs`, plus a day), for a batch; lowers the floor first
     /// if `at` is below it.
@@ -174,7 +185,7 @@ impl TimeIndexes {
 
     /// Up to `limit` entries with a time at most `up_to`, oldest first.
     pub async fn due(&self, cql: &Cql, kind: Kind, up_to: i64, limit: usize) -> Result<Vec<Entry>, StoreError> {
-        let Some(floor) = self.floor(kind) else {
+        let Some(floor) = self.current_floor(cql, kind).await? else {
             return Ok(Vec::new());
         };
         let now = kind.now();
@@ -211,7 +222,7 @@ impl TimeIndexes {
     /// now, for clocks that differ), oldest first: the buckets from the
     /// later of `since`'s and the floor, each read in pages.
     pub async fn since(&self, cql: &Cql, kind: Kind, since: i64) -> Result<Vec<Entry>, StoreError> {
-        let Some(floor) = self.floor(kind) else {
+        let Some(floor) = self.current_floor(cql, kind).await? else {
             return Ok(Vec::new());
         };
         let end = kind.bucket(kind.now().saturating_add(86_400 * kind.per_sec));

@@ -8,6 +8,7 @@
 
 pub mod blobs;
 pub mod client;
+pub mod cluster;
 #[path = "../../../src/store/scylla/test_node.rs"]
 pub mod cql_node;
 pub mod data;

@@ -136,22 +136,41 @@ impl TestServer {
         Self::start_in(Some(lease), false, extra)
     }
 
+    /// Starts another relay of `first`'s deployment: the same store (its keyspace, nothing
+    /// emptied; `first` keeps the lease), its own data dir, `extra` after the defaults.
+    pub fn start_beside(first: &TestServer, extra: &[&str]) -> Result<Self, Box<dyn std::error::Error>> {
+        let mut server = Self::unstarted(None, Vec::new(), extra)?;
+        server.store_args = first.store_args.clone();
+        server.spawn()?;
+        Ok(server)
+    }
+
     fn start_in(
         lease: Option<cql_node::Lease>,
         reset: bool,
         extra: &[&str],
     ) -> Result<Self, Box<dyn std::error::Error>> {
-        let dir = tempfile::Builder::new().prefix("obscura-it-").tempdir()?;
-        let store_args = match &lease {
-            Some(lease) => scylla_args(lease)?,
-            None => Vec::new(),
-        };
         let first_start_args = if reset {
             vec!["--test-scylla-reset-keyspace".to_string()]
         } else {
             Vec::new()
         };
-        let mut server = TestServer {
+        let mut server = Self::unstarted(lease, first_start_args, extra)?;
+        server.spawn()?;
+        server.first_start_args.clear();
+        Ok(server)
+    }
+
+    fn unstarted(
+        lease: Option<cql_node::Lease>,
+        first_start_args: Vec<String>,
+        extra: &[&str],
+    ) -> Result<Self, Box<dyn std::error::Error>> {
+        let store_args = match &lease {
+            Some(lease) => scylla_args(lease)?,
+            None => Vec::new(),
+        };
+        Ok(TestServer {
             child: None,
             signalled: false,
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
@@ -160,11 +179,8 @@ impl TestServer {
             store_args,
             first_start_args,
             lease,
-            dir,
-        };
-        server.spawn()?;
-        server.first_start_args.clear();
-        Ok(server)
+            dir: tempfile::Builder::new().prefix("obscura-it-").tempdir()?,
+        })
     }
 
     /// The keyspace of a server on the CQL node.
@@ -368,6 +384,15 @@ impl TestServer {
             return Err("respawn: the server is still running".into());
         }
         self.spawn()
+    }
+
+    /// Kills the server (SIGKILL) and reaps it; it stays down.
+    pub fn kill(&mut self) -> Result<(), Box<dyn std::error::Error>> {
+        if self.child.is_none() {
+            return Err("kill: the server is not running".into());
+        }
+        self.kill_now();
+        Ok(())
     }
 
     fn kill_now(&mut self) {

@@ -1,0 +1,235 @@
+//! The link between the relay nodes of one deployment: Redis
+//! (`--pubsub-url`), driven from the side runtime
+//! ([`crate::offload::side_runtime`]); shards never wait on it except to
+//! subscribe. It knows channels and bytes, nothing of devices or events
+//! (the gateway's cluster bus gives them meaning).
+//!
+//! - [`Link::publish`] queues a message and never waits; one task sends
+//!   the queue in pipelines ([`publisher`]). A message that cannot be sent
+//!   (the queue is full, Redis is down) is lost — then, once the link is
+//!   back, this node publishes on the resync channel so that every node
+//!   has its sessions read their mailboxes again: the store is the source
+//!   of truth, events only make delivery prompt.
+//! - [`Link::subscribe`] / [`Link::unsubscribe`] change the channels one
+//!   dedicated connection listens on ([`subscriber`]); what arrives goes to
+//!   the [`Deliver`] given at start, on the side runtime's thread. After the
+//!   subscription was down, [`Deliver::resync`] says that messages may have
+//!   been missed.
+//! - [`Link::claim`] takes a short lease (`SET key node NX PX ttl`): the
+//!   jobs that must not run on two nodes at once take one first.
+//!
+//! Both connections reconnect with exponential backoff between
+//! `--pubsub-min-backoff-secs` and `--pubsub-max-backoff-secs`
+//! ([`backoff`]); `/readyz` reports [`Link::is_up`].
+
+pub mod backoff;
+pub mod publisher;
+pub mod subscriber;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use tokio::sync::{mpsc, oneshot};
+
+use self::backoff::Backoff;
+use crate::limits;
+use crate::offload::side_runtime::{SideRuntime, SideRuntimeGone};
+
+/// The channel on which a node that lost publishes asks every node to
+/// have its sessions read their mailboxes again.
+pub const RESYNC_CHANNEL: &str = "obscura:resync";
+
+/// Why the link could not start or a command failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PubSubError {
+    /// `--pubsub-url` is not a Redis URL.
+    #[error("--pubsub-url is not a valid Redis URL: {0}")]
+    Url(#[source] redis::RedisError),
+    /// The link is down (reconnecting).
+    #[error("the pub/sub link is down")]
+    Down,
+    /// Redis answered with an error.
+    #[error("pub/sub command failed: {0}")]
+    Command(#[source] redis::RedisError),
+    /// The side runtime is gone (shutdown).
+    #[error(transparent)]
+    Gone(#[from] SideRuntimeGone),
+}
+
+/// Where subscribed messages go; called on the side runtime's thread.
+pub trait Deliver: Send + Sync + 'static {
+    /// A message arrived on `channel` (a subscribed one, or the resync
+    /// channel: then `payload` names the node that asks).
+    fn message(&self, channel: &[u8], payload: &[u8]);
+    /// The subscription was down and is back: messages may be missing.
+    fn resync(&self);
+}
+
+/// How to reach Redis.
+#[derive(Debug, Clone)]
+pub struct LinkOptions {
+    /// `redis://[user:password@]host:port[/db]`.
+    pub url: String,
+    /// This process's name on the link ([`new_node_id`]).
+    pub node: u64,
+    /// First wait before a reconnect.
+    pub min_backoff: Duration,
+    /// Longest wait between reconnects.
+    pub max_backoff: Duration,
+}
+
+/// A subscription change, for the subscriber task.
+pub(crate) enum Control {
+    Subscribe(Vec<u8>, Option<oneshot::Sender<()>>),
+    Unsubscribe(Vec<u8>),
+}
+
+/// What the tasks and the handles share.
+pub(crate) struct Shared {
+    /// This process, as it names itself in claims and resync requests.
+    pub(crate) node: u64,
+    pub(crate) publisher_up: AtomicBool,
+    pub(crate) subscriber_up: AtomicBool,
+    /// A publish was lost since the last resync request.
+    pub(crate) lost: AtomicBool,
+    /// The publisher's connection while it is up (commands share it).
+    pub(crate) commands: Mutex<Option<MultiplexedConnection>>,
+}
+
+/// The handle every shard holds; cheap to clone, `Send + Sync`.
+#[derive(Clone)]
+pub struct Link {
+    shared: Arc<Shared>,
+    publishes: mpsc::Sender<(Vec<u8>, Vec<u8>)>,
+    control: mpsc::UnboundedSender<Control>,
+    side: SideRuntime,
+}
+
+impl Link {
+    /// Starts both connections' tasks on `side`; returns at once (the link
+    /// comes up in the background). Fails only on a malformed URL.
+    pub fn start(options: &LinkOptions, side: SideRuntime, deliver: Arc<dyn Deliver>) -> Result<Self, PubSubError> {
+        let client = redis::Client::open(options.url.as_str()).map_err(PubSubError::Url)?;
+        let shared = Arc::new(Shared {
+            node: options.node,
+            publisher_up: AtomicBool::new(false),
+            subscriber_up: AtomicBool::new(false),
+            lost: AtomicBool::new(false),
+            commands: Mutex::new(None),
+        });
+        let (publishes, publish_rx) = mpsc::channel(limits::PUBSUB_PUBLISH_QUEUE_MAX);
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let backoff = Backoff::new(options.min_backoff, options.max_backoff);
+        side.spawn(publisher::run(
+            client.clone(),
+            shared.clone(),
+            publish_rx,
+            backoff.clone(),
+        ));
+        side.spawn(subscriber::run(client, shared.clone(), control_rx, deliver, backoff));
+        Ok(Self {
+            shared,
+            publishes,
+            control,
+            side,
+        })
+    }
+
+    /// This process's name on the link.
+    pub fn node(&self) -> u64 {
+        self.shared.node
+    }
+
+    /// Whether both connections are up.
+    pub fn is_up(&self) -> bool {
+        self.shared.publisher_up.load(Ordering::Acquire) && self.shared.subscriber_up.load(Ordering::Acquire)
+    }
+
+    /// Queues `payload` for `channel`; never waits. A full queue loses it
+    /// (and makes this node ask for a resync once it can).
+    pub fn publish(&self, channel: Vec<u8>, payload: Vec<u8>) {
+        if self.publishes.try_send((channel, payload)).is_err() {
+            self.shared.lost.store(true, Ordering::Release);
+        }
+    }
+
+    /// Listens on `channel` from now on. Resolves once Redis confirmed it,
+    /// or at once while the link is down (the resync after it comes back
+    /// covers what was missed), or after
+    /// [`limits::PUBSUB_SUBSCRIBE_TIMEOUT_MS`].
+    pub async fn subscribe(&self, channel: Vec<u8>) {
+        let (tx, rx) = oneshot::channel();
+        if self.control.send(Control::Subscribe(channel, Some(tx))).is_err() {
+            return;
+        }
+        let wait = Duration::from_millis(limits::PUBSUB_SUBSCRIBE_TIMEOUT_MS);
+        let _ = monoio::time::timeout(wait, rx).await;
+    }
+
+    /// Listens on `channel` from now on, without waiting for Redis to
+    /// confirm it (for channels a node listens on all its life).
+    pub fn listen(&self, channel: Vec<u8>) {
+        let _ = self.control.send(Control::Subscribe(channel, None));
+    }
+
+    /// Stops listening on `channel`.
+    pub fn unsubscribe(&self, channel: Vec<u8>) {
+        let _ = self.control.send(Control::Unsubscribe(channel));
+    }
+
+    /// Takes the lease `key` for `ttl` if nobody holds it: whether this
+    /// node got it.
+    pub async fn claim(&self, key: String, ttl: Duration) -> Result<bool, PubSubError> {
+        let mut connection = self.connection()?;
+        let node = self.shared.node;
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let set = self.side.run(async move {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(node)
+                .arg("NX")
+                .arg("PX")
+                .arg(millis)
+                .query_async::<Option<String>>(&mut connection)
+                .await
+        });
+        Ok(set.await?.map_err(PubSubError::Command)?.is_some())
+    }
+
+    /// Gives up the lease `key` (in the background; a lease that cannot be
+    /// deleted ends with its time to live).
+    pub fn release(&self, key: String) {
+        let Ok(mut connection) = self.connection() else {
+            return;
+        };
+        self.side.spawn(async move {
+            let _ = redis::cmd("DEL").arg(key).query_async::<()>(&mut connection).await;
+        });
+    }
+
+    /// A round trip to Redis (the `/readyz` probe).
+    pub async fn ping(&self) -> Result<(), PubSubError> {
+        let mut connection = self.connection()?;
+        let pong = self
+            .side
+            .run(async move { redis::cmd("PING").query_async::<String>(&mut connection).await });
+        pong.await?.map(drop).map_err(PubSubError::Command)
+    }
+
+    fn connection(&self) -> Result<MultiplexedConnection, PubSubError> {
+        let guard = self.shared.commands.lock().unwrap_or_else(|p| p.into_inner());
+        guard.clone().ok_or(PubSubError::Down)
+    }
+}
+
+/// A random non-zero name for this process.
+pub fn new_node_id() -> u64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        bytes = u64::from(std::process::id()).to_le_bytes();
+    }
+    u64::from_le_bytes(bytes).max(1)
+}

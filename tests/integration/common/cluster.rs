@@ -1,0 +1,222 @@
+//! Several relay nodes of one deployment on loopback: a `redis-server` of the test's own
+//! (`Redis`, on a kernel-chosen free port, no persistence), and relays that share one leased
+//! keyspace on the CQL node, that Redis and one blob directory (`Deployment`). Dropping either
+//! stops its processes.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::server::{TestServer, TestStore};
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// One `redis-server` process.
+pub struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    /// Starts one on a free loopback port and waits until it answers.
+    pub fn start() -> Res<Self> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut redis = Redis {
+            child: None,
+            port,
+            dir: tempfile::Builder::new().prefix("obscura-redis-").tempdir()?,
+        };
+        redis.spawn()?;
+        Ok(redis)
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) -> Res<()> {
+        let log = std::fs::File::create(self.dir.path().join("redis.log"))?;
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .map_err(|e| format!("cannot start redis-server (apt-get install redis-server): {e}"))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if Instant::now() > deadline {
+                return Err("redis-server did not listen within 10 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// Kills it (SIGKILL: everything it held is gone).
+    pub fn kill(&mut self) -> Res<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&mut self) -> Res<()> {
+        self.kill()?;
+        self.spawn()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}
+
+/// Relays of one deployment. The first holds the keyspace's lease; every relay is started with
+/// the same store, Redis and blob directory.
+pub struct Deployment {
+    pub nodes: Vec<TestServer>,
+    // Declared after the nodes: dropped once they have stopped.
+    pub redis: Redis,
+    blobs: tempfile::TempDir,
+}
+
+impl Deployment {
+    /// `n` relays, each with `extra` after the deployment's own flags.
+    pub fn start(n: usize, extra: &[&str]) -> Res<Self> {
+        let redis = Redis::start()?;
+        let blobs = tempfile::Builder::new().prefix("obscura-blobs-").tempdir()?;
+        let mut deployment = Deployment {
+            nodes: Vec::with_capacity(n),
+            redis,
+            blobs,
+        };
+        let args = deployment.node_args(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let first = TestServer::start_on(TestStore::Scylla, &args)?;
+        deployment.nodes.push(first);
+        for _ in 1..n {
+            let node = TestServer::start_beside(&deployment.nodes[0], &args)?;
+            deployment.nodes.push(node);
+        }
+        Ok(deployment)
+    }
+
+    /// The flags every relay of this deployment gets.
+    pub fn node_args(&self, extra: &[&str]) -> Vec<String> {
+        let mut args = vec![
+            "--pubsub-url".to_string(),
+            self.redis.url(),
+            "--pubsub-min-backoff-secs".to_string(),
+            "1".to_string(),
+            "--pubsub-max-backoff-secs".to_string(),
+            "1".to_string(),
+            "--storage-local-dir".to_string(),
+            self.blob_dir().display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    }
+
+    /// The blob directory every relay shares.
+    pub fn blob_dir(&self) -> PathBuf {
+        self.blobs.path().to_path_buf()
+    }
+
+    /// Node `i`.
+    pub fn node(&self, i: usize) -> &TestServer {
+        &self.nodes[i]
+    }
+}
+
+/// A Cassandra cluster of its own: `n` nodes on 127.0.0.1..n, one port, started one after
+/// another from `../shared/cassandra` (about 17 s for three). Dropping it stops every node.
+pub struct CqlCluster {
+    cassandra: PathBuf,
+    dir: tempfile::TempDir,
+    pids: Vec<Option<u32>>,
+    pub port: u16,
+}
+
+impl CqlCluster {
+    /// Starts `n` nodes on `port` (every node of one cluster needs the same port).
+    pub fn start(n: usize, port: u16) -> Res<Self> {
+        let cassandra = super::cql_node::cassandra_dir()
+            .ok_or("a Cassandra cluster needs ../shared/cassandra (or OBSCURA_TEST_CASSANDRA_DIR)")?;
+        let mut cluster = CqlCluster {
+            cassandra,
+            dir: tempfile::Builder::new().prefix("obscura-cql-cluster-").tempdir()?,
+            pids: Vec::with_capacity(n),
+            port,
+        };
+        for i in 1..=n {
+            let out = Command::new(cluster.cassandra.join("start-node"))
+                .arg("--dir")
+                .arg(cluster.node_dir(i))
+                .args(["--address", &format!("127.0.0.{i}"), "--seeds", "127.0.0.1"])
+                .args(["--port", &port.to_string(), "--heap", "512M"])
+                .output()?;
+            if !out.status.success() {
+                return Err(format!("node {i} did not start: {}", String::from_utf8_lossy(&out.stderr)).into());
+            }
+            let text = String::from_utf8_lossy(&out.stdout);
+            let pid = text.split_whitespace().next().and_then(|p| p.parse().ok());
+            cluster.pids.push(pid);
+        }
+        Ok(cluster)
+    }
+
+    fn node_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("n{i}"))
+    }
+
+    /// `127.0.0.1:<port>,…` for `--scylla-nodes`.
+    pub fn contact_points(&self) -> String {
+        (1..=self.pids.len())
+            .map(|i| format!("127.0.0.{i}:{}", self.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Kills node `i` (1-based) with SIGKILL.
+    pub fn kill(&mut self, i: usize) -> Res<()> {
+        let pid = self.pids[i - 1].take().ok_or("node not running")?;
+        Command::new("kill").args(["-9", &pid.to_string()]).status()?;
+        Ok(())
+    }
+}
+
+impl Drop for CqlCluster {
+    fn drop(&mut self) {
+        let stops: Vec<_> = (1..=self.pids.len())
+            .filter(|i| self.pids[i - 1].is_some())
+            .filter_map(|i| {
+                Command::new(self.cassandra.join("stop-node"))
+                    .arg(self.node_dir(i))
+                    .spawn()
+                    .ok()
+            })
+            .collect();
+        for mut stop in stops {
+            let _ = stop.wait();
+        }
+    }
+}
