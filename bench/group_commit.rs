@@ -29,6 +29,7 @@ fn record(i: u64, user_id: Uuid) -> RefreshRecord {
         family: Uuid::new_v4(),
         expires_at_secs: 1_900_000_000,
         generation: 0,
+        user_scope_generation: 0,
     }
 }
 
@@ -41,6 +42,7 @@ fn account() -> UserRecord {
         created_at_micros: 0,
         legacy: false,
         token_generation: 0,
+        user_scope_generation: 0,
     }
 }
 

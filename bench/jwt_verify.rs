@@ -14,6 +14,7 @@ fn bench(c: &mut Criterion) {
         user_id: Uuid::now_v7(),
         device_id: Some(Uuid::now_v7()),
         generation: 1,
+        user_scope: 0,
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

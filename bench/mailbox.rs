@@ -49,6 +49,7 @@ fn new_device() -> NewDevice {
             family: Uuid::new_v4(),
             expires_at_secs: i64::MAX / 4,
             generation: 0,
+            user_scope_generation: 0,
         },
     }
 }
@@ -62,6 +63,7 @@ fn owner_of(device: &NewDevice) -> (UserRecord, RefreshRecord) {
         created_at_micros: 0,
         legacy: false,
         token_generation: 0,
+        user_scope_generation: 0,
     };
     let refresh = RefreshRecord {
         hash: obscura_relay::auth::refresh::hash_text("bench-user"),

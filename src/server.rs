@@ -51,7 +51,7 @@ use crate::push::{self, Provider};
 use crate::shard::mesh::{Job, Mesh};
 use crate::shard::runtime::{self, ChosenDriver};
 use crate::shard::shutdown::Shutdown;
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 
 /// The bound sockets: one main listener per shard (all on one port, with
 /// `SO_REUSEPORT`) and the management listener.
@@ -156,6 +156,7 @@ fn start_link(
     side: &SideRuntime,
     mesh: &Arc<Mesh<Hub>>,
     revocations: &Arc<Revocations>,
+    store: &Arc<dyn Store>,
 ) -> Result<Option<(Link, Arc<Cluster>)>, StartError> {
     let Some(url) = &config.pubsub_url else {
         return Ok(None);
@@ -167,14 +168,15 @@ fn start_link(
         node,
         min_backoff: Duration::from_secs(config.pubsub_min_backoff_secs),
         max_backoff: Duration::from_secs(config.pubsub_max_backoff_secs),
+        channels: vec![REVOCATIONS_CHANNEL.as_bytes().to_vec()],
     };
     let deliver = NodeDeliver {
         node,
         cluster: cluster.clone(),
         revocations: revocations.clone(),
+        store: store.clone(),
     };
     let link = Link::start(&options, side.clone(), Arc::new(deliver))?;
-    link.listen(REVOCATIONS_CHANNEL.as_bytes().to_vec());
     tracing::info!(node, "relaying events through pub/sub");
     Ok(Some((link, cluster)))
 }
@@ -184,7 +186,7 @@ fn open_app(config: Config, mesh: &Arc<Mesh<Hub>>) -> Result<Opened, StartError>
     let store = crate::store::open(&config)?;
     let side = SideRuntime::start().map_err(io_err("starting the side runtime"))?;
     let revocations = Arc::new(Revocations::new(revocations::keep_ms(config.auth_token_ttl_secs)));
-    let linked = start_link(&config, &side, mesh, &revocations)?;
+    let linked = start_link(&config, &side, mesh, &revocations, &store)?;
     let blobs = Blobs::open(&config, side)?;
     let pool = WorkerPool::start("password", config.password_worker_count(), limits::PASSWORD_QUEUE_DEPTH)
         .map_err(io_err("starting password workers"))?;

@@ -28,7 +28,7 @@ use crate::auth::tokens::Principal;
 use crate::gateway::events::DeviceEvent;
 use crate::http::{Body, Response};
 use crate::metrics::Counter;
-use crate::store::{PasswordChange, Revocation, TokenFloor, UserRecord};
+use crate::store::{PasswordChange, Revocation, Revoked, TokenFloor, UserRecord};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -111,8 +111,7 @@ pub async fn change_password(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Resul
         return Err(ApiError::Unauthorized);
     };
     let revocation = Revocation {
-        user_id: user.id,
-        floor: TokenFloor::Generation(changed.generation),
+        revoked: Revoked::Account(user.id, TokenFloor::Generation(changed.generation)),
         at_ms: changed.at_ms,
     };
     ctx.app.revoke(revocation);
@@ -140,8 +139,7 @@ pub async fn delete(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Respons
         crash_now();
     }
     let revocation = Revocation {
-        user_id: user.id,
-        floor: TokenFloor::Deleted,
+        revoked: Revoked::Account(user.id, TokenFloor::Deleted),
         at_ms: deletion.at_ms,
     };
     ctx.app.revoke(revocation);

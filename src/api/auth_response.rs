@@ -41,6 +41,7 @@ pub fn new_refresh(
         family,
         expires_at_secs: now_secs().saturating_add(i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2)),
         generation: principal.generation,
+        user_scope_generation: principal.user_scope,
     };
     Ok((token, record))
 }

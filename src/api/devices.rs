@@ -6,7 +6,11 @@
 //! that took the request. A foreign device is indistinguishable from a
 //! missing one (404). An over-long name is a 400, not the reference's 500.
 //! Deleting a device closes its open gateway sockets (the reference leaves
-//! them open, silent).
+//! them open, silent) and revokes its credentials — every access token,
+//! refresh token and ticket of the device, and the account's user-scoped
+//! tokens issued before (a stolen device may hold one) — on this node
+//! before it answers, and on the other nodes once Redis has handed them
+//! the revocation ([`crate::node::App::revoke_confirmed`]).
 
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -138,9 +142,12 @@ pub async fn rename(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Respons
 pub async fn delete(ctx: &RequestCtx<'_>) -> Result<Response, ApiError> {
     let principal = ctx.principal()?;
     let id = ctx.path_uuid("deviceId")?;
-    if !ctx.app.store.delete_device(principal.user_id, id).await? {
+    let Some(deletion) = ctx.app.store.delete_device(principal.user_id, id).await? else {
         return Err(ApiError::NotFound);
-    }
+    };
+    ctx.app
+        .revoke_confirmed(&deletion.revocations(principal.user_id, id))
+        .await;
     ctx.local.events.raise(id, DeviceEvent::Disconnect);
     let folder = backup_folder(&ctx.app.config.backup_prefix, id);
     ctx.app.blobs.delete_folder_in_background(folder);

@@ -82,6 +82,7 @@ async fn ticket_device(ctx: &RequestCtx<'_>, ticket: &str) -> Result<Uuid, ApiEr
         user_id: holder.user_id,
         device_id: Some(holder.device_id),
         generation: holder.generation,
+        user_scope: 0,
     };
     if !ctx.local.admits(&issued_to) {
         return Err(ApiError::Unauthorized);

@@ -61,6 +61,7 @@ pub async fn login(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Response
         user_id: user.id,
         device_id: device,
         generation: user.token_generation,
+        user_scope: user.user_scope_generation,
     };
     let (token, record) = new_refresh(ctx, principal, Uuid::new_v4())?;
     match ctx.app.store.insert_refresh(record).await {
@@ -87,6 +88,7 @@ pub async fn refresh(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Respon
         user_id: Uuid::nil(),
         device_id: None,
         generation: 0,
+        user_scope: 0,
     };
     let (next, next_record) = new_refresh(ctx, placeholder, Uuid::nil())?;
     let rotation = ctx
@@ -101,6 +103,7 @@ pub async fn refresh(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Respon
                 user_id: spent.user_id,
                 device_id: spent.device_id,
                 generation: spent.generation,
+                user_scope: spent.user_scope_generation,
             };
             Ok(auth_response(ctx, StatusCode::OK, principal, next))
         }

@@ -84,15 +84,16 @@ pub async fn register(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Respo
         created_at_micros: now_micros(),
         legacy: first_device.is_some(),
         token_generation: 0,
+        user_scope_generation: 0,
     };
-    let user_id = user.id;
+    let owner = Principal {
+        user_id: user.id,
+        device_id: None,
+        generation: 0,
+        user_scope: 0,
+    };
     let (created, principal, token) = match first_device {
         Some(keys) => {
-            let owner = Principal {
-                user_id,
-                device_id: None,
-                generation: 0,
-            };
             let (device, principal, token) = new_device(ctx, keys, owner, None)?;
             (
                 ctx.app.store.create_user_with_device(user, device).await,
@@ -101,13 +102,8 @@ pub async fn register(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Respo
             )
         }
         None => {
-            let principal = Principal {
-                user_id,
-                device_id: None,
-                generation: 0,
-            };
-            let (token, record) = new_refresh(ctx, principal, Uuid::new_v4())?;
-            (ctx.app.store.create_user(user, record).await, principal, token)
+            let (token, record) = new_refresh(ctx, owner, Uuid::new_v4())?;
+            (ctx.app.store.create_user(user, record).await, owner, token)
         }
     };
     match created {

@@ -9,7 +9,10 @@
 //! as before, and tokens without it count as generation 0): a password
 //! change raises the account's generation, and the node refuses tokens
 //! below it (`crate::node::revocations`) — within the second of the change
-//! too, which an issue time in seconds could not tell.
+//! too, which an issue time in seconds could not tell. Our claim `ugen`
+//! carries the account's user-scope generation (absent when 0): deleting a
+//! device raises it, and the node refuses user-scoped tokens below it, so a
+//! user-scoped token kept by a stolen device dies with the device.
 
 use std::fmt;
 
@@ -29,6 +32,9 @@ pub struct Principal {
     pub device_id: Option<Uuid>,
     /// The account's token generation the token was issued at (`gen`).
     pub generation: u32,
+    /// The account's user-scope generation the token was issued at
+    /// (`ugen`); it matters for user-scoped tokens only.
+    pub user_scope: u32,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -39,6 +45,8 @@ struct Claims {
     exp: i64,
     #[serde(default, skip_serializing_if = "is_zero")]
     gen: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    ugen: u32,
 }
 
 fn is_zero(generation: &u32) -> bool {
@@ -107,6 +115,7 @@ impl TokenKeys {
             device_id: principal.device_id,
             exp: expires_at,
             gen: principal.generation,
+            ugen: principal.user_scope,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).unwrap_or_default();
         IssuedToken { token, expires_at }
@@ -119,6 +128,7 @@ impl TokenKeys {
             user_id: data.claims.sub,
             device_id: data.claims.device_id,
             generation: data.claims.gen,
+            user_scope: data.claims.ugen,
         })
     }
 }
@@ -142,11 +152,13 @@ mod tests {
             user_id: Uuid::now_v7(),
             device_id: None,
             generation: 0,
+            user_scope: 3,
         };
         let device = Principal {
             user_id: user.user_id,
             device_id: Some(Uuid::now_v7()),
             generation: 7,
+            user_scope: 0,
         };
         let now = crate::util::time::now_secs();
         assert_eq!(keys.verify(&keys.issue(user, now).token).unwrap(), user);
@@ -161,10 +173,12 @@ mod tests {
             .unwrap();
         let claims = String::from_utf8(claims).unwrap();
         assert!(!claims.contains("\"gen\""), "generation 0 is left out: {claims}");
+        assert!(claims.contains("\"ugen\":3"), "{claims}");
         let device_token = keys.issue(device, now).token;
         let claims = device_token.split('.').nth(1).unwrap();
         let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claims).unwrap();
-        assert!(String::from_utf8(claims).unwrap().contains("\"gen\":7"));
+        let claims = String::from_utf8(claims).unwrap();
+        assert!(claims.contains("\"gen\":7") && !claims.contains("ugen"), "{claims}");
     }
 
     #[test]
@@ -175,6 +189,7 @@ mod tests {
             user_id: Uuid::now_v7(),
             device_id: None,
             generation: 0,
+            user_scope: 0,
         };
         let now = crate::util::time::now_secs();
         assert!(

@@ -28,7 +28,7 @@ use super::mesh_bus::MeshBus;
 use super::presence::SessionRef;
 use crate::limits;
 use crate::offload::oneshot::Canceled;
-use crate::pubsub::{Deliver, Link, RESYNC_CHANNEL};
+use crate::pubsub::{Link, RESYNC_CHANNEL};
 use crate::shard::mesh::{Job, Mesh};
 use crate::shard::ShardId;
 use crate::store::StoredMessage;
@@ -205,8 +205,11 @@ impl Cluster {
     }
 }
 
-impl Deliver for Cluster {
-    fn message(&self, channel: &[u8], payload: &[u8]) {
+/// What arrives over the link for the gateway (the node's
+/// [`crate::pubsub::Deliver`] hands it on).
+impl Cluster {
+    /// A device event (or a resync request) from another node.
+    pub fn message(&self, channel: &[u8], payload: &[u8]) {
         if channel == RESYNC_CHANNEL.as_bytes() {
             if payload != self.node.to_le_bytes() {
                 self.resync();
@@ -233,7 +236,8 @@ impl Deliver for Cluster {
         }
     }
 
-    fn resync(&self) {
+    /// Events may have been lost: every session reads its mailbox again.
+    pub fn resync(&self) {
         tracing::info!("events may have been lost: every session reads its mailbox again");
         for shard in 0..self.mesh.shards() {
             self.send(shard, Box::new(|hub| hub.resync_all()));

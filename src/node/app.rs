@@ -35,8 +35,8 @@ pub struct App {
     pub buckets: Buckets,
     /// The link to the other relay nodes (`--pubsub-url`), if any.
     pub pubsub: Option<Link>,
-    /// Accounts whose older access tokens are refused (recent password
-    /// changes and deletions).
+    /// Accounts and devices whose older access tokens are refused (recent
+    /// password changes and account and device deletions).
     pub revocations: Arc<Revocations>,
 }
 
@@ -48,6 +48,24 @@ impl App {
             .apply(&[revocation], crate::util::time::now_micros() / 1000);
         if let Some(link) = &self.pubsub {
             super::relay::publish_revocation(link, &revocation);
+        }
+    }
+
+    /// Takes in revocations decided on this node, and returns once the
+    /// other nodes were told of them (Redis handed them on), or telling
+    /// them failed: then they learn of it from the store within their
+    /// re-read periods, and this is logged.
+    pub async fn revoke_confirmed(&self, revocations: &[Revocation]) {
+        self.revocations
+            .apply(revocations, crate::util::time::now_micros() / 1000);
+        let Some(link) = &self.pubsub else {
+            return;
+        };
+        if let Err(e) = super::relay::publish_revocations_confirmed(link, revocations).await {
+            tracing::warn!(
+                error = %e,
+                "could not tell the other nodes of a device deletion; they learn of it from the store"
+            );
         }
     }
 

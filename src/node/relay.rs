@@ -1,21 +1,34 @@
 //! What arrives from the other relay nodes over the pub/sub link, and the
 //! node-level news this node sends them. Device events go to the gateway's
-//! [`Cluster`]; token revocations (a password change or an account
-//! deletion decided on another node) go on their own channel
+//! [`Cluster`]; token revocations (a password change, an account deletion
+//! or a device deletion decided on another node) go on their own channel
 //! (`obscura:revocations`, every node listens) straight into this node's
 //! [`Revocations`], so an old token is refused on every node at once, not
 //! only after the next re-read of the store's revocation log (which stays
-//! the backstop when a message is lost).
+//! the backstop when a message is lost). A device deletion also tells the
+//! store ([`crate::store::Devices::forget_device`]), so a send to the
+//! device through this node is refused from then on; while the
+//! subscription is down the store is told not to trust what it cached of
+//! devices ([`crate::store::Devices::trust_device_cache`]) until it is
+//! back.
+//!
+//! The wire form stays readable by a node of the version before device
+//! revocations (rolling upgrades): it reads a device's revocation as a
+//! deleted "account" with the device's id, which names no account, and a
+//! user-scope revocation as the floor of generation 0, which refuses
+//! nothing.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use prost::Message;
 use uuid::Uuid;
 
 use super::revocations::Revocations;
 use crate::gateway::cluster_bus::Cluster;
-use crate::pubsub::{Deliver, Link};
-use crate::store::{Revocation, TokenFloor};
+use crate::limits;
+use crate::pubsub::{Deliver, Link, PubSubError};
+use crate::store::{Revocation, Revoked, Store, TokenFloor};
 use crate::util::time::now_micros;
 
 /// The channel of token revocations.
@@ -27,6 +40,7 @@ struct RelayedRevocation {
     /// The node that decided it (it ignores its own).
     #[prost(uint64, tag = "1")]
     origin: u64,
+    /// The account, or the device of a device revocation.
     #[prost(bytes = "vec", tag = "2")]
     user_id: Vec<u8>,
     /// The token generation from which tokens stay valid; absent: deleted.
@@ -34,13 +48,44 @@ struct RelayedRevocation {
     generation: Option<u32>,
     #[prost(int64, tag = "4")]
     at_ms: i64,
+    /// The subject is a deleted device.
+    #[prost(bool, tag = "5")]
+    device: bool,
+    /// The account's user-scope floor (then `generation` is 0).
+    #[prost(uint32, optional, tag = "6")]
+    user_scope: Option<u32>,
 }
 
 impl RelayedRevocation {
+    fn new(origin: u64, revocation: &Revocation) -> Self {
+        let (generation, device, user_scope) = match revocation.revoked {
+            Revoked::Account(_, TokenFloor::Generation(g)) => (Some(g), false, None),
+            Revoked::Account(_, TokenFloor::Deleted) => (None, false, None),
+            Revoked::UserScope(_, g) => (Some(0), false, Some(g)),
+            Revoked::Device(_) => (None, true, None),
+        };
+        Self {
+            origin,
+            user_id: revocation.revoked.subject().as_bytes().to_vec(),
+            generation,
+            at_ms: revocation.at_ms,
+            device,
+            user_scope,
+        }
+    }
+
     fn into_revocation(self) -> Option<Revocation> {
+        let subject = Uuid::from_slice(&self.user_id).ok()?;
+        let revoked = match (self.device, self.user_scope) {
+            (true, _) => Revoked::Device(subject),
+            (false, Some(g)) => Revoked::UserScope(subject, g),
+            (false, None) => Revoked::Account(
+                subject,
+                self.generation.map_or(TokenFloor::Deleted, TokenFloor::Generation),
+            ),
+        };
         Some(Revocation {
-            user_id: Uuid::from_slice(&self.user_id).ok()?,
-            floor: self.generation.map_or(TokenFloor::Deleted, TokenFloor::Generation),
+            revoked,
             at_ms: self.at_ms,
         })
     }
@@ -54,6 +99,8 @@ pub struct NodeDeliver {
     pub cluster: Arc<Cluster>,
     /// Recent revocations.
     pub revocations: Arc<Revocations>,
+    /// The store, whose device cache follows deletions made elsewhere.
+    pub store: Arc<dyn Store>,
 }
 
 impl Deliver for NodeDeliver {
@@ -67,49 +114,95 @@ impl Deliver for NodeDeliver {
         if relayed.origin == self.node {
             return;
         }
-        if let Some(revocation) = relayed.into_revocation() {
-            self.revocations.apply(&[revocation], now_micros() / 1000);
+        let Some(revocation) = relayed.into_revocation() else {
+            return;
+        };
+        if let Revoked::Device(device) = revocation.revoked {
+            self.store.forget_device(device);
         }
+        self.revocations.apply(&[revocation], now_micros() / 1000);
+    }
+
+    fn lost(&self) {
+        self.store.trust_device_cache(false);
     }
 
     fn resync(&self) {
+        self.store.trust_device_cache(true);
         self.cluster.resync();
     }
 }
 
-/// Tells the other nodes of a revocation decided here.
+/// Tells the other nodes of a revocation decided here (queued: see
+/// [`Link::publish`]).
 pub fn publish_revocation(link: &Link, revocation: &Revocation) {
-    let relayed = RelayedRevocation {
-        origin: link.node(),
-        user_id: revocation.user_id.as_bytes().to_vec(),
-        generation: match revocation.floor {
-            TokenFloor::Generation(g) => Some(g),
-            TokenFloor::Deleted => None,
-        },
-        at_ms: revocation.at_ms,
-    };
+    let relayed = RelayedRevocation::new(link.node(), revocation);
     link.publish(REVOCATIONS_CHANNEL.as_bytes().to_vec(), relayed.encode_to_vec());
+}
+
+/// Tells the other nodes of revocations decided here and waits until Redis
+/// has handed them to every subscribed node (at most
+/// [`limits::PUBSUB_CONFIRM_TIMEOUT_MS`]).
+pub async fn publish_revocations_confirmed(link: &Link, revocations: &[Revocation]) -> Result<(), PubSubError> {
+    let payloads = revocations
+        .iter()
+        .map(|r| RelayedRevocation::new(link.node(), r).encode_to_vec())
+        .collect();
+    let wait = Duration::from_millis(limits::PUBSUB_CONFIRM_TIMEOUT_MS);
+    link.publish_confirmed(REVOCATIONS_CHANNEL.as_bytes().to_vec(), payloads, wait)
+        .await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Goal: every kind of revocation crosses the wire unchanged, and a
+    /// message without a subject is dropped.
     #[test]
     fn revocations_round_trip() {
-        for floor in [TokenFloor::Generation(3), TokenFloor::Deleted] {
-            let relayed = RelayedRevocation {
-                origin: 1,
-                user_id: Uuid::now_v7().as_bytes().to_vec(),
-                generation: match floor {
-                    TokenFloor::Generation(g) => Some(g),
-                    TokenFloor::Deleted => None,
-                },
-                at_ms: 5,
-            };
-            let back = RelayedRevocation::decode(relayed.encode_to_vec().as_slice()).unwrap();
-            assert_eq!(back.into_revocation().unwrap().floor, floor);
+        let id = Uuid::now_v7();
+        for revoked in [
+            Revoked::Account(id, TokenFloor::Generation(3)),
+            Revoked::Account(id, TokenFloor::Deleted),
+            Revoked::UserScope(id, 4),
+            Revoked::Device(id),
+        ] {
+            let revocation = Revocation { revoked, at_ms: 5 };
+            let wire = RelayedRevocation::new(1, &revocation).encode_to_vec();
+            let back = RelayedRevocation::decode(wire.as_slice()).unwrap();
+            assert_eq!(back.into_revocation(), Some(revocation));
         }
         assert!(RelayedRevocation::default().into_revocation().is_none());
+    }
+
+    /// Goal: a node of the version before device revocations (which reads
+    /// only tags 1–4) refuses nothing of an account for a user-scope
+    /// revocation, and only the device's own id for a device's.
+    #[test]
+    fn older_nodes_read_new_kinds_harmlessly() {
+        let (user, device) = (Uuid::now_v7(), Uuid::now_v7());
+        let scope = RelayedRevocation::new(
+            1,
+            &Revocation {
+                revoked: Revoked::UserScope(user, 9),
+                at_ms: 5,
+            },
+        );
+        assert_eq!(
+            (scope.user_id.as_slice(), scope.generation),
+            (user.as_bytes().as_slice(), Some(0))
+        );
+        let gone = RelayedRevocation::new(
+            1,
+            &Revocation {
+                revoked: Revoked::Device(device),
+                at_ms: 5,
+            },
+        );
+        assert_eq!(
+            (gone.user_id.as_slice(), gone.generation),
+            (device.as_bytes().as_slice(), None)
+        );
     }
 }

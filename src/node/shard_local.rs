@@ -61,12 +61,13 @@ impl ShardLocal {
         &self.hub.shutdown
     }
 
-    /// Whether the access token that named `principal` is still accepted:
-    /// its account was not deleted and its password not changed since it
-    /// was issued (no store read).
+    /// Whether the access token (or ticket) that named `principal` is
+    /// still accepted: since it was issued, its account was not deleted
+    /// nor its password changed, its device (if it names one) was not
+    /// deleted, and — if it is user-scoped — no device of the account was
+    /// deleted (no store read).
     pub fn admits(&self, principal: &Principal) -> bool {
-        self.revocations
-            .admits(&self.app.revocations, principal.user_id, principal.generation)
+        self.revocations.admits(&self.app.revocations, principal)
     }
 
     /// Adds `n` to a counter of this shard.

@@ -10,11 +10,16 @@
 //!   back, this node publishes on the resync channel so that every node
 //!   has its sessions read their mailboxes again: the store is the source
 //!   of truth, events only make delivery prompt.
+//!   [`Link::publish_confirmed`] sends at once and waits for Redis to
+//!   answer that it handed the messages to the subscribers, for a decision
+//!   that is answered only once the other nodes were told (a device
+//!   deletion).
 //! - [`Link::subscribe`] / [`Link::unsubscribe`] change the channels one
 //!   dedicated connection listens on ([`subscriber`]); what arrives goes to
-//!   the [`Deliver`] given at start, on the side runtime's thread. After the
-//!   subscription was down, [`Deliver::resync`] says that messages may have
-//!   been missed.
+//!   the [`Deliver`] given at start, on the side runtime's thread.
+//!   [`Deliver::lost`] says the subscription is down (or not up yet), so
+//!   messages are being missed; [`Deliver::resync`], each time it is up
+//!   again, that messages may have been missed meanwhile.
 //! - [`Link::claim`] takes a short lease (`SET key node NX PX ttl`): the
 //!   jobs that must not run on two nodes at once take one first.
 //!
@@ -54,6 +59,9 @@ pub enum PubSubError {
     /// Redis answered with an error.
     #[error("pub/sub command failed: {0}")]
     Command(#[source] redis::RedisError),
+    /// Redis did not answer in time.
+    #[error("the pub/sub command timed out")]
+    Timeout,
     /// The side runtime is gone (shutdown).
     #[error(transparent)]
     Gone(#[from] SideRuntimeGone),
@@ -64,7 +72,11 @@ pub trait Deliver: Send + Sync + 'static {
     /// A message arrived on `channel` (a subscribed one, or the resync
     /// channel: then `payload` names the node that asks).
     fn message(&self, channel: &[u8], payload: &[u8]);
-    /// The subscription was down and is back: messages may be missing.
+    /// The subscription is down, or not up yet: messages are being missed
+    /// until [`Deliver::resync`].
+    fn lost(&self);
+    /// The subscription is up (again), on every channel: messages sent
+    /// while it was down are missing.
     fn resync(&self);
 }
 
@@ -79,6 +91,9 @@ pub struct LinkOptions {
     pub min_backoff: Duration,
     /// Longest wait between reconnects.
     pub max_backoff: Duration,
+    /// Channels listened on for the node's whole life (subscribed with
+    /// the first connection, before [`Deliver::resync`]).
+    pub channels: Vec<Vec<u8>>,
 }
 
 /// A subscription change, for the subscriber task.
@@ -129,7 +144,15 @@ impl Link {
             publish_rx,
             backoff.clone(),
         ));
-        side.spawn(subscriber::run(client, shared.clone(), control_rx, deliver, backoff));
+        let channels = options.channels.iter().cloned().collect();
+        side.spawn(subscriber::run(
+            client,
+            shared.clone(),
+            channels,
+            control_rx,
+            deliver,
+            backoff,
+        ));
         Ok(Self {
             shared,
             publishes,
@@ -169,10 +192,36 @@ impl Link {
         let _ = monoio::time::timeout(wait, rx).await;
     }
 
-    /// Listens on `channel` from now on, without waiting for Redis to
-    /// confirm it (for channels a node listens on all its life).
-    pub fn listen(&self, channel: Vec<u8>) {
-        let _ = self.control.send(Control::Subscribe(channel, None));
+    /// Publishes `payloads` on `channel` now, in one pipeline, and waits
+    /// (at most `wait`) until Redis has answered, that is, has handed them
+    /// to every node subscribed. A failure counts as a lost publish (this
+    /// node asks for a resync once the link is back).
+    pub async fn publish_confirmed(
+        &self,
+        channel: Vec<u8>,
+        payloads: Vec<Vec<u8>>,
+        wait: Duration,
+    ) -> Result<(), PubSubError> {
+        let sent = match self.connection() {
+            Ok(mut connection) => self
+                .side
+                .run(async move {
+                    let mut pipe = redis::pipe();
+                    for payload in payloads {
+                        pipe.cmd("PUBLISH").arg(&channel).arg(payload).ignore();
+                    }
+                    tokio::time::timeout(wait, pipe.query_async::<()>(&mut connection)).await
+                })
+                .await
+                .map_err(PubSubError::from)
+                .and_then(|timed| timed.map_err(|_| PubSubError::Timeout))
+                .and_then(|answer| answer.map_err(PubSubError::Command)),
+            Err(e) => Err(e),
+        };
+        if sent.is_err() {
+            self.shared.lost.store(true, Ordering::Release);
+        }
+        sent
     }
 
     /// Stops listening on `channel`.

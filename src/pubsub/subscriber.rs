@@ -1,9 +1,12 @@
 //! The subscribing task: one dedicated connection listening on the resync
-//! channel and on every channel subscribed through [`super::Link`]. It
-//! keeps the set of channels itself, so a reconnect subscribes them all
-//! again; after any reconnect it calls [`super::Deliver::resync`], since
-//! messages sent while it was down are gone. While it is down, subscription
-//! changes only update the set and are confirmed at once.
+//! channel, the node's own channels and every channel subscribed through
+//! [`super::Link`]. It keeps the set of channels itself, so a reconnect
+//! subscribes them all again. It calls [`super::Deliver::lost`] before the
+//! first connection and whenever one fails, and
+//! [`super::Deliver::resync`] after every connection (the first too: what
+//! was decided before it is unknown), since messages sent while it was
+//! down are gone. While it is down, subscription changes only update the
+//! set and are confirmed at once.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -20,12 +23,12 @@ use super::{Control, Deliver, Shared, RESYNC_CHANNEL};
 pub(crate) async fn run(
     client: redis::Client,
     shared: Arc<Shared>,
+    mut channels: HashSet<Vec<u8>>,
     mut control: mpsc::UnboundedReceiver<Control>,
     deliver: Arc<dyn Deliver>,
     mut backoff: Backoff,
 ) {
-    let mut channels: HashSet<Vec<u8>> = HashSet::new();
-    let mut first = true;
+    deliver.lost();
     loop {
         let Some((mut sink, mut stream)) = connect(&client, &channels).await else {
             if !wait_down(&mut control, &mut channels, &mut backoff).await {
@@ -36,11 +39,10 @@ pub(crate) async fn run(
         backoff.reset();
         shared.subscriber_up.store(true, Ordering::Release);
         tracing::info!(channels = channels.len(), "pub/sub subscriber connected");
-        if !std::mem::replace(&mut first, false) {
-            deliver.resync();
-        }
+        deliver.resync();
         let open = listen(&mut sink, &mut stream, &mut control, &mut channels, deliver.as_ref()).await;
         shared.subscriber_up.store(false, Ordering::Release);
+        deliver.lost();
         if !open {
             return;
         }

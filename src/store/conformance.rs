@@ -70,6 +70,9 @@ pub const CASES: &[(&str, Case)] = &[
     ("revocations_are_logged_and_purged", |s| {
         Box::pin(revocations_are_logged_and_purged(s))
     }),
+    ("device_deletion_revokes_its_credentials", |s| {
+        Box::pin(device_deletion_revokes_its_credentials(s))
+    }),
 ];
 
 fn user(name: &str) -> UserRecord {
@@ -80,6 +83,7 @@ fn user(name: &str) -> UserRecord {
         created_at_micros: 1,
         legacy: false,
         token_generation: 0,
+        user_scope_generation: 0,
     }
 }
 
@@ -91,6 +95,7 @@ fn refresh(text: &str, user_id: Uuid, device_id: Option<Uuid>, family: Uuid, exp
         family,
         expires_at_secs: expires,
         generation: 0,
+        user_scope_generation: 0,
     }
 }
 
@@ -222,8 +227,8 @@ async fn devices_round_trip_and_cascade(store: &dyn Store) {
         .unwrap()
         .unwrap();
     assert_eq!(renamed.name.as_deref(), Some("Phone"));
-    assert!(!store.delete_device(stranger, first.device.id).await.unwrap());
-    assert!(store.delete_device(owner, first.device.id).await.unwrap());
+    assert!(store.delete_device(stranger, first.device.id).await.unwrap().is_none());
+    assert!(store.delete_device(owner, first.device.id).await.unwrap().is_some());
     assert_eq!(store.device(first.device.id).await.unwrap(), None);
     assert!(store.signed_prekeys(first.device.id).await.unwrap().is_empty());
     assert_eq!(store.one_time_prekey_count(first.device.id).await.unwrap(), 0);
@@ -602,7 +607,7 @@ async fn deleted_senders_messages_are_hidden_then_swept(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(store.fetch(target, None, 10, 0).await.unwrap().len(), 3);
-    assert!(store.delete_device(sender_user, sender).await.unwrap());
+    assert!(store.delete_device(sender_user, sender).await.unwrap().is_some());
     let left = store.fetch(target, None, 10, 0).await.unwrap();
     assert_eq!(left.iter().map(|m| m.sender_device).collect::<Vec<_>>(), vec![other]);
     assert_eq!(
@@ -793,7 +798,7 @@ async fn dead_push_tokens_and_cascade(store: &dyn Store) {
     assert_eq!(store.push_token(b_id).await.unwrap().as_deref(), Some("new"));
     // Deleting a device removes its token and job.
     store.schedule_push(c_id, 10).await.unwrap();
-    assert!(store.delete_device(c_user, c_id).await.unwrap());
+    assert!(store.delete_device(c_user, c_id).await.unwrap().is_some());
     assert_eq!(store.push_token(c_id).await.unwrap(), None);
     assert_eq!(store.pending_push(c_id).await.unwrap(), None);
     assert!(store.lease_pushes(10, 10, 100).await.unwrap().is_empty());
@@ -939,7 +944,7 @@ async fn backup_row_goes_with_its_device(store: &dyn Store) {
     create_device(store, new).await;
     store.reserve_backup(device, 0, Uuid::new_v4(), 0, -1).await.unwrap();
     assert!(store.backup(device).await.unwrap().is_some());
-    assert!(store.delete_device(owner, device).await.unwrap());
+    assert!(store.delete_device(owner, device).await.unwrap().is_some());
     assert_eq!(store.backup(device).await.unwrap(), None);
     assert!(store.stale_backups(i64::MAX, 10).await.unwrap().is_empty());
 }
@@ -955,7 +960,7 @@ async fn device_of(store: &dyn Store, owner: Uuid, token: &str) -> Uuid {
 /// Whether `store` logged `floor` for `user`.
 async fn logged(store: &dyn Store, user: Uuid, floor: TokenFloor) -> bool {
     let log = store.revocations_since(i64::MIN).await.unwrap();
-    log.iter().any(|r| r.user_id == user && r.floor == floor)
+    log.iter().any(|r| r.revoked == Revoked::Account(user, floor))
 }
 
 /// The account and every row it owns go in one call, the messages its
@@ -1120,25 +1125,79 @@ async fn revocations_are_logged_and_purged(store: &dyn Store) {
         .await
         .unwrap()
         .into_iter()
-        .filter(|r| r.user_id == owner)
+        .filter(|r| r.revoked.subject() == owner)
         .collect();
     // Two revocations of one account in one millisecond may share a row:
     // the later (stricter) one is what must be kept.
-    let floors: Vec<_> = all.iter().map(|r| (r.floor, r.at_ms)).collect();
-    assert_eq!(
-        floors.last(),
-        Some(&(TokenFloor::Generation(2), second.at_ms)),
-        "{floors:?}"
-    );
+    let floors: Vec<_> = all.iter().map(|r| (r.revoked, r.at_ms)).collect();
+    let generation = |n| Revoked::Account(owner, TokenFloor::Generation(n));
+    assert_eq!(floors.last(), Some(&(generation(2), second.at_ms)), "{floors:?}");
     assert!(floors.len() == 2 || first.at_ms == second.at_ms, "{floors:?}");
-    assert!(floors.len() < 2 || floors[0] == (TokenFloor::Generation(1), first.at_ms));
+    assert!(floors.len() < 2 || floors[0] == (generation(1), first.at_ms));
     assert!(store
         .revocations_since(second.at_ms + 1)
         .await
         .unwrap()
         .iter()
-        .all(|r| r.user_id != owner));
+        .all(|r| r.revoked.subject() != owner));
     assert!(store.purge_revocations(second.at_ms + 1, 10).await.unwrap() >= floors.len());
     assert!(!logged(store, owner, TokenFloor::Generation(1)).await);
     assert_eq!(store.purge_revocations(second.at_ms + 1, 10).await.unwrap(), 0);
+}
+
+/// Presents refresh token `text` (its next one is `next`).
+async fn present(store: &dyn Store, text: &str, next: &str) -> Rotation {
+    store
+        .rotate_refresh(hash_text(text), hash_text(next), 1, i64::MAX / 4)
+        .await
+        .unwrap()
+}
+
+/// A device deletion raises the account's user-scope generation and logs
+/// its two revocations; the device's refresh tokens and the account's
+/// user-scoped ones from before are refused from then on, while another
+/// device's and a user-scoped one issued after it rotate; logins see the
+/// new generation.
+async fn device_deletion_revokes_its_credentials(store: &dyn Store) {
+    let owner = account(store).await;
+    let (stolen, kept) = (
+        device_of(store, owner, "rev-stolen").await,
+        device_of(store, owner, "rev-kept").await,
+    );
+    assert_eq!(store.delete_device(Uuid::now_v7(), stolen).await.unwrap(), None);
+    let deletion = store.delete_device(owner, stolen).await.unwrap().expect("deleted");
+    assert_eq!(deletion.user_scope_generation, 1);
+    assert_eq!(store.delete_device(owner, stolen).await.unwrap(), None, "once");
+    let account = store.user(owner).await.unwrap().expect("account");
+    assert_eq!((account.token_generation, account.user_scope_generation), (0, 1));
+    let log = store.revocations_since(deletion.at_ms).await.unwrap();
+    for revocation in deletion.revocations(owner, stolen) {
+        assert!(log.contains(&revocation), "{revocation:?} in {log:?}");
+    }
+    assert_eq!(present(store, "rev-stolen", "rev-stolen-2").await, Rotation::Unknown);
+    assert_eq!(
+        present(store, &format!("owner-{owner}"), "rev-owner-2").await,
+        Rotation::Unknown,
+        "a user-scoped token from before the deletion"
+    );
+    assert!(matches!(
+        present(store, "rev-kept", "rev-kept-2").await,
+        Rotation::Rotated(_)
+    ));
+    let after = RefreshRecord {
+        user_scope_generation: 1,
+        ..refresh("rev-after", owner, None, Uuid::new_v4(), i64::MAX / 4)
+    };
+    store.insert_refresh(after).await.unwrap();
+    let Rotation::Rotated(spent) = present(store, "rev-after", "rev-after-2").await else {
+        panic!("a user-scoped token from after the deletion rotates");
+    };
+    assert_eq!(spent.user_scope_generation, 1);
+    assert!(matches!(
+        present(store, "rev-after-2", "rev-after-3").await,
+        Rotation::Rotated(_)
+    ));
+    let second = store.delete_device(owner, kept).await.unwrap().expect("deleted");
+    assert_eq!(second.user_scope_generation, 2);
+    assert_eq!(present(store, "rev-after-3", "rev-after-4").await, Rotation::Unknown);
 }

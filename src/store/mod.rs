@@ -84,6 +84,10 @@ pub struct UserRecord {
     /// The account's token generation: every password change raises it,
     /// and tokens issued at a lower one are refused (0 at registration).
     pub token_generation: u32,
+    /// The account's user-scope generation: every device deletion raises
+    /// it, and user-scoped tokens issued at a lower one are refused (0 at
+    /// registration).
+    pub user_scope_generation: u32,
 }
 
 /// A device and its identity.
@@ -139,6 +143,20 @@ pub struct RefreshRecord {
     /// The account's token generation it was issued at (see
     /// [`UserRecord::token_generation`]); it is refused below the current one.
     pub generation: u32,
+    /// The account's user-scope generation it was issued at (see
+    /// [`UserRecord::user_scope_generation`]); a user-scoped token is
+    /// refused below the current one.
+    pub user_scope_generation: u32,
+}
+
+impl RefreshRecord {
+    /// Whether the account, at token generation `generation` and user-scope
+    /// generation `user_scope`, still honours this token: the same token
+    /// generation and, for a user-scoped token, no device deleted since it
+    /// was issued. The one rule both backends apply when rotating.
+    pub fn held_by(&self, generation: u32, user_scope: u32) -> bool {
+        generation == self.generation && (self.device_id.is_some() || self.user_scope_generation >= user_scope)
+    }
 }
 
 /// From which token generation on an account's tokens are accepted.
@@ -168,15 +186,63 @@ impl TokenFloor {
     }
 }
 
-/// An account's tokens were revoked: its password changed or it was deleted.
+/// Whose tokens a [`Revocation`] refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoked {
+    /// An account's tokens below a floor: its password changed, or it was
+    /// deleted.
+    Account(Uuid, TokenFloor),
+    /// An account's user-scoped tokens (and refresh tokens) below a
+    /// user-scope generation: one of its devices was deleted.
+    UserScope(Uuid, u32),
+    /// Every access token, refresh token and gateway ticket of a device:
+    /// it was deleted.
+    Device(Uuid),
+}
+
+impl Revoked {
+    /// The account or device it names.
+    pub fn subject(self) -> Uuid {
+        match self {
+            Self::Account(id, _) | Self::UserScope(id, _) | Self::Device(id) => id,
+        }
+    }
+}
+
+/// Tokens were revoked: an account's password changed or it was deleted,
+/// or a device was deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Revocation {
-    /// The account.
-    pub user_id: Uuid,
-    /// Which of its tokens stay valid from now on.
-    pub floor: TokenFloor,
+    /// Whose tokens, and which of them.
+    pub revoked: Revoked,
     /// When, ms since the epoch (the store's clock at the decision).
     pub at_ms: i64,
+}
+
+/// What a device deletion decided ([`Devices::delete_device`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceDeletion {
+    /// The account's user-scope generation from now on.
+    pub user_scope_generation: u32,
+    /// When it was decided, ms since the epoch.
+    pub at_ms: i64,
+}
+
+impl DeviceDeletion {
+    /// The revocations it logged: every token of the device, and the
+    /// account's user-scoped tokens issued before it.
+    pub fn revocations(&self, user_id: Uuid, device_id: Uuid) -> [Revocation; 2] {
+        [
+            Revocation {
+                revoked: Revoked::Device(device_id),
+                at_ms: self.at_ms,
+            },
+            Revocation {
+                revoked: Revoked::UserScope(user_id, self.user_scope_generation),
+                at_ms: self.at_ms,
+            },
+        ]
+    }
 }
 
 /// A password change ([`Accounts::change_password`]).
@@ -275,7 +341,7 @@ pub enum Rotation {
 ///    caller's clean-up of blob storage (the backup folders of its devices)
 ///    survives a crash: a clean-up after a restart finds and finishes it.
 /// 4. *Tokens.* The decision appears in [`RevocationLog::revocations_since`]
-///    as [`TokenFloor::Deleted`].
+///    as [`Revoked::Account`] with [`TokenFloor::Deleted`].
 ///
 /// A password change ([`Accounts::change_password`]) is one conditional
 /// update in the same sense: new hash, a higher token generation, every
@@ -313,14 +379,15 @@ pub trait Accounts {
     fn finish_account_deletion(&self, user_id: Uuid) -> StoreFuture<'_, ()>;
 }
 
-/// The log of token revocations (password changes, deletions), which
+/// The log of token revocations (password changes, account and device
+/// deletions), which
 /// every relay node reads to refuse old access tokens without a store
 /// read per request. An entry matters only for the access-token lifetime
 /// after it, so old entries may be purged.
 pub trait RevocationLog {
     /// The revocations decided at or after `since_ms`, oldest first. Of
-    /// one account's revocations within one millisecond, a backend may keep
-    /// only the last (the strictest).
+    /// one account's revocations of one kind within one millisecond, a
+    /// backend may keep only the last (the strictest).
     fn revocations_since(&self, since_ms: i64) -> StoreFuture<'_, Vec<Revocation>>;
     /// Deletes up to `limit` revocations decided before `before_ms`;
     /// returns how many.
@@ -349,8 +416,23 @@ pub trait Devices {
     /// row; its backup blobs are the caller's to delete). The messages it
     /// sent that are still queued are never delivered from then on and go
     /// with the next [`Mailboxes::sweep_mailbox`] of their mailbox.
-    /// `false` if it is not theirs or absent.
-    fn delete_device(&self, user_id: Uuid, id: Uuid) -> StoreFuture<'_, bool>;
+    /// With it, the account's user-scope generation is raised and two
+    /// revocations are logged ([`DeviceDeletion::revocations`]): every
+    /// token of the device, and the account's user-scoped tokens issued
+    /// before. `None` if it is not theirs or absent.
+    fn delete_device(&self, user_id: Uuid, id: Uuid) -> StoreFuture<'_, Option<DeviceDeletion>>;
+    /// A device deleted through another relay node (its event arrived):
+    /// from now on a message to it is refused by this process at once, as
+    /// if the deletion had been made here, whatever this process cached of
+    /// it. A store whose every process sees every write at once (the
+    /// embedded store) has nothing to do.
+    fn forget_device(&self, id: Uuid);
+    /// Whether this process may answer "the device exists" from what it
+    /// cached: `false` while the events of other nodes' deletions may be
+    /// missed (the pub/sub subscription is down or resyncing), then every
+    /// such question reads the store; `true` again once they arrive, and
+    /// the cache starts empty. Nothing to do for the embedded store.
+    fn trust_device_cache(&self, trusted: bool);
 }
 
 /// Prekeys of devices.
@@ -670,9 +752,10 @@ pub trait RefreshTokens {
     fn insert_refresh(&self, record: RefreshRecord) -> StoreFuture<'_, ()>;
     /// Presents `presented` at `now_secs`; if valid, replaces it by `next`
     /// (same user, device, family and generation; expiry
-    /// `next_expires_at_secs`). A token whose account is gone or whose
-    /// generation is below the account's is [`Rotation::Unknown`] (and
-    /// deleted).
+    /// `next_expires_at_secs`). A token whose account is gone or no longer
+    /// holds it ([`RefreshRecord::held_by`]: the password changed, or a
+    /// user-scoped token issued before a device deletion) is
+    /// [`Rotation::Unknown`] (and deleted).
     fn rotate_refresh(
         &self,
         presented: TokenHash,

@@ -17,14 +17,14 @@ use uuid::Uuid;
 
 use super::devices::{device_ids_of, forget_deleted_device, insert_device, wipe_device};
 use super::group_commit::Writer;
-use super::records::{decode, AccountDeletionValue, UserValue};
+use super::records::{decode, AccountDeletionValue};
 use super::refresh::{insert_refresh, remove_user_tokens};
 use super::revocations::log_revocation;
 use super::tables::{backend, Tables};
 use super::EmbeddedStore;
 use crate::store::{
-    AccountDeletion, Accounts, NewDevice, PasswordChange, PasswordChanged, RefreshRecord, Revocation, StoreError,
-    StoreFuture, TokenFloor, UserRecord,
+    AccountDeletion, Accounts, NewDevice, PasswordChange, PasswordChanged, RefreshRecord, Revocation, Revoked,
+    StoreError, StoreFuture, TokenFloor, UserRecord,
 };
 use crate::util::time::now_micros;
 
@@ -33,7 +33,7 @@ fn insert_user(t: &Tables, batch: &mut fjall::OwnedWriteBatch, user: &UserRecord
     if t.usernames.contains_key(user.username.as_bytes()).map_err(backend)? {
         return Err(StoreError::UsernameTaken);
     }
-    put_user(t, batch, user);
+    t.put_user(batch, user);
     batch.insert(
         &t.usernames,
         user.username.as_bytes().to_vec(),
@@ -42,23 +42,9 @@ fn insert_user(t: &Tables, batch: &mut fjall::OwnedWriteBatch, user: &UserRecord
     Ok(())
 }
 
-fn put_user(t: &Tables, batch: &mut fjall::OwnedWriteBatch, user: &UserRecord) {
-    batch.insert(
-        &t.users,
-        user.id.as_bytes().to_vec(),
-        UserValue::from_record(user).encode_to_vec(),
-    );
-}
-
-fn load_user(t: &Tables, id: Uuid) -> Result<Option<UserRecord>, StoreError> {
-    Tables::get(&t.users, id.as_bytes())?
-        .map(|v| Ok(decode::<UserValue>("users", &v)?.into_record(id)))
-        .transpose()
-}
-
 /// The user `id` if it exists at token generation `generation`.
 fn user_at(t: &Tables, id: Uuid, generation: u32) -> Result<Option<UserRecord>, StoreError> {
-    Ok(load_user(t, id)?.filter(|u| u.token_generation == generation))
+    Ok(t.user(id)?.filter(|u| u.token_generation == generation))
 }
 
 fn now_ms() -> i64 {
@@ -74,7 +60,7 @@ fn change_password(t: &Tables, change: PasswordChange) -> Result<Option<Password
     user.password_hash = change.password_hash;
     let at_ms = now_ms();
     let mut batch = t.db.batch();
-    put_user(t, &mut batch, &user);
+    t.put_user(&mut batch, &user);
     remove_user_tokens(t, &mut batch, user.id)?;
     let refresh = RefreshRecord {
         generation,
@@ -85,8 +71,7 @@ fn change_password(t: &Tables, change: PasswordChange) -> Result<Option<Password
         t,
         &mut batch,
         &Revocation {
-            user_id: user.id,
-            floor: TokenFloor::Generation(generation),
+            revoked: Revoked::Account(user.id, TokenFloor::Generation(generation)),
             at_ms,
         },
     );
@@ -118,8 +103,7 @@ fn delete_account(w: &mut Writer, id: Uuid, expected_generation: u32) -> Result<
         wipe_device(&t, &mut batch, id, *device, deleted_at_secs)?;
     }
     let revocation = Revocation {
-        user_id: id,
-        floor: TokenFloor::Deleted,
+        revoked: Revoked::Account(id, TokenFloor::Deleted),
         at_ms: deletion.at_ms,
     };
     log_revocation(&t, &mut batch, &revocation);
@@ -178,12 +162,12 @@ impl Accounts for EmbeddedStore {
             let Some(id) = Tables::get(&t.usernames, username.as_bytes())? else {
                 return Ok(None);
             };
-            load_user(t, super::records::uuid("usernames", &id)?)
+            t.user(super::records::uuid("usernames", &id)?)
         })
     }
 
     fn user(&self, id: Uuid) -> StoreFuture<'_, Option<UserRecord>> {
-        self.read(move |t| load_user(t, id))
+        self.read(move |t| t.user(id))
     }
 
     fn change_password(&self, change: PasswordChange) -> StoreFuture<'_, Option<PasswordChanged>> {

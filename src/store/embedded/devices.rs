@@ -4,7 +4,8 @@
 //! generation its token was issued at) and deletion removes all of them
 //! (and the device's mailbox, push token and backup row) in one batch,
 //! which also marks the device as a deleted sender (see
-//! [`super::mailboxes`]). An account deletion wipes each of its devices
+//! [`super::mailboxes`]), raises the account's user-scope generation and
+//! logs the deletion's revocations. An account deletion wipes each of its devices
 //! the same way ([`wipe_device`]) inside its own batch.
 
 use prost::Message;
@@ -17,10 +18,11 @@ use super::mailboxes::wipe_mailbox;
 use super::push::wipe_push;
 use super::records::{decode, uuid, DeviceValue, OneTimePreKeyValue, RefreshValue, SignedPreKeyValue};
 use super::refresh::{insert_refresh, remove_token};
+use super::revocations::log_revocation;
 use super::tables::{backend, Tables};
 use super::EmbeddedStore;
-use crate::store::{DeviceRecord, Devices, NewDevice, StoreError, StoreFuture};
-use crate::util::time::now_secs;
+use crate::store::{DeviceDeletion, DeviceRecord, Devices, NewDevice, StoreError, StoreFuture};
+use crate::util::time::now_millis;
 
 pub(super) fn load_device(t: &Tables, id: Uuid) -> Result<Option<DeviceRecord>, StoreError> {
     Tables::get(&t.devices, id.as_bytes())?
@@ -135,18 +137,27 @@ pub(super) fn forget_deleted_device(w: &mut Writer, id: Uuid, deleted_at: i64) {
     w.mailboxes.forget(id);
 }
 
-fn delete(w: &mut Writer, user: Uuid, id: Uuid) -> Result<bool, StoreError> {
+fn delete(w: &mut Writer, user: Uuid, id: Uuid) -> Result<Option<DeviceDeletion>, StoreError> {
     let t = w.tables.clone();
-    match load_device(&t, id)? {
-        Some(device) if device.user_id == user => {}
-        _ => return Ok(false),
-    }
+    let owned = load_device(&t, id)?.is_some_and(|d| d.user_id == user);
+    let Some(mut account) = t.user(user)?.filter(|_| owned) else {
+        return Ok(None);
+    };
+    account.user_scope_generation = account.user_scope_generation.saturating_add(1);
+    let deletion = DeviceDeletion {
+        user_scope_generation: account.user_scope_generation,
+        at_ms: i64::try_from(now_millis()).unwrap_or(i64::MAX),
+    };
+    let deleted_at = deletion.at_ms.div_euclid(1000);
     let mut batch = t.db.batch();
-    let deleted_at = now_secs();
     wipe_device(&t, &mut batch, user, id, deleted_at)?;
+    t.put_user(&mut batch, &account);
+    for revocation in deletion.revocations(user, id) {
+        log_revocation(&t, &mut batch, &revocation);
+    }
     batch.commit().map_err(backend)?;
     forget_deleted_device(w, id, deleted_at);
-    Ok(true)
+    Ok(Some(deletion))
 }
 
 fn rename(t: &Tables, user: Uuid, id: Uuid, name: Option<String>) -> Result<Option<DeviceRecord>, StoreError> {
@@ -190,7 +201,14 @@ impl Devices for EmbeddedStore {
         self.write(move |t| rename(t, user_id, id, name))
     }
 
-    fn delete_device(&self, user_id: Uuid, id: Uuid) -> StoreFuture<'_, bool> {
+    fn delete_device(&self, user_id: Uuid, id: Uuid) -> StoreFuture<'_, Option<DeviceDeletion>> {
         self.write(move |w| delete(w, user_id, id))
     }
+
+    /// Every write goes through this process's one writer, which sees a
+    /// deletion at once: there is nothing to forget.
+    fn forget_device(&self, _id: Uuid) {}
+
+    /// Nothing is cached that another process could make stale.
+    fn trust_device_cache(&self, _trusted: bool) {}
 }

@@ -256,6 +256,7 @@ mod tests {
                     created_at_micros: 0,
                     legacy: false,
                     token_generation: 0,
+                    user_scope_generation: 0,
                 };
                 let refresh = RefreshRecord {
                     hash: crate::auth::refresh::hash_text(&name),
@@ -264,6 +265,7 @@ mod tests {
                     family: uuid::Uuid::new_v4(),
                     expires_at_secs: 1,
                     generation: 0,
+                    user_scope_generation: 0,
                 };
                 store.create_user(user.clone(), refresh).await.unwrap();
                 assert!(store.devices_of(user.id).await.unwrap().is_empty());

@@ -11,8 +11,8 @@ use uuid::Uuid;
 use crate::auth::refresh::TokenHash;
 use crate::crypto::public_key::{PublicKey, Signature};
 use crate::store::{
-    AccountDeletion, BackupRow, DeviceRecord, OneTimePreKey, PendingBackup, RefreshRecord, SignedPreKey, StoreError,
-    TokenFloor, UserRecord,
+    AccountDeletion, BackupRow, DeviceRecord, OneTimePreKey, PendingBackup, RefreshRecord, Revoked, SignedPreKey,
+    StoreError, TokenFloor, UserRecord,
 };
 
 /// Stored user.
@@ -28,6 +28,9 @@ pub struct UserValue {
     pub legacy: bool,
     #[prost(uint32, tag = "5")]
     pub token_generation: u32,
+    /// Raised by every device deletion (0 in records from before).
+    #[prost(uint32, tag = "6")]
+    pub user_scope_generation: u32,
 }
 
 /// Stored device.
@@ -81,6 +84,10 @@ pub struct RefreshValue {
     /// The account's token generation at issue (0 in records from before).
     #[prost(uint32, tag = "6")]
     pub generation: u32,
+    /// The account's user-scope generation at issue (0 in records from
+    /// before).
+    #[prost(uint32, tag = "7")]
+    pub user_scope_generation: u32,
 }
 
 /// Stored revocation (time and user are in the key).
@@ -156,6 +163,7 @@ impl UserValue {
             created_at_micros: u.created_at_micros,
             legacy: u.legacy,
             token_generation: u.token_generation,
+            user_scope_generation: u.user_scope_generation,
         }
     }
 
@@ -168,6 +176,7 @@ impl UserValue {
             created_at_micros: self.created_at_micros,
             legacy: self.legacy,
             token_generation: self.token_generation,
+            user_scope_generation: self.user_scope_generation,
         }
     }
 }
@@ -236,6 +245,7 @@ impl RefreshValue {
             expires_at_secs: r.expires_at_secs,
             rotated: false,
             generation: r.generation,
+            user_scope_generation: r.user_scope_generation,
         }
     }
 
@@ -252,6 +262,7 @@ impl RefreshValue {
             family: uuid("refresh_tokens", &self.family)?,
             expires_at_secs: self.expires_at_secs,
             generation: self.generation,
+            user_scope_generation: self.user_scope_generation,
         })
     }
 }
@@ -317,26 +328,63 @@ impl BackupValue {
 }
 
 impl RevocationValue {
-    /// From a floor.
-    pub fn from_floor(floor: TokenFloor) -> Self {
-        match floor {
-            TokenFloor::Generation(generation) => Self {
-                generation,
-                deleted: false,
-            },
-            TokenFloor::Deleted => Self {
-                generation: 0,
-                deleted: true,
-            },
+    /// From what is revoked (its subject is in the key).
+    pub fn from_revoked(revoked: Revoked) -> Self {
+        let (generation, deleted) = match revoked {
+            Revoked::Account(_, TokenFloor::Generation(generation)) | Revoked::UserScope(_, generation) => {
+                (generation, false)
+            }
+            Revoked::Account(_, TokenFloor::Deleted) | Revoked::Device(_) => (0, true),
+        };
+        Self { generation, deleted }
+    }
+
+    /// What is revoked of `subject`, whose kind the key gives.
+    pub fn revoked(&self, subject: Uuid, kind: RevokedKind) -> Revoked {
+        match kind {
+            RevokedKind::Account if self.deleted => Revoked::Account(subject, TokenFloor::Deleted),
+            RevokedKind::Account => Revoked::Account(subject, TokenFloor::Generation(self.generation)),
+            RevokedKind::UserScope => Revoked::UserScope(subject, self.generation),
+            RevokedKind::Device => Revoked::Device(subject),
+        }
+    }
+}
+
+/// The kind of a revocation row, the byte after its subject in the key
+/// (none: an account's, as rows from before device revocations are).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokedKind {
+    Account,
+    UserScope,
+    Device,
+}
+
+impl RevokedKind {
+    /// The kind of `revoked`.
+    pub fn of(revoked: Revoked) -> Self {
+        match revoked {
+            Revoked::Account(..) => Self::Account,
+            Revoked::UserScope(..) => Self::UserScope,
+            Revoked::Device(_) => Self::Device,
         }
     }
 
-    /// To a floor.
-    pub fn floor(&self) -> TokenFloor {
-        if self.deleted {
-            TokenFloor::Deleted
-        } else {
-            TokenFloor::Generation(self.generation)
+    /// Its key suffix.
+    pub fn suffix(self) -> &'static [u8] {
+        match self {
+            Self::Account => &[],
+            Self::UserScope => &[1],
+            Self::Device => &[2],
+        }
+    }
+
+    /// The kind of a key suffix; `None` for an unknown one.
+    pub fn from_suffix(suffix: &[u8]) -> Option<Self> {
+        match suffix {
+            [] => Some(Self::Account),
+            [1] => Some(Self::UserScope),
+            [2] => Some(Self::Device),
+            _ => None,
         }
     }
 }

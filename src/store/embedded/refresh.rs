@@ -77,9 +77,10 @@ pub(super) fn remove_user_tokens(t: &Tables, batch: &mut fjall::OwnedWriteBatch,
 }
 
 /// Whether the token's account still exists at the token's generation.
-fn account_holds(t: &Tables, value: &RefreshValue) -> Result<bool, StoreError> {
-    let user = super::records::uuid("refresh_tokens", &value.user_id)?;
-    Ok(t.account_generation(user)? == Some(value.generation))
+/// Whether the token's account still holds it ([`RefreshRecord::held_by`]).
+fn account_holds(t: &Tables, token: &RefreshRecord) -> Result<bool, StoreError> {
+    let account = t.user(token.user_id)?;
+    Ok(account.is_some_and(|a| token.held_by(a.token_generation, a.user_scope_generation)))
 }
 
 fn rotate(
@@ -99,7 +100,7 @@ fn rotate(
     } else if value.expires_at_secs < now {
         remove_token(t, &mut batch, &presented.0, &value);
         Rotation::Expired
-    } else if !account_holds(t, &value)? {
+    } else if !account_holds(t, &value.to_record(presented)?)? {
         remove_token(t, &mut batch, &presented.0, &value);
         Rotation::Unknown
     } else {

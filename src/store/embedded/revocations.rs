@@ -1,25 +1,28 @@
-//! [`RevocationLog`] on fjall: one row per revocation, keyed by its time
-//! and user, so "revocations since T" is one range read and the purge
-//! removes the oldest rows first. Rows are written inside the batches of
-//! the password change and the deletion that decide them
-//! ([`log_revocation`]). Two revocations of one account in one millisecond
-//! share a row; the writer serializes them, so the one kept is the later,
-//! stricter one.
+//! [`RevocationLog`] on fjall: one row per revocation, keyed by its time,
+//! its subject (account or device) and — for the kinds that came with
+//! device revocations — a kind byte, so "revocations since T" is one range
+//! read and the purge removes the oldest rows first. Rows are written
+//! inside the batches of the password change, the account deletion and the
+//! device deletion that decide them ([`log_revocation`]). Two revocations
+//! of one kind of one account in one millisecond share a row; the writer
+//! serializes them, so the one kept is the later, stricter one.
 
 use prost::Message;
 
 use super::keys::{ordered_i64, pair};
-use super::records::{decode, uuid, RevocationValue};
+use super::records::{decode, uuid, RevocationValue, RevokedKind};
 use super::tables::{backend, Tables};
 use super::EmbeddedStore;
 use crate::store::{Revocation, RevocationLog, StoreError, StoreFuture};
 
 /// Adds a revocation's row to `batch`.
 pub(super) fn log_revocation(t: &Tables, batch: &mut fjall::OwnedWriteBatch, r: &Revocation) {
+    let mut key = pair(&ordered_i64(r.at_ms), r.revoked.subject().as_bytes());
+    key.extend_from_slice(RevokedKind::of(r.revoked).suffix());
     batch.insert(
         &t.revocations,
-        pair(&ordered_i64(r.at_ms), r.user_id.as_bytes()),
-        RevocationValue::from_floor(r.floor).encode_to_vec(),
+        key,
+        RevocationValue::from_revoked(r.revoked).encode_to_vec(),
     );
 }
 
@@ -29,17 +32,26 @@ fn at_ms(key: &[u8]) -> i64 {
     (u64::from_be_bytes(bytes) ^ 0x8000_0000_0000_0000) as i64
 }
 
+/// The revocation of a row.
+fn revocation(key: &[u8], value: &[u8]) -> Result<Revocation, StoreError> {
+    let subject = uuid("revocations", key.get(8..24).unwrap_or_default())?;
+    let kind = RevokedKind::from_suffix(key.get(24..).unwrap_or_default()).ok_or_else(|| StoreError::Corrupt {
+        table: "revocations",
+        reason: "unknown kind".into(),
+    })?;
+    Ok(Revocation {
+        revoked: decode::<RevocationValue>("revocations", value)?.revoked(subject, kind),
+        at_ms: at_ms(key),
+    })
+}
+
 /// The revocations decided at or after `since_ms`, oldest first.
 pub(super) fn since(t: &Tables, since_ms: i64) -> Result<Vec<Revocation>, StoreError> {
     t.revocations
         .range(ordered_i64(since_ms).to_vec()..)
         .map(|guard| {
             let (key, value) = guard.into_inner().map_err(backend)?;
-            Ok(Revocation {
-                user_id: uuid("revocations", key.get(8..).unwrap_or_default())?,
-                floor: decode::<RevocationValue>("revocations", &value)?.floor(),
-                at_ms: at_ms(&key),
-            })
+            revocation(&key, &value)
         })
         .collect()
 }

@@ -9,12 +9,13 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
+use prost::Message;
 use uuid::Uuid;
 
 use super::keys::{pair, KEYSPACES, META_SEQ, META_USER_REFRESH_INDEXED};
 use super::records::{decode, uuid, RefreshValue, UserValue};
 use crate::limits;
-use crate::store::StoreError;
+use crate::store::{StoreError, UserRecord};
 
 /// The database and its keyspaces.
 pub struct Tables {
@@ -268,20 +269,27 @@ impl Tables {
         }
     }
 
-    /// The token generation of account `user`; `None` if there is no such
-    /// account.
-    pub fn account_generation(&self, user: Uuid) -> Result<Option<u32>, StoreError> {
-        Ok(Self::get(&self.users, user.as_bytes())?
-            .map(|v| decode::<UserValue>("users", &v))
-            .transpose()?
-            .map(|u| u.token_generation))
+    /// Account `id`; `None` if there is no such account.
+    pub fn user(&self, id: Uuid) -> Result<Option<UserRecord>, StoreError> {
+        Self::get(&self.users, id.as_bytes())?
+            .map(|v| Ok(decode::<UserValue>("users", &v)?.into_record(id)))
+            .transpose()
+    }
+
+    /// Adds the row of account `user` to `batch`.
+    pub fn put_user(&self, batch: &mut fjall::OwnedWriteBatch, user: &UserRecord) {
+        batch.insert(
+            &self.users,
+            user.id.as_bytes().to_vec(),
+            UserValue::from_record(user).encode_to_vec(),
+        );
     }
 
     /// Fails with [`StoreError::AccountChanged`] unless account `user`
     /// exists at token generation `generation`.
     pub fn check_account(&self, user: Uuid, generation: u32) -> Result<(), StoreError> {
-        match self.account_generation(user)? {
-            Some(current) if current == generation => Ok(()),
+        match self.user(user)? {
+            Some(current) if current.token_generation == generation => Ok(()),
             _ => Err(StoreError::AccountChanged),
         }
     }

@@ -34,7 +34,7 @@ use super::caches::lock;
 use super::statements::Stmt;
 use super::time_index::{ACCOUNT_DELETIONS, DELETED_SENDERS};
 use super::Inner;
-use crate::store::{AccountDeletion, StoreError, TokenFloor};
+use crate::store::{AccountDeletion, Revocation, Revoked, StoreError, TokenFloor};
 
 impl Inner {
     /// The pending entry of a deletion decided at `at_ms`, for a batch.
@@ -66,9 +66,13 @@ impl Inner {
             return Ok(None);
         };
         let at_ms = now_ms();
+        let revocation = Revocation {
+            revoked: Revoked::Account(user, TokenFloor::Deleted),
+            at_ms,
+        };
         let findable = vec![
             self.pending_part(user, at_ms).await?,
-            self.revocation_part(user, TokenFloor::Deleted, at_ms).await?,
+            self.revocation_part(revocation).await?,
         ];
         self.cql.batch(BatchType::Unlogged, findable).await?;
         let values = (at_ms, user, account.stored_generation, account.username.clone());
@@ -76,7 +80,7 @@ impl Inner {
             // Definitely not decided: the entries would only be skipped.
             let undo = vec![
                 super::time_index::TimeIndexes::remove_part(ACCOUNT_DELETIONS, at_ms, user.as_bytes().to_vec()),
-                Self::revocation_remove_part(user, TokenFloor::Deleted, at_ms),
+                Self::revocation_remove_part(revocation),
             ];
             self.cql.batch(BatchType::Unlogged, undo).await?;
             return Ok(None);
@@ -151,7 +155,7 @@ impl Inner {
     async fn wipe_deleted_device(&self, id: Uuid) -> Result<(), StoreError> {
         let token = self.load_device(id).await?.and_then(|d| d.push_token);
         self.cql.exec(Stmt::DeleteDevice, (id,)).await?;
-        lock(&self.caches.devices).remove(&id);
+        lock(&self.caches.devices.map).remove(&id);
         self.wipe_device(id, token).await
     }
 
@@ -199,7 +203,11 @@ impl Inner {
             return Ok(());
         };
         self.cascade(account).await?;
-        self.log_revocation(user, TokenFloor::Deleted, now_ms()).await?;
+        let revocation = Revocation {
+            revoked: Revoked::Account(user, TokenFloor::Deleted),
+            at_ms: now_ms(),
+        };
+        self.log_revocation(revocation).await?;
         self.cql.exec(Stmt::DeleteUser, (user,)).await?;
         self.indexes
             .remove(&self.cql, ACCOUNT_DELETIONS, at_ms, user.as_bytes().to_vec())

@@ -1,6 +1,7 @@
 //! An account's `users` row as the ScyllaDB store reads it: its token
 //! generation (none on a row written by schema version 1, which counts as
-//! 0) and its deletion marker, which every read that can reach the account
+//! 0), its user-scope generation (none before schema version 4: 0) and its
+//! deletion marker, which every read that can reach the account
 //! checks ([`Inner::account`]). Shared by the files that need the account's
 //! state: accounts, deletion, revocations, devices, refresh tokens and
 //! tickets.
@@ -36,6 +37,7 @@ type UserRow = (
     Option<i32>,
     Option<i64>,
     Option<Vec<Uuid>>,
+    Option<i32>,
 );
 
 /// An account's `users` row.
@@ -53,11 +55,14 @@ pub(super) struct Account {
     pub deleted_at_ms: Option<i64>,
     /// The devices the deletion found.
     pub deleted_devices: Option<Vec<Uuid>>,
+    /// The user-scope generation as stored (`None` before schema 4: 0),
+    /// bound as is in a compare-and-set.
+    pub stored_user_scope: Option<i32>,
 }
 
 impl Account {
     fn from_row(id: Uuid, row: UserRow) -> Self {
-        let (username, password_hash, created, legacy, generation, deleted_at_ms, deleted_devices) = row;
+        let (username, password_hash, created, legacy, generation, deleted_at_ms, deleted_devices, user_scope) = row;
         Self {
             id,
             username,
@@ -67,12 +72,18 @@ impl Account {
             stored_generation: generation,
             deleted_at_ms,
             deleted_devices,
+            stored_user_scope: user_scope,
         }
     }
 
     /// Its token generation.
     pub fn generation(&self) -> u32 {
         generation_from_cql(self.stored_generation)
+    }
+
+    /// Its user-scope generation.
+    pub fn user_scope(&self) -> u32 {
+        generation_from_cql(self.stored_user_scope)
     }
 
     /// Not deleted, at `generation`.
@@ -85,7 +96,7 @@ impl Account {
         if self.deleted_at_ms.is_some() {
             return None;
         }
-        let token_generation = self.generation();
+        let (token_generation, user_scope_generation) = (self.generation(), self.user_scope());
         Some(UserRecord {
             id: self.id,
             username: self.username?,
@@ -93,6 +104,7 @@ impl Account {
             created_at_micros: self.created_at_micros,
             legacy: self.legacy,
             token_generation,
+            user_scope_generation,
         })
     }
 }

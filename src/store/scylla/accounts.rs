@@ -28,8 +28,8 @@ use super::refresh::{refresh_parts, remove_token_parts};
 use super::statements::Stmt;
 use super::{Inner, ScyllaStore};
 use crate::store::{
-    AccountDeletion, Accounts, NewDevice, PasswordChange, PasswordChanged, RefreshRecord, StoreError, StoreFuture,
-    TokenFloor, UserRecord,
+    AccountDeletion, Accounts, NewDevice, PasswordChange, PasswordChanged, RefreshRecord, Revocation, Revoked,
+    StoreError, StoreFuture, TokenFloor, UserRecord,
 };
 use crate::util::time::now_secs;
 
@@ -44,6 +44,7 @@ pub(super) fn user_part(user: &UserRecord) -> Part {
             user.created_at_micros,
             user.legacy,
             generation_to_cql(user.token_generation),
+            generation_to_cql(user.user_scope_generation),
         ),
     )
 }
@@ -130,8 +131,11 @@ impl Inner {
         };
         let generation = change.expected_generation.wrapping_add(1);
         let at_ms = now_ms();
-        self.log_revocation(user, TokenFloor::Generation(generation), at_ms)
-            .await?;
+        let revocation = Revocation {
+            revoked: Revoked::Account(user, TokenFloor::Generation(generation)),
+            at_ms,
+        };
+        self.log_revocation(revocation).await?;
         let values = (
             change.password_hash,
             generation_to_cql(generation),

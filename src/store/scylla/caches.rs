@@ -3,11 +3,15 @@
 //! token), mailbox buckets whose row is written, wake-up pushes scheduled,
 //! acks since a mailbox's floor moved. Each is a map of two generations: at
 //! its bound the young one becomes the old one, so memory stays bounded and
-//! what is used stays. Only this process's own changes update them;
-//! docs/ARCHITECTURE.md says what that means for several nodes.
+//! what is used stays. This process's own changes update them;
+//! docs/ARCHITECTURE.md says what that means for several nodes. The device
+//! cache also follows deletions made through other nodes ([`DeviceCache`]):
+//! their events drop the device, and while events may be missed it is not
+//! used at all.
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use uuid::Uuid;
@@ -63,10 +67,63 @@ pub struct KnownDevice {
     pub has_token: bool,
 }
 
+/// Devices known to exist, and whether that knowledge may be used.
+///
+/// A read of the store that found devices fills the cache only if no
+/// deletion elsewhere and no change of trust happened while it ran (the
+/// epoch did not move), so a device forgotten meanwhile is not put back.
+pub struct DeviceCache {
+    /// The devices, by id.
+    pub map: Mutex<Generations<Uuid, KnownDevice>>,
+    /// `false` while deletions made elsewhere may be missed: then every
+    /// question reads the store.
+    trusted: AtomicBool,
+    /// Moves (under the map's lock) whenever an entry may have gone stale.
+    epoch: AtomicU64,
+}
+
+impl DeviceCache {
+    fn new(max: usize) -> Self {
+        Self {
+            map: Mutex::new(Generations::new(max)),
+            trusted: AtomicBool::new(true),
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    /// Where a read of the store starts: `None` while the cache is not
+    /// trusted (nothing is answered from it, nor filled).
+    pub fn read_start(&self) -> Option<u64> {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        self.trusted.load(Ordering::Acquire).then_some(epoch)
+    }
+
+    /// Whether a read that began at `start` may fill the map (call with the
+    /// map locked).
+    pub fn may_fill(&self, start: Option<u64>) -> bool {
+        start.is_some_and(|epoch| self.epoch.load(Ordering::Acquire) == epoch)
+    }
+
+    /// Drops device `id`: it was deleted.
+    pub fn forget(&self, id: &Uuid) {
+        let mut map = lock(&self.map);
+        map.remove(id);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Trusts the cache again (empty) or stops trusting it.
+    pub fn trust(&self, trusted: bool) {
+        let mut map = lock(&self.map);
+        *map = Generations::new(map.max);
+        self.trusted.store(trusted, Ordering::Release);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
 /// The store's caches.
 pub struct Caches {
     /// Devices known to exist.
-    pub devices: Mutex<Generations<Uuid, KnownDevice>>,
+    pub devices: DeviceCache,
     /// (device, bucket) pairs whose bucket row (and activity row) is written.
     pub buckets: Mutex<Generations<(Uuid, i64), ()>>,
     /// Devices with a wake-up push scheduled by this process, by due time.
@@ -80,7 +137,7 @@ impl Caches {
     pub fn new() -> Self {
         let max = limits::SCYLLA_CACHE_ENTRIES_MAX;
         Self {
-            devices: Mutex::new(Generations::new(max)),
+            devices: DeviceCache::new(max),
             buckets: Mutex::new(Generations::new(max)),
             pushes: Mutex::new(Generations::new(max)),
             acks: Mutex::new(Generations::new(max)),

@@ -6,16 +6,22 @@
 //! if the limit is reached. Creation needs the account to exist at the
 //! generation of the device's refresh token, checked before and again after
 //! the slot is taken (an account deleted meanwhile removes the new device
-//! again). Deletion marks the device a deleted sender first (its queued
-//! messages vanish from every read at once), removes the device row, frees
-//! its slot, then everything it owns. Reads of a device or of a user's
-//! devices check the account's deletion marker.
+//! again). Deletion first logs its revocations and marks the device a
+//! deleted sender (its queued messages vanish from every read at once),
+//! removes the device row, raises the account's user-scope generation
+//! (a lightweight transaction), frees its slot, then everything it owns.
+//! Reads of a device or of a user's devices check the account's deletion
+//! marker. A send checks its targets in this process's device cache; a
+//! deletion through another node drops the device from it when its event
+//! arrives ([`Inner::forget_device`]), and while such events may be missed
+//! the cache is not used ([`super::caches::DeviceCache`]).
 
 use std::collections::HashMap;
 
 use scylla::statement::batch::BatchType;
 use uuid::Uuid;
 
+use super::account_rows::{generation_to_cql, now_ms, Account};
 use super::caches::{lock, KnownDevice};
 use super::cql::{corrupt, part, Part};
 use super::refresh::{refresh_parts, remove_token_parts};
@@ -24,7 +30,7 @@ use super::time_index::DELETED_SENDERS;
 use super::{Inner, ScyllaStore};
 use crate::crypto::public_key::PublicKey;
 use crate::limits;
-use crate::store::{DeviceRecord, Devices, NewDevice, StoreError, StoreFuture};
+use crate::store::{DeviceDeletion, DeviceRecord, Devices, NewDevice, StoreError, StoreFuture};
 use crate::util::time::{now_micros, now_secs};
 
 /// A `devices` row as read.
@@ -119,14 +125,16 @@ impl Inner {
         }
     }
 
-    /// Which of `ids` exist, from the cache or one read for the rest.
+    /// Which of `ids` exist, from the cache (while it is trusted) or one
+    /// read for the rest.
     pub(super) async fn known_devices(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, KnownDevice>, StoreError> {
         let mut known = HashMap::new();
         let mut missing = Vec::new();
+        let start = self.caches.devices.read_start();
         {
-            let mut cache = lock(&self.caches.devices);
+            let mut cache = lock(&self.caches.devices.map);
             for id in ids {
-                match cache.get(id) {
+                match cache.get(id).filter(|_| start.is_some()) {
                     Some(device) => drop(known.insert(*id, device)),
                     None if !missing.contains(id) => missing.push(*id),
                     None => {}
@@ -137,17 +145,27 @@ impl Inner {
             return Ok(known);
         }
         let rows: Vec<DeviceRow> = self.cql.rows(Stmt::SelectDevices, (missing,)).await?;
-        let mut cache = lock(&self.caches.devices);
+        let mut cache = lock(&self.caches.devices.map);
+        let fill = self.caches.devices.may_fill(start);
         for row in rows {
             if let Some(loaded) = from_row(row)? {
                 let device = KnownDevice {
                     has_token: loaded.push_token.is_some(),
                 };
-                cache.insert(loaded.record.id, device);
+                if fill {
+                    cache.insert(loaded.record.id, device);
+                }
                 known.insert(loaded.record.id, device);
             }
         }
         Ok(known)
+    }
+
+    /// A device deleted through another node: hidden and refused as a
+    /// target from now on, and dropped from the cache.
+    pub(super) fn forget_device(&self, id: Uuid) {
+        lock(&self.deleted).insert(id);
+        self.caches.devices.forget(&id);
     }
 
     /// One device of a live account, with its push token: none when the
@@ -271,24 +289,61 @@ impl Inner {
         Ok(Some(device.record))
     }
 
-    async fn delete_device(&self, user: Uuid, id: Uuid) -> Result<bool, StoreError> {
+    async fn delete_device(&self, user: Uuid, id: Uuid) -> Result<Option<DeviceDeletion>, StoreError> {
         let Some(device) = self.load_device(id).await?.filter(|d| d.record.user_id == user) else {
-            return Ok(false);
+            return Ok(None);
         };
-        let now = now_secs();
+        let Some(account) = self.account(user).await?.filter(|a| a.deleted_at_ms.is_none()) else {
+            return Ok(None);
+        };
+        let deletion = DeviceDeletion {
+            user_scope_generation: account.user_scope().saturating_add(1),
+            at_ms: now_ms(),
+        };
+        let now = deletion.at_ms.div_euclid(1000);
         let alive = now.saturating_add(self.options.ttl_secs);
-        let mark = self
-            .indexes
-            .part(&self.cql, DELETED_SENDERS, now, id.as_bytes().to_vec(), alive)
-            .await?;
-        self.cql.batch(BatchType::Unlogged, vec![mark]).await?;
+        let mut findable = vec![
+            self.indexes
+                .part(&self.cql, DELETED_SENDERS, now, id.as_bytes().to_vec(), alive)
+                .await?,
+        ];
+        for revocation in deletion.revocations(user, id) {
+            findable.push(self.revocation_part(revocation).await?);
+        }
+        self.cql.batch(BatchType::Unlogged, findable).await?;
         lock(&self.deleted).insert(id);
         self.cql.exec(Stmt::DeleteDevice, (id,)).await?;
-        lock(&self.caches.devices).remove(&id);
+        self.caches.devices.forget(&id);
+        self.raise_user_scope(account, deletion.user_scope_generation).await?;
         self.change_slots(user, |_| Ok(Some(part(Stmt::DeleteUserDevice, (user, id)))))
             .await?;
         self.wipe_device(id, device.push_token).await?;
-        Ok(true)
+        Ok(Some(deletion))
+    }
+
+    /// Raises the account's user-scope generation to at least `to` (while
+    /// the account lives), retried while other changes race it.
+    async fn raise_user_scope(&self, mut account: Account, to: u32) -> Result<(), StoreError> {
+        for _ in 0..limits::SCYLLA_CAS_ATTEMPTS_MAX {
+            if account.deleted_at_ms.is_some() || account.user_scope() >= to {
+                return Ok(());
+            }
+            let id = account.id;
+            let values = (
+                generation_to_cql(to),
+                id,
+                account.stored_user_scope,
+                account.username.clone(),
+            );
+            if self.cql.applied(Stmt::RaiseUserScope, values).await? {
+                return Ok(());
+            }
+            match self.account(id).await? {
+                Some(next) => account = next,
+                None => return Ok(()),
+            }
+        }
+        Err(super::cql::backend(Contended("users")))
     }
 
     /// Everything a deleted device owned but its row and slot.
@@ -344,7 +399,15 @@ impl Devices for ScyllaStore {
         self.call(move |s| async move { s.rename(user_id, id, name).await })
     }
 
-    fn delete_device(&self, user_id: Uuid, id: Uuid) -> StoreFuture<'_, bool> {
+    fn delete_device(&self, user_id: Uuid, id: Uuid) -> StoreFuture<'_, Option<DeviceDeletion>> {
         self.call(move |s| async move { s.delete_device(user_id, id).await })
+    }
+
+    fn forget_device(&self, id: Uuid) {
+        self.inner.forget_device(id);
+    }
+
+    fn trust_device_cache(&self, trusted: bool) {
+        self.inner.caches.devices.trust(trusted);
     }
 }

@@ -97,7 +97,7 @@ impl Inner {
                 super::caches::lock(&self.deleted).insert(device);
                 Ok(())
             }
-            Item::Revocation(r) => self.log_revocation(r.user_id, r.floor, r.at_ms).await,
+            Item::Revocation(r) => self.log_revocation(r).await,
             Item::AccountDeletion(deletion) => self.import_deletion(deletion).await,
         }
     }

@@ -94,7 +94,7 @@ impl Inner {
             .map(|m| {
                 if !known.contains_key(&m.sender_device) || self.is_deleted_sender(&m.sender_device) {
                     Some(Appended::NoSuchSender)
-                } else if !known.contains_key(&m.target) {
+                } else if !known.contains_key(&m.target) || self.is_deleted_sender(&m.target) {
                     Some(Appended::NoSuchDevice)
                 } else {
                     let key = (m.target, m.sender_device, m.submission_id);

@@ -92,7 +92,7 @@ impl Inner {
             parts.push(part(Stmt::DeleteTokenDevice, (token_hash(&old), device)));
         }
         run_parts(self, parts).await?;
-        lock(&self.caches.devices).insert(device, KnownDevice { has_token: true });
+        lock(&self.caches.devices.map).insert(device, KnownDevice { has_token: true });
         Ok(true)
     }
 
@@ -109,7 +109,7 @@ impl Inner {
                     .await?
                 {
                     removed += 1;
-                    lock(&self.caches.devices).remove(&device);
+                    lock(&self.caches.devices.map).remove(&device);
                 }
             }
         }

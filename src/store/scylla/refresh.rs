@@ -7,11 +7,12 @@
 //! flag before it deletes the members, and every rotation checks the flag,
 //! so a token the winner writes into a family revoked meanwhile is refused.
 //!
-//! A token carries the account's token generation it was issued at and is
-//! indexed under its account (`user_refresh`): a rotation answers
-//! [`Rotation::Unknown`] (and deletes the token) when the account is gone
-//! or at another generation, and a password change or a deletion deletes
-//! the account's older tokens through the index.
+//! A token carries the account's token generation and user-scope
+//! generation it was issued at and is indexed under its account
+//! (`user_refresh`): a rotation answers [`Rotation::Unknown`] (and deletes
+//! the token) when the account is gone or no longer holds it
+//! ([`RefreshRecord::held_by`]), and a password change or a deletion
+//! deletes the account's older tokens through the index.
 
 use scylla::statement::batch::BatchType;
 use uuid::Uuid;
@@ -34,6 +35,7 @@ type TokenRow = (
     Option<i64>,
     Option<bool>,
     Option<i32>,
+    Option<i32>,
 );
 
 /// A stored token.
@@ -46,6 +48,23 @@ pub(super) struct Token {
     rotated: bool,
     /// The account generation it was issued at.
     pub generation: u32,
+    /// The account's user-scope generation it was issued at.
+    user_scope: u32,
+}
+
+impl Token {
+    /// As the interface knows it, under `hash`.
+    fn record(&self, hash: TokenHash) -> RefreshRecord {
+        RefreshRecord {
+            hash,
+            user_id: self.user,
+            device_id: self.device,
+            family: self.family,
+            expires_at_secs: self.expires,
+            generation: self.generation,
+            user_scope_generation: self.user_scope,
+        }
+    }
 }
 
 /// The rows of a token, spent or not (its expiry index row is added by
@@ -63,6 +82,7 @@ pub(super) fn refresh_parts(r: &RefreshRecord, now: i64, rotated: bool) -> Vec<P
                 r.expires_at_secs,
                 rotated,
                 generation_to_cql(r.generation),
+                generation_to_cql(r.user_scope_generation),
                 ttl,
             ),
         ),
@@ -114,16 +134,19 @@ impl Inner {
             .cql
             .first::<TokenRow>(Stmt::SelectRefresh, (hash.to_vec(),))
             .await?;
-        Ok(row.and_then(|(user, device, family, expires, rotated, generation)| {
-            Some(Token {
-                user: user?,
-                device,
-                family: family?,
-                expires: expires?,
-                rotated: rotated.unwrap_or(false),
-                generation: generation_from_cql(generation),
-            })
-        }))
+        Ok(
+            row.and_then(|(user, device, family, expires, rotated, generation, user_scope)| {
+                Some(Token {
+                    user: user?,
+                    device,
+                    family: family?,
+                    expires: expires?,
+                    rotated: rotated.unwrap_or(false),
+                    generation: generation_from_cql(generation),
+                    user_scope: generation_from_cql(user_scope),
+                })
+            }),
+        )
     }
 
     pub(super) async fn remove_token(&self, hash: &[u8], token: &Token) -> Result<(), StoreError> {
@@ -180,7 +203,10 @@ impl Inner {
             self.remove_token(&hash, &token).await?;
             return Ok(Rotation::Expired);
         }
-        if !self.account_holds(token.user, token.generation).await? {
+        let spent = token.record(presented);
+        let account = self.account(token.user).await?;
+        let held = account.is_some_and(|a| a.deleted_at_ms.is_none() && spent.held_by(a.generation(), a.user_scope()));
+        if !held {
             self.remove_token(&hash, &token).await?;
             return Ok(Rotation::Unknown);
         }
@@ -188,14 +214,6 @@ impl Inner {
             self.revoke_family(token.family, token.expires.max(next_expiry)).await?;
             return Ok(Rotation::Reused);
         }
-        let spent = RefreshRecord {
-            hash: presented,
-            user_id: token.user,
-            device_id: token.device,
-            family: token.family,
-            expires_at_secs: token.expires,
-            generation: token.generation,
-        };
         let fresh = RefreshRecord {
             hash: next,
             expires_at_secs: next_expiry,

@@ -23,13 +23,14 @@ use super::session::ScyllaOptions;
 use crate::store::StoreError;
 
 /// The schema version this binary is written for.
-pub const VERSION: i32 = 3;
+pub const VERSION: i32 = 4;
 
 /// Every version's CQL, in order.
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../../../schema/001_initial.cql")),
     (2, include_str!("../../../schema/002_accounts.cql")),
     (3, include_str!("../../../schema/003_node_tags.cql")),
+    (4, include_str!("../../../schema/004_user_scope.cql")),
 ];
 
 /// The table that records the version (and holds the apply lock).

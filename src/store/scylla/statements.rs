@@ -41,10 +41,10 @@ statements! {
     // --- health ---
     Ping => "SELECT release_version FROM system.local",
     // --- accounts ---
-    InsertUser => "INSERT INTO users (id, username, password_hash, created_at_us, legacy, token_generation) \
-                   VALUES (?, ?, ?, ?, ?, ?)",
+    InsertUser => "INSERT INTO users (id, username, password_hash, created_at_us, legacy, token_generation, \
+                   user_scope_generation) VALUES (?, ?, ?, ?, ?, ?, ?)",
     SelectUser => "SELECT username, password_hash, created_at_us, legacy, token_generation, deleted_at_ms, \
-                   deleted_devices FROM users WHERE id = ?",
+                   deleted_devices, user_scope_generation FROM users WHERE id = ?",
     DeleteUser => "DELETE FROM users WHERE id = ?",
     ClaimUsername => "INSERT INTO usernames (username, user_id) VALUES (?, ?) IF NOT EXISTS",
     SelectUsername => "SELECT user_id FROM usernames WHERE username = ?",
@@ -62,6 +62,11 @@ statements! {
     MarkUserDeleted => "UPDATE users SET deleted_at_ms = ?, password_hash = null WHERE id = ? \
                         IF token_generation = ? AND deleted_at_ms = null AND username = ?",
     SetDeletedDevices => "UPDATE users SET deleted_devices = ? WHERE id = ?",
+    // A device deletion raises the account's user-scope generation from the
+    // one it read (null before schema 4, which counts as 0), while the
+    // account lives.
+    RaiseUserScope => "UPDATE users SET user_scope_generation = ? WHERE id = ? \
+                       IF user_scope_generation = ? AND deleted_at_ms = null AND username = ?",
     InsertDeletedUser => "INSERT INTO users (id, deleted_at_ms, deleted_devices) VALUES (?, ?, ?)",
     // --- devices ---
     InsertDevice => "INSERT INTO devices (id, user_id, name, created_at_us, identity_key, registration_id) \
@@ -94,10 +99,10 @@ statements! {
     DeleteOneTimePreKeys => "DELETE FROM one_time_prekeys USING TIMESTAMP ? WHERE device_id = ?",
     ClaimOneTimePreKey => "DELETE FROM one_time_prekeys WHERE device_id = ? AND key_id = ? IF EXISTS",
     // --- refresh tokens ---
-    InsertRefresh => "INSERT INTO refresh_tokens (hash, user_id, device_id, family, expires_at, rotated, generation) \
-                      VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?",
-    SelectRefresh => "SELECT user_id, device_id, family, expires_at, rotated, generation FROM refresh_tokens \
-                      WHERE hash = ?",
+    InsertRefresh => "INSERT INTO refresh_tokens (hash, user_id, device_id, family, expires_at, rotated, generation, \
+                      user_scope_generation) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?",
+    SelectRefresh => "SELECT user_id, device_id, family, expires_at, rotated, generation, user_scope_generation \
+                      FROM refresh_tokens WHERE hash = ?",
     SpendRefresh => "UPDATE refresh_tokens SET rotated = true WHERE hash = ? IF rotated = false",
     DeleteRefresh => "DELETE FROM refresh_tokens WHERE hash = ?",
     InsertFamilyMember => "INSERT INTO refresh_families (family, hash) VALUES (?, ?) USING TTL ?",

@@ -155,6 +155,7 @@ fn cql_concurrent_rotations_one_wins_and_the_replay_revokes() {
                 family,
                 expires_at_secs: i64::MAX / 4,
                 generation: 0,
+                user_scope_generation: 0,
             };
             a.insert_refresh(record).await.unwrap();
             let (next_a, next_b) = (format!("{token}a"), format!("{token}b"));
@@ -195,6 +196,7 @@ fn cql_claims_hold_under_concurrency() {
                     created_at_micros: 1,
                     legacy: false,
                     token_generation: 0,
+                    user_scope_generation: 0,
                 };
                 let refresh = RefreshRecord {
                     hash: hash_text(&format!("u{i}")),
@@ -203,6 +205,7 @@ fn cql_claims_hold_under_concurrency() {
                     family: Uuid::new_v4(),
                     expires_at_secs: i64::MAX / 4,
                     generation: 0,
+                    user_scope_generation: 0,
                 };
                 store.create_user(user, refresh).await
             }
@@ -482,7 +485,7 @@ async fn assert_unreachable(s: &ScyllaStore, d: &Doomed) {
     let logged = s.revocations_since(i64::MIN).await.unwrap();
     assert!(logged
         .iter()
-        .any(|r| r.user_id == d.owner && r.floor == TokenFloor::Deleted));
+        .any(|r| r.revoked == Revoked::Account(d.owner, TokenFloor::Deleted)));
 }
 
 /// A new account named `name`.
@@ -494,6 +497,7 @@ fn named(name: &str) -> (UserRecord, RefreshRecord) {
         created_at_micros: 2,
         legacy: false,
         token_generation: 0,
+        user_scope_generation: 0,
     };
     let token = RefreshRecord {
         hash: hash_text(&format!("again-{}", user.id)),
@@ -502,6 +506,7 @@ fn named(name: &str) -> (UserRecord, RefreshRecord) {
         family: Uuid::new_v4(),
         expires_at_secs: i64::MAX / 4,
         generation: 0,
+        user_scope_generation: 0,
     };
     (user, token)
 }
@@ -607,6 +612,7 @@ fn cql_account_changes_hold_under_concurrency() {
             family: Uuid::new_v4(),
             expires_at_secs: i64::MAX / 4,
             generation: 0,
+            user_scope_generation: 0,
         },
     };
     run(async {
