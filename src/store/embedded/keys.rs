@@ -29,7 +29,7 @@
 //! | `push_jobs` | device id | due (ms) |
 //! | `push_due` | due (ms) ‖ device id | – |
 //! | `user_refresh` | user id ‖ token hash | – (every refresh token of a user) |
-//! | `revocations` | time (ms) ‖ user id | [`super::records::RevocationValue`] |
+//! | `revocations` | time (ms) ‖ account or device id ‖ kind (none: account; 1: user scope; 2: device) | [`super::records::RevocationValue`] |
 //! | `account_deletions` | user id | [`super::records::AccountDeletionValue`] (deletions whose blob clean-up is due) |
 //!
 //! `seq` is one process-wide counter that only the writer thread advances,

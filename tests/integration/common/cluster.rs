@@ -1,11 +1,14 @@
 //! Several relay nodes of one deployment on loopback: a `redis-server` of the test's own
 //! (`Redis`, on a kernel-chosen free port, no persistence), and relays that share one leased
 //! keyspace on the CQL node, that Redis and one blob directory (`Deployment`). Dropping either
-//! stops its processes.
+//! stops its processes. A `RedisProxy` stands between one relay and that Redis, so a test can
+//! cut that relay's link alone.
 
-use std::net::TcpListener;
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::server::{TestServer, TestStore};
@@ -120,6 +123,16 @@ impl Deployment {
         Ok(deployment)
     }
 
+    /// Starts one more relay of the deployment, with `extra` after the deployment's flags (a
+    /// later flag wins: `--pubsub-url` through a `RedisProxy`, say).
+    pub fn add_node(&mut self, extra: &[&str]) -> Res<()> {
+        let args = self.node_args(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let node = TestServer::start_beside(&self.nodes[0], &args)?;
+        self.nodes.push(node);
+        Ok(())
+    }
+
     /// The flags every relay of this deployment gets.
     pub fn node_args(&self, extra: &[&str]) -> Vec<String> {
         let mut args = vec![
@@ -218,5 +231,87 @@ impl Drop for CqlCluster {
         for mut stop in stops {
             let _ = stop.wait();
         }
+    }
+}
+
+/// A loopback TCP proxy to a Redis: while it is cut, every connection through it is closed and
+/// new ones are closed at once, so the relay behind it loses its link (publishing and
+/// subscription) while the others keep theirs. Dropping it stops it.
+pub struct RedisProxy {
+    pub port: u16,
+    cut: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl RedisProxy {
+    /// Starts one in front of the Redis on `redis_port`.
+    pub fn start(redis_port: u16) -> Res<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let proxy = RedisProxy {
+            port: listener.local_addr()?.port(),
+            cut: Arc::new(AtomicBool::new(false)),
+            stop: Arc::new(AtomicBool::new(false)),
+            open: Arc::new(Mutex::new(Vec::new())),
+        };
+        let (cut, stop, open) = (proxy.cut.clone(), proxy.stop.clone(), proxy.open.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Acquire) {
+                match listener.accept() {
+                    Ok((client, _)) if !cut.load(Ordering::Acquire) => {
+                        let _ = forward(client, redis_port, &open);
+                    }
+                    Ok((client, _)) => drop(client.shutdown(Shutdown::Both)),
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Ok(proxy)
+    }
+
+    /// `redis://127.0.0.1:<port>` through the proxy.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Closes every connection through it and refuses new ones until `restore`.
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::Release);
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        for stream in open.drain(..) {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Lets connections through again.
+    pub fn restore(&self) {
+        self.cut.store(false, Ordering::Release);
+    }
+}
+
+/// Copies bytes both ways between `client` and a new connection to Redis, on two threads.
+fn forward(client: TcpStream, redis_port: u16, open: &Mutex<Vec<TcpStream>>) -> Res<()> {
+    client.set_nonblocking(false)?;
+    let upstream = TcpStream::connect(("127.0.0.1", redis_port))?;
+    {
+        let mut open = open.lock().unwrap_or_else(|p| p.into_inner());
+        open.push(client.try_clone()?);
+        open.push(upstream.try_clone()?);
+    }
+    for (mut from, mut to) in [(client.try_clone()?, upstream.try_clone()?), (upstream, client)] {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut to);
+            let _ = from.shutdown(Shutdown::Both);
+            let _ = to.shutdown(Shutdown::Both);
+        });
+    }
+    Ok(())
+}
+
+impl Drop for RedisProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        self.cut();
     }
 }
