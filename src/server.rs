@@ -15,7 +15,7 @@ use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -39,7 +39,8 @@ use crate::http::listener::{accept_loop, Serving};
 use crate::http::HttpLimits;
 use crate::limits;
 use crate::metrics::Metrics;
-use crate::node::relay::{NodeDeliver, REVOCATIONS_CHANNEL};
+use crate::node::confirmations::Confirmations;
+use crate::node::relay::{node_channel, NodeDeliver, REVOCATIONS_CHANNEL};
 use crate::node::revocations::{self, Revocations};
 use crate::node::{App, ShardLocal};
 use crate::offload::side_runtime::SideRuntime;
@@ -157,6 +158,7 @@ fn start_link(
     mesh: &Arc<Mesh<Hub>>,
     revocations: &Arc<Revocations>,
     store: &Arc<dyn Store>,
+    confirmations: &Arc<Confirmations>,
 ) -> Result<Option<(Link, Arc<Cluster>)>, StartError> {
     let Some(url) = &config.pubsub_url else {
         return Ok(None);
@@ -168,15 +170,19 @@ fn start_link(
         node,
         min_backoff: Duration::from_secs(config.pubsub_min_backoff_secs),
         max_backoff: Duration::from_secs(config.pubsub_max_backoff_secs),
-        channels: vec![REVOCATIONS_CHANNEL.as_bytes().to_vec()],
+        channels: vec![REVOCATIONS_CHANNEL.as_bytes().to_vec(), node_channel(node)],
     };
     let deliver = NodeDeliver {
         node,
         cluster: cluster.clone(),
         revocations: revocations.clone(),
         store: store.clone(),
+        confirmations: confirmations.clone(),
+        link: OnceLock::new(),
     };
-    let link = Link::start(&options, side.clone(), Arc::new(deliver))?;
+    let deliver = Arc::new(deliver);
+    let link = Link::start(&options, side.clone(), deliver.clone())?;
+    let _ = deliver.link.set(link.clone());
     tracing::info!(node, "relaying events through pub/sub");
     Ok(Some((link, cluster)))
 }
@@ -186,7 +192,8 @@ fn open_app(config: Config, mesh: &Arc<Mesh<Hub>>) -> Result<Opened, StartError>
     let store = crate::store::open(&config)?;
     let side = SideRuntime::start().map_err(io_err("starting the side runtime"))?;
     let revocations = Arc::new(Revocations::new(revocations::keep_ms(config.auth_token_ttl_secs)));
-    let linked = start_link(&config, &side, mesh, &revocations, &store)?;
+    let confirmations = Arc::new(Confirmations::default());
+    let linked = start_link(&config, &side, mesh, &revocations, &store, &confirmations)?;
     let blobs = Blobs::open(&config, side)?;
     let pool = WorkerPool::start("password", config.password_worker_count(), limits::PASSWORD_QUEUE_DEPTH)
         .map_err(io_err("starting password workers"))?;
@@ -206,6 +213,7 @@ fn open_app(config: Config, mesh: &Arc<Mesh<Hub>>) -> Result<Opened, StartError>
         tokens: TokenKeys::new(&config.auth_jwt_secret, config.auth_token_ttl_secs),
         passwords: Passwords::new(pool),
         revocations,
+        confirmations,
         metrics: Metrics::new(config.shard_count(), &ROUTE_LABELS),
         store,
         blobs,

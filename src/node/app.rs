@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::confirmations::Confirmations;
 use super::revocations::Revocations;
 use crate::auth::passwords::Passwords;
 use crate::auth::rate_limit::Buckets;
@@ -38,6 +39,8 @@ pub struct App {
     /// Accounts and devices whose older access tokens are refused (recent
     /// password changes and account and device deletions).
     pub revocations: Arc<Revocations>,
+    /// Decisions of this node waiting for the other nodes to apply them.
+    pub confirmations: Arc<Confirmations>,
 }
 
 impl App {
@@ -51,17 +54,18 @@ impl App {
         }
     }
 
-    /// Takes in revocations decided on this node, and returns once the
-    /// other nodes were told of them (Redis handed them on), or telling
-    /// them failed: then they learn of it from the store within their
-    /// re-read periods, and this is logged.
+    /// Takes in revocations decided on this node, and returns once every
+    /// other node reached has applied them, or that failed or took too
+    /// long: then they learn of it from the store within their re-read
+    /// periods, and this is logged.
     pub async fn revoke_confirmed(&self, revocations: &[Revocation]) {
         self.revocations
             .apply(revocations, crate::util::time::now_micros() / 1000);
         let Some(link) = &self.pubsub else {
             return;
         };
-        if let Err(e) = super::relay::publish_revocations_confirmed(link, revocations).await {
+        let confirmed = super::relay::publish_revocations_confirmed(link, &self.confirmations, revocations).await;
+        if let Err(e) = confirmed {
             tracing::warn!(
                 error = %e,
                 "could not tell the other nodes of a device deletion; they learn of it from the store"

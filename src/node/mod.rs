@@ -9,6 +9,7 @@
 //! jobs and the API that use it.
 
 pub mod app;
+pub mod confirmations;
 pub mod known_devices;
 pub mod relay;
 pub mod revocations;

@@ -7,7 +7,10 @@
 //! only after the next re-read of the store's revocation log (which stays
 //! the backstop when a message is lost). A device deletion also tells the
 //! store ([`crate::store::Devices::forget_device`]), so a send to the
-//! device through this node is refused from then on; while the
+//! device through this node is refused from then on, and answers the
+//! deciding node on its own channel (`obscura:node:<id>`), which waits for
+//! every node's answer before it answers its client
+//! ([`super::confirmations`]); while the
 //! subscription is down the store is told not to trust what it cached of
 //! devices ([`crate::store::Devices::trust_device_cache`]) until it is
 //! back.
@@ -18,12 +21,13 @@
 //! user-scope revocation as the floor of generation 0, which refuses
 //! nothing.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use prost::Message;
 use uuid::Uuid;
 
+use super::confirmations::Confirmations;
 use super::revocations::Revocations;
 use crate::gateway::cluster_bus::Cluster;
 use crate::limits;
@@ -54,6 +58,22 @@ struct RelayedRevocation {
     /// The account's user-scope floor (then `generation` is 0).
     #[prost(uint32, optional, tag = "6")]
     user_scope: Option<u32>,
+    /// When not 0: the origin waits for every node to answer this id on
+    /// its own channel once it applied the revocation.
+    #[prost(uint64, tag = "7")]
+    confirm: u64,
+}
+
+/// A node's answer that it applied a revocation (on the origin's channel).
+#[derive(Clone, PartialEq, prost::Message)]
+struct Applied {
+    #[prost(uint64, tag = "1")]
+    confirm: u64,
+}
+
+/// The channel on which node `node` hears answers to its own decisions.
+pub fn node_channel(node: u64) -> Vec<u8> {
+    format!("obscura:node:{node:016x}").into_bytes()
 }
 
 impl RelayedRevocation {
@@ -71,6 +91,7 @@ impl RelayedRevocation {
             at_ms: revocation.at_ms,
             device,
             user_scope,
+            confirm: 0,
         }
     }
 
@@ -101,26 +122,24 @@ pub struct NodeDeliver {
     pub revocations: Arc<Revocations>,
     /// The store, whose device cache follows deletions made elsewhere.
     pub store: Arc<dyn Store>,
+    /// The decisions of this node waiting for the others' answers.
+    pub confirmations: Arc<Confirmations>,
+    /// The link, to answer other nodes' decisions (set once it started).
+    pub link: OnceLock<Link>,
 }
 
 impl Deliver for NodeDeliver {
     fn message(&self, channel: &[u8], payload: &[u8]) {
-        if channel != REVOCATIONS_CHANNEL.as_bytes() {
-            return self.cluster.message(channel, payload);
+        if channel == REVOCATIONS_CHANNEL.as_bytes() {
+            return self.revocation(payload);
         }
-        let Ok(relayed) = RelayedRevocation::decode(payload) else {
-            return tracing::debug!("malformed revocation from another node ignored");
-        };
-        if relayed.origin == self.node {
+        if channel == node_channel(self.node) {
+            if let Ok(applied) = Applied::decode(payload) {
+                self.confirmations.answered(applied.confirm);
+            }
             return;
         }
-        let Some(revocation) = relayed.into_revocation() else {
-            return;
-        };
-        if let Revoked::Device(device) = revocation.revoked {
-            self.store.forget_device(device);
-        }
-        self.revocations.apply(&[revocation], now_micros() / 1000);
+        self.cluster.message(channel, payload);
     }
 
     fn lost(&self) {
@@ -133,6 +152,29 @@ impl Deliver for NodeDeliver {
     }
 }
 
+impl NodeDeliver {
+    /// Applies a revocation another node decided, and answers it when asked.
+    fn revocation(&self, payload: &[u8]) {
+        let Ok(relayed) = RelayedRevocation::decode(payload) else {
+            return tracing::debug!("malformed revocation from another node ignored");
+        };
+        let (origin, confirm) = (relayed.origin, relayed.confirm);
+        if origin == self.node {
+            return;
+        }
+        let Some(revocation) = relayed.into_revocation() else {
+            return;
+        };
+        if let Revoked::Device(device) = revocation.revoked {
+            self.store.forget_device(device);
+        }
+        self.revocations.apply(&[revocation], now_micros() / 1000);
+        if let (Some(link), true) = (self.link.get(), confirm != 0) {
+            link.publish(node_channel(origin), Applied { confirm }.encode_to_vec());
+        }
+    }
+}
+
 /// Tells the other nodes of a revocation decided here (queued: see
 /// [`Link::publish`]).
 pub fn publish_revocation(link: &Link, revocation: &Revocation) {
@@ -140,17 +182,56 @@ pub fn publish_revocation(link: &Link, revocation: &Revocation) {
     link.publish(REVOCATIONS_CHANNEL.as_bytes().to_vec(), relayed.encode_to_vec());
 }
 
-/// Tells the other nodes of revocations decided here and waits until Redis
-/// has handed them to every subscribed node (at most
-/// [`limits::PUBSUB_CONFIRM_TIMEOUT_MS`]).
-pub async fn publish_revocations_confirmed(link: &Link, revocations: &[Revocation]) -> Result<(), PubSubError> {
+/// Why the other nodes may not have applied a revocation yet.
+#[derive(Debug, thiserror::Error)]
+pub enum NotConfirmed {
+    /// Redis did not take the publish.
+    #[error(transparent)]
+    Publish(#[from] PubSubError),
+    /// Some of the nodes it reached did not answer in time (down, slow,
+    /// or of a version that does not answer).
+    #[error("not every one of the {0} other nodes confirmed in time")]
+    Unanswered(usize),
+}
+
+/// Tells the other nodes of revocations decided here and waits until every
+/// node Redis handed them to has answered that it applied them, at most
+/// [`limits::PUBSUB_CONFIRM_TIMEOUT_MS`] in all.
+pub async fn publish_revocations_confirmed(
+    link: &Link,
+    confirmations: &Confirmations,
+    revocations: &[Revocation],
+) -> Result<(), NotConfirmed> {
+    let started = Instant::now();
+    let wait = Duration::from_millis(limits::PUBSUB_CONFIRM_TIMEOUT_MS);
+    let (confirm, done) = confirmations.open();
     let payloads = revocations
         .iter()
-        .map(|r| RelayedRevocation::new(link.node(), r).encode_to_vec())
+        .map(|r| {
+            let relayed = RelayedRevocation {
+                confirm,
+                ..RelayedRevocation::new(link.node(), r)
+            };
+            relayed.encode_to_vec()
+        })
         .collect();
-    let wait = Duration::from_millis(limits::PUBSUB_CONFIRM_TIMEOUT_MS);
-    link.publish_confirmed(REVOCATIONS_CHANNEL.as_bytes().to_vec(), payloads, wait)
-        .await
+    let published = link
+        .publish_confirmed(REVOCATIONS_CHANNEL.as_bytes().to_vec(), payloads, wait)
+        .await;
+    let others = match published {
+        Ok(receivers) => receivers.saturating_sub(1),
+        Err(e) => {
+            confirmations.close(confirm);
+            return Err(e.into());
+        }
+    };
+    confirmations.expect(confirm, others);
+    let answered = monoio::time::timeout(wait.saturating_sub(started.elapsed()), done).await;
+    confirmations.close(confirm);
+    match answered {
+        Ok(_) => Ok(()),
+        Err(_) => Err(NotConfirmed::Unanswered(others)),
+    }
 }
 
 #[cfg(test)]

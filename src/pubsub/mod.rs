@@ -194,28 +194,30 @@ impl Link {
 
     /// Publishes `payloads` on `channel` now, in one pipeline, and waits
     /// (at most `wait`) until Redis has answered, that is, has handed them
-    /// to every node subscribed. A failure counts as a lost publish (this
-    /// node asks for a resync once the link is back).
+    /// to every connection subscribed; how many that were (the fewest of
+    /// the payloads). A failure counts as a lost publish (this node asks for
+    /// a resync once the link is back).
     pub async fn publish_confirmed(
         &self,
         channel: Vec<u8>,
         payloads: Vec<Vec<u8>>,
         wait: Duration,
-    ) -> Result<(), PubSubError> {
+    ) -> Result<usize, PubSubError> {
         let sent = match self.connection() {
             Ok(mut connection) => self
                 .side
                 .run(async move {
                     let mut pipe = redis::pipe();
                     for payload in payloads {
-                        pipe.cmd("PUBLISH").arg(&channel).arg(payload).ignore();
+                        pipe.cmd("PUBLISH").arg(&channel).arg(payload);
                     }
-                    tokio::time::timeout(wait, pipe.query_async::<()>(&mut connection)).await
+                    tokio::time::timeout(wait, pipe.query_async::<Vec<usize>>(&mut connection)).await
                 })
                 .await
                 .map_err(PubSubError::from)
                 .and_then(|timed| timed.map_err(|_| PubSubError::Timeout))
-                .and_then(|answer| answer.map_err(PubSubError::Command)),
+                .and_then(|answer| answer.map_err(PubSubError::Command))
+                .map(|receivers| receivers.into_iter().min().unwrap_or(0)),
             Err(e) => Err(e),
         };
         if sent.is_err() {

@@ -335,8 +335,8 @@ fn missing_blob_is_not_found(backend: Backend) -> TestResult {
 }
 
 fn device_deletion_deletes_backups(backend: Backend) -> TestResult {
-    // Goal: §1 cascade — deleting a device deletes its backup row (its still-valid token then
-    // finds no backup) and, in the background, its blobs; another device's backup stays.
+    // Goal: §1 cascade — deleting a device deletes its backup row (and revokes its token: issue
+    // 19) and, in the background, its blobs; another device's backup stays.
     let server = BlobServer::start(backend, &[])?;
     let client = server.client();
     let alice = member(&client, "alice", 0)?;
@@ -350,7 +350,7 @@ fn device_deletion_deletes_backups(backend: Backend) -> TestResult {
         )?)?;
     }
     assert_eq!(client.delete_device(&alice.user.token, &alice.device_id)?.status, 200);
-    get(&client, alice.token(), None)?.expect_error_text(404, "Not found")?;
+    get(&client, alice.token(), None)?.expect_error_text(401, "Unauthorized")?;
     server.wait_keys(&folder(&alice), |keys| keys.is_empty())?;
     assert_eq!(get(&client, other.token(), None)?.status, 200);
     assert_eq!(server.keys(&folder(&other))?.len(), 1);

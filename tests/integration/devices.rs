@@ -96,7 +96,8 @@ fn device_token_can_manage_devices_too() -> TestResult {
         .expect_json(200)?;
     let resp = client.delete_device(&first.token, &first_id)?;
     assert_eq!(resp.status, 200, "{resp:?}");
-    let left = client.list_devices_ok(&user.token)?;
+    // The user token from before the deletion is revoked with it (issue 19).
+    let left = client.list_devices_ok(&second.token)?;
     assert_eq!(left.len(), 1);
     assert_eq!(left[0]["deviceId"].as_str(), Some(second_id.as_str()));
     Ok(())
@@ -303,6 +304,7 @@ fn device_id_forms_are_parsed_leniently() -> TestResult {
         .expect_json(200)?;
     assert_eq!(renamed["deviceId"].as_str(), Some(id.as_str()));
     assert_eq!(client.delete_device(&user.token, &simple)?.status, 200);
+    let user = client.login_ok("judy", None)?;
     assert!(client.list_devices_ok(&user.token)?.is_empty());
     Ok(())
 }
@@ -322,6 +324,8 @@ fn delete_device_removes_it() -> TestResult {
     assert_eq!(resp.status, 200, "{resp:?}");
     assert!(resp.body.is_empty(), "delete body should be empty: {resp:?}");
 
+    // The user token from before the deletion died with it (issue 19): a new login.
+    let user = client.login_ok("kate", None)?;
     let devices = client.list_devices_ok(&user.token)?;
     assert_eq!(devices.len(), 1);
     check_device_response(&devices[0], &d2, Some("My Phone"))?;
@@ -340,9 +344,9 @@ fn delete_device_removes_it() -> TestResult {
 #[test]
 fn deleting_a_device_revokes_its_refresh_tokens() -> TestResult {
     // Goal: §1 cascade, §4.4 — refresh tokens bound to a deleted device (from its creation and
-    // from a device-scoped login) are 401 afterwards; the user-scoped session and a sibling
-    // device's session are unaffected. Method: create two devices, log in with the first,
-    // delete it, try every refresh token.
+    // from a device-scoped login) are 401 afterwards, and so is the user-scoped session from
+    // before the deletion (issue 19); a sibling device's session is unaffected. Method: create
+    // two devices, log in with the first, delete it, try every refresh token.
     let server = TestServer::start()?;
     let client = server.client();
     let user = client.register_ok("liam")?;
@@ -359,7 +363,9 @@ fn deleting_a_device_revokes_its_refresh_tokens() -> TestResult {
     client
         .refresh(&login.refresh_token)?
         .expect_error_text(401, "Unauthorized")?;
-    client.refresh(&user.refresh_token)?.expect_json(200)?;
+    client
+        .refresh(&user.refresh_token)?
+        .expect_error_text(401, "Unauthorized")?;
     client.refresh(&sibling.refresh_token)?.expect_json(200)?;
 
     // Logging in with the deleted device's id now falls back to a user-scoped session.
@@ -396,6 +402,7 @@ fn device_limit_is_enforced() -> TestResult {
     client.create_device_ok(&other.token, None)?;
 
     assert_eq!(client.delete_device(&user.token, &ids[0])?.status, 200);
+    let user = client.login_ok("mia", None)?;
     client.create_device_ok(&user.token, None)?;
     client
         .create_device(&user.token, &valid_device_request(0))?
