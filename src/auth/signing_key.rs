@@ -468,6 +468,15 @@ mod tests {
         assert_eq!(rotated.verify(&no_kid(GOOD)).unwrap(), p);
         assert_eq!(rotated.verify(&no_kid(OTHER)).unwrap(), p);
         assert!(rotated.verify(&no_kid("a-third-secret-nobody-listed-here")).is_err());
+        // A header of another shape naming the previous key is decoded to find it.
+        let other_shape = jsonwebtoken::Header {
+            kid: Some(key_id(OTHER)),
+            cty: Some("JWT".to_string()),
+            ..Default::default()
+        };
+        let other_key = jsonwebtoken::EncodingKey::from_secret(OTHER.as_bytes());
+        let token = jsonwebtoken::encode(&other_shape, &claims, &other_key).unwrap();
+        assert_eq!(rotated.verify(&token).unwrap(), p);
         // A kid nobody has, even with a right signature.
         let header = jsonwebtoken::Header {
             kid: Some("0011223344556677".to_string()),

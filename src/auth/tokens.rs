@@ -87,17 +87,37 @@ pub fn key_id(secret: &str) -> String {
         .collect()
 }
 
-/// One verifying key and its id.
+/// The header of the tokens a key signs: HS256 with its `kid`.
+fn signing_header(kid: &str) -> Header {
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some(kid.to_string());
+    header
+}
+
+/// One verifying key, its id, and the header it signs with.
 struct VerifyingKey {
     kid: String,
     decoding: DecodingKey,
+    /// The first part of the tokens it signs (HS256 with its `kid`),
+    /// encoded: a token that starts with it needs no header decode.
+    header_part: String,
 }
 
 impl VerifyingKey {
     fn new(secret: &str) -> Self {
+        let kid = key_id(secret);
+        let key = EncodingKey::from_secret(secret.as_bytes());
+        let sample = jsonwebtoken::encode(&signing_header(&kid), &(), &key);
+        let header_part = sample
+            .unwrap_or_default()
+            .split('.')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         Self {
-            kid: key_id(secret),
+            kid,
             decoding: DecodingKey::from_secret(secret.as_bytes()),
+            header_part,
         }
     }
 }
@@ -139,8 +159,6 @@ impl TokenKeys {
         validation.set_required_spec_claims(&["exp"]);
         validation.validate_nbf = false;
         let current = VerifyingKey::new(secret);
-        let mut header = Header::new(Algorithm::HS256);
-        header.kid = Some(current.kid.clone());
         // A previous key listed twice, or equal to the current one, is kept once.
         let mut kept: Vec<VerifyingKey> = Vec::with_capacity(previous.len());
         for key in previous.iter().map(|secret| VerifyingKey::new(secret)) {
@@ -150,7 +168,7 @@ impl TokenKeys {
         }
         Self {
             encoding: EncodingKey::from_secret(secret.as_bytes()),
-            header,
+            header: signing_header(&current.kid),
             current,
             previous: kept,
             validation,
@@ -192,13 +210,19 @@ impl TokenKeys {
     }
 
     /// Checks `token` with the key its `kid` names. With one key the header
-    /// is not read: a wrong `kid` cannot come with a right signature.
+    /// is not read: a wrong `kid` cannot come with a right signature. With
+    /// more, a header as this server writes it is recognized as it is;
+    /// only another one is decoded.
     fn decode(&self, token: &str) -> Result<TokenData<Claims>, JwtError> {
         let decode = |key: &VerifyingKey| jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation);
         if self.previous.is_empty() {
             return decode(&self.current);
         }
         let mut keys = std::iter::once(&self.current).chain(&self.previous);
+        let header_part = token.split('.').next().unwrap_or_default();
+        if let Some(key) = keys.clone().find(|key| key.header_part == header_part) {
+            return decode(key);
+        }
         match jsonwebtoken::decode_header(token)?.kid {
             Some(kid) => keys
                 .find(|key| key.kid == kid)
