@@ -67,8 +67,8 @@ pub fn check(secret: &str) -> Result<(), Weakness> {
     if PLACEHOLDERS.iter().any(|p| p.eq_ignore_ascii_case(secret)) {
         return Err(Weakness::Placeholder);
     }
-    let lowered = secret.get(..INSTRUCTION_PREFIX.len()).unwrap_or_default();
-    if lowered.eq_ignore_ascii_case(INSTRUCTION_PREFIX) {
+    let head = secret.get(..INSTRUCTION_PREFIX.len()).unwrap_or_default();
+    if head.eq_ignore_ascii_case(INSTRUCTION_PREFIX) {
         return Err(Weakness::Instruction);
     }
     if secret.chars().any(|c| c.is_whitespace() || c.is_control()) {
