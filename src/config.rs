@@ -206,14 +206,23 @@ pub struct Config {
     pub storage_force_path_style: bool,
 
     // ----- auth -----
-    /// HS256 key of access tokens (UTF-8 bytes).
+    /// HS256 key of access tokens (its UTF-8 bytes): at least 32 bytes, no
+    /// whitespace, not a placeholder; `openssl rand -hex 32` makes one.
+    /// Unset with the embedded store: the key in `<data-dir>/jwt-secret`,
+    /// made on the first start. Required with `--store scylla`, the same on
+    /// every node.
+    #[arg(long, env = "OBSCURA_AUTH_JWT_SECRET", hide_env_values = true)]
+    pub auth_jwt_secret: Option<Secret>,
+    /// Earlier access-token keys, comma-separated: tokens they signed are
+    /// still accepted, new ones are signed with the current key (rotation;
+    /// docs/OPERATIONS.md). Same rules as --auth-jwt-secret.
     #[arg(
         long,
-        env = "OBSCURA_AUTH_JWT_SECRET",
-        default_value = "change_me_in_production",
+        env = "OBSCURA_AUTH_JWT_PREVIOUS_SECRETS",
+        value_delimiter = ',',
         hide_env_values = true
     )]
-    pub auth_jwt_secret: String,
+    pub auth_jwt_previous_secrets: Vec<Secret>,
     /// Access-token lifetime, seconds.
     #[arg(long, env = "OBSCURA_AUTH_TOKEN_TTL_SECS", default_value_t = limits::AUTH_TOKEN_TTL_SECS)]
     pub auth_token_ttl_secs: u64,
@@ -454,6 +463,31 @@ pub struct Config {
     #[cfg(debug_assertions)]
     #[arg(long, hide = true)]
     pub test_fault_abort_after_account_deletion: bool,
+}
+
+/// A secret option's value; `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value itself, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(value.to_string()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// Which backend keeps the server's state.

@@ -363,6 +363,18 @@ pub const TTL_DAYS: u64 = 30;
 /// minutes at most.
 pub const AUTH_TOKEN_TTL_SECS: u64 = 900;
 
+/// The shortest access-token secret accepted: 32 bytes, HS256's own key
+/// size (RFC 7518 §3.2 asks for at least the hash's output).
+pub const AUTH_JWT_SECRET_BYTES_MIN: usize = 32;
+
+/// Random bytes of a generated access-token secret (written as twice as
+/// many hex characters, which are the secret's bytes).
+pub const AUTH_JWT_GENERATED_SECRET_BYTES: usize = 32;
+
+/// Bytes of a secret's SHA-256 that make its key id (`kid`, in hex): 64
+/// bits tell apart the few keys a deployment holds at once.
+pub const AUTH_JWT_KEY_ID_BYTES: usize = 8;
+
 /// Default of the option with `OBSCURA_AUTH_REFRESH_TOKEN_TTL_DAYS`: the
 /// reference server's default (BEHAVIOR.md §14.3).
 pub const AUTH_REFRESH_TOKEN_TTL_DAYS: u64 = 30;
@@ -694,3 +706,8 @@ const _: () = assert!(
     BLOB_LOCAL_PART_BYTES <= BLOB_S3_PART_BYTES,
     "local parts are the small ones"
 );
+const _: () = assert!(
+    AUTH_JWT_GENERATED_SECRET_BYTES * 2 >= AUTH_JWT_SECRET_BYTES_MIN,
+    "a generated secret passes the length rule"
+);
+const _: () = assert!(AUTH_JWT_KEY_ID_BYTES <= 32, "a kid is part of a SHA-256");

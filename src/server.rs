@@ -28,7 +28,7 @@ use crate::api::routes::ROUTE_LABELS;
 use crate::api::ApiService;
 use crate::auth::passwords::Passwords;
 use crate::auth::rate_limit::{Buckets, Rate, TierRates};
-use crate::auth::tokens::TokenKeys;
+use crate::auth::signing_key::{self, SigningKeyError};
 use crate::blob::{BlobError, Blobs};
 use crate::config::Config;
 use crate::gateway::cluster_bus::{Cluster, ClusterBus};
@@ -88,6 +88,9 @@ pub enum StartError {
     /// `--pubsub-url` is unusable.
     #[error("{0}")]
     PubSub(#[from] PubSubError),
+    /// No usable access-token secret.
+    #[error("{0}")]
+    SigningKey(#[from] SigningKeyError),
 }
 
 fn io_err(context: &'static str) -> impl FnOnce(io::Error) -> StartError {
@@ -189,6 +192,8 @@ fn start_link(
 
 /// Opens the store, blob storage, the pub/sub link and the worker pools.
 fn open_app(config: Config, mesh: &Arc<Mesh<Hub>>) -> Result<Opened, StartError> {
+    // Before the store: a missing or weak secret stops the start at once.
+    let tokens = signing_key::token_keys(&config)?;
     let store = crate::store::open(&config)?;
     let side = SideRuntime::start().map_err(io_err("starting the side runtime"))?;
     let revocations = Arc::new(Revocations::new(revocations::keep_ms(config.auth_token_ttl_secs)));
@@ -210,7 +215,7 @@ fn open_app(config: Config, mesh: &Arc<Mesh<Hub>>) -> Result<Opened, StartError>
     let app = Arc::new(App {
         pubsub,
         buckets,
-        tokens: TokenKeys::new(&config.auth_jwt_secret, config.auth_token_ttl_secs),
+        tokens,
         passwords: Passwords::new(pool),
         revocations,
         confirmations,

@@ -32,13 +32,16 @@ redis_port=16479
 redis-server --port "$redis_port" --save '' --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
 redis_pid=$!; pids+=("$redis_pid")
 
+# One token secret for both relays (--store scylla has no key file).
+jwt_secret=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+
 relay() { # $1 = name, $2 = keyspace; prints "pid port"
   local dir="$work/$1-$2"; mkdir -p "$dir"
   target/release/obscura-relay --server-host 127.0.0.1 --server-port 0 --server-mgmt-port 0 \
     --data-dir "$dir/data" --ready-file "$dir/ready" \
     --store scylla --scylla-nodes "127.0.0.1:$cql_port" --scylla-keyspace "$2" \
     --scylla-replication-factor 1 --scylla-create-schema true \
-    --pubsub-url "redis://127.0.0.1:$redis_port" --auth-jwt-secret cluster-load \
+    --pubsub-url "redis://127.0.0.1:$redis_port" --auth-jwt-secret "$jwt_secret" \
     --rate-limit-per-second 1000000 --rate-limit-burst 1000000 \
     --auth-rate-limit-per-second 1000000 --auth-rate-limit-burst 1000000 >"$dir/log" 2>&1 &
   local pid=$!

@@ -15,6 +15,8 @@ secs=${1:-10}; runs=${2:-3}; shift 2 || shift $#
 CASSANDRA=$(cd .. && pwd)/shared/cassandra
 port=${OBSCURA_BENCH_CQL_PORT:-19542}
 dir=$(mktemp -d)
+# --store scylla has no key file: a token secret of its own for this run.
+jwt_secret=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
 read -r dbpid _ < <("$CASSANDRA/start-node" --dir "$dir/node" --port "$port" --heap 1G)
 stop() {
   "$CASSANDRA/stop-node" "$dir/node" >/dev/null 2>&1 || true
@@ -28,7 +30,7 @@ run() { # $1 = label; relay flags from the command line
   "${relay:-target/release/obscura-relay}" --server-host 127.0.0.1 --server-port 0 --server-mgmt-port 0 \
     --data-dir "$dir/data" --ready-file "$dir/ready" \
     --store scylla --scylla-nodes "127.0.0.1:$port" --scylla-keyspace bench \
-    --scylla-replication-factor 1 --scylla-create-schema true \
+    --scylla-replication-factor 1 --scylla-create-schema true --auth-jwt-secret "$jwt_secret" \
     --rate-limit-per-second 1000000 --rate-limit-burst 1000000 \
     --auth-rate-limit-per-second 1000000 --auth-rate-limit-burst 1000000 "$@" >"$dir/log" 2>&1 &
   pid=$!

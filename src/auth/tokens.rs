@@ -13,11 +13,19 @@
 //! carries the account's user-scope generation (absent when 0): deleting a
 //! device raises it, and the node refuses user-scoped tokens below it, so a
 //! user-scoped token kept by a stolen device dies with the device.
+//!
+//! Keys rotate without logging anyone out: a token's header names its key
+//! (`kid`, [`key_id`] of the secret, the same on every node); tokens are
+//! signed with the current key and verified with the key their `kid` names,
+//! the current one or a previous one still listed. A token without `kid`
+//! (from before kids) is tried with the current key, then each previous one.
 
 use std::fmt;
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::errors::{Error as JwtError, ErrorKind};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, TokenData, Validation};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 /// Leeway on `exp`, seconds (the reference server's).
@@ -75,10 +83,61 @@ impl fmt::Debug for IssuedToken {
 #[error("invalid access token: {0}")]
 pub struct InvalidToken(#[source] jsonwebtoken::errors::Error);
 
-/// Signs and verifies access tokens with one secret. `Debug` redacts keys.
+/// The key id (`kid`) of `secret`: the first
+/// [`crate::limits::AUTH_JWT_KEY_ID_BYTES`] bytes of its SHA-256, in hex.
+/// Every node computes the same one, and it tells nothing of the secret.
+pub fn key_id(secret: &str) -> String {
+    let digest = Sha256::digest(secret.as_bytes());
+    digest
+        .iter()
+        .take(crate::limits::AUTH_JWT_KEY_ID_BYTES)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The header of the tokens a key signs: HS256 with its `kid`.
+fn signing_header(kid: &str) -> Header {
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some(kid.to_string());
+    header
+}
+
+/// One verifying key, its id, and the header it signs with.
+struct VerifyingKey {
+    kid: String,
+    decoding: DecodingKey,
+    /// The first part of the tokens it signs (HS256 with its `kid`),
+    /// encoded: a token that starts with it needs no header decode.
+    header_part: String,
+}
+
+impl VerifyingKey {
+    fn new(secret: &str) -> Self {
+        let kid = key_id(secret);
+        let key = EncodingKey::from_secret(secret.as_bytes());
+        let sample = jsonwebtoken::encode(&signing_header(&kid), &(), &key);
+        let header_part = sample
+            .unwrap_or_default()
+            .split('.')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        Self {
+            kid,
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            header_part,
+        }
+    }
+}
+
+/// Signs access tokens with the current secret and verifies them with it
+/// and the previous ones. `Debug` redacts keys.
 pub struct TokenKeys {
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// HS256 with the current key's `kid`.
+    header: Header,
+    current: VerifyingKey,
+    previous: Vec<VerifyingKey>,
     validation: Validation,
     ttl_secs: i64,
 }
@@ -87,6 +146,8 @@ impl fmt::Debug for TokenKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenKeys")
             .field("secret", &"<redacted>")
+            .field("kid", &self.current.kid)
+            .field("previous", &self.previous.len())
             .field("ttl_secs", &self.ttl_secs)
             .finish()
     }
@@ -95,16 +156,42 @@ impl fmt::Debug for TokenKeys {
 impl TokenKeys {
     /// Keys for `secret` (its UTF-8 bytes) issuing tokens valid `ttl_secs`.
     pub fn new(secret: &str, ttl_secs: u64) -> Self {
+        Self::rotating(secret, &[], ttl_secs)
+    }
+
+    /// Keys signing with `secret` and verifying with it and `previous`
+    /// (UTF-8 bytes each), issuing tokens valid `ttl_secs`.
+    pub fn rotating(secret: &str, previous: &[&str], ttl_secs: u64) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = EXP_LEEWAY_SECS;
         validation.set_required_spec_claims(&["exp"]);
         validation.validate_nbf = false;
+        let current = VerifyingKey::new(secret);
+        // A previous key listed twice, or equal to the current one, is kept once.
+        let mut kept: Vec<VerifyingKey> = Vec::with_capacity(previous.len());
+        for key in previous.iter().map(|secret| VerifyingKey::new(secret)) {
+            if key.kid != current.kid && kept.iter().all(|k| k.kid != key.kid) {
+                kept.push(key);
+            }
+        }
         Self {
             encoding: EncodingKey::from_secret(secret.as_bytes()),
-            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            header: signing_header(&current.kid),
+            current,
+            previous: kept,
             validation,
             ttl_secs: i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2),
         }
+    }
+
+    /// The current key's id.
+    pub fn key_id(&self) -> &str {
+        &self.current.kid
+    }
+
+    /// How many previous keys are still accepted.
+    pub fn previous_count(&self) -> usize {
+        self.previous.len()
     }
 
     /// Issues a token for `principal` expiring `ttl` from `now_secs`.
@@ -117,19 +204,51 @@ impl TokenKeys {
             gen: principal.generation,
             ugen: principal.user_scope,
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).unwrap_or_default();
+        let token = jsonwebtoken::encode(&self.header, &claims, &self.encoding).unwrap_or_default();
         IssuedToken { token, expires_at }
     }
 
     /// Verifies a token and returns whom it names.
     pub fn verify(&self, token: &str) -> Result<Principal, InvalidToken> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(InvalidToken)?;
+        let data = self.decode(token).map_err(InvalidToken)?;
         Ok(Principal {
             user_id: data.claims.sub,
             device_id: data.claims.device_id,
             generation: data.claims.gen,
             user_scope: data.claims.ugen,
         })
+    }
+
+    /// Checks `token` with the key its `kid` names. With one key the header
+    /// is not read: a wrong `kid` cannot come with a right signature. With
+    /// more, a header as this server writes it is recognized as it is;
+    /// only another one is decoded.
+    fn decode(&self, token: &str) -> Result<TokenData<Claims>, JwtError> {
+        let decode = |key: &VerifyingKey| jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation);
+        if self.previous.is_empty() {
+            return decode(&self.current);
+        }
+        let mut keys = std::iter::once(&self.current).chain(&self.previous);
+        let header_part = token.split('.').next().unwrap_or_default();
+        if let Some(key) = keys.clone().find(|key| key.header_part == header_part) {
+            return decode(key);
+        }
+        match jsonwebtoken::decode_header(token)?.kid {
+            Some(kid) => keys
+                .find(|key| key.kid == kid)
+                .map_or_else(|| Err(ErrorKind::InvalidSignature.into()), decode),
+            // From before kids: the first key whose signature matches decides.
+            None => {
+                let mut result = Err(ErrorKind::InvalidSignature.into());
+                for key in keys {
+                    result = decode(key);
+                    if !matches!(&result, Err(e) if *e.kind() == ErrorKind::InvalidSignature) {
+                        break;
+                    }
+                }
+                result
+            }
+        }
     }
 }
 

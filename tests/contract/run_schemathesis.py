@@ -21,6 +21,7 @@ import argparse
 import base64
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -66,7 +67,8 @@ def server_args(port_dir: Path) -> list:
         "--data-dir", str(port_dir / "data"),
         "--durability", "buffered",
         "--shards", "2",
-        "--auth-jwt-secret", "schemathesis-run-secret",
+        # The server refuses weak secrets: 64 hex characters, as `openssl rand -hex 32` makes.
+        "--auth-jwt-secret", secrets.token_hex(32),
         "--rate-limit-per-second", "1000000",
         "--rate-limit-burst", "1000000",
         "--auth-rate-limit-per-second", "1000000",

@@ -73,18 +73,21 @@ fn crafted_token_with_the_server_secret_is_accepted() -> TestResult {
     Ok(())
 }
 
+/// A secret of the server in `token_signed_with_another_secret_is_401`, not the harness's.
+const REAL_SECRET: &str = "the-real-secret-of-this-one-server-and-no-other";
+
 #[test]
 fn token_signed_with_another_secret_is_401() -> TestResult {
     // Goal: §3.3 — the signature must verify with `--auth-jwt-secret`. Method: a server with
     // its own secret; a real token from it works, a crafted one with a different secret does
     // not, and neither does a real token with its signature altered.
-    let server = TestServer::start_with(&["--auth-jwt-secret", "the-real-secret"])?;
+    let server = TestServer::start_with(&["--auth-jwt-secret", REAL_SECRET])?;
     let client = server.client();
     let user = client.register_ok("walter")?;
     client.list_devices_ok(&user.token)?;
     let forged = jwt::token(JWT_SECRET, &user.user_id, None, now_secs() + 300);
     client.list_devices(&forged)?.expect_error_text(401, "Unauthorized")?;
-    let right = jwt::token("the-real-secret", &user.user_id, None, now_secs() + 300);
+    let right = jwt::token(REAL_SECRET, &user.user_id, None, now_secs() + 300);
     client.list_devices_ok(&right)?;
 
     let mut tampered = user.token.clone();

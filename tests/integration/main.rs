@@ -39,5 +39,6 @@ mod restart;
 mod retention;
 mod scopes;
 mod sessions;
+mod signing_keys;
 mod smoke;
 mod tickets;

@@ -23,12 +23,16 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// `OBSCURA_*` variables of the test's environment that reach the server; all others are
 /// removed.
 const PASSED_THROUGH_ENV: &[&str] = &["OBSCURA_IO_DRIVER"];
-/// The HS256 secret every test server uses, so tests can craft tokens (`common::jwt`).
-pub const JWT_SECRET: &str = "integration-test-secret";
+/// The HS256 secret every test server uses, so tests can craft tokens (`common::jwt`): 64 hex
+/// characters, as `openssl rand -hex 32` makes them (the server refuses weak secrets).
+pub const JWT_SECRET: &str = "9d3c6f0e2b7a41d58c1e6f3a0b9d27c4e5f8a1b3c6d9e0f2a4b7c8d1e3f5a6b9";
 
-/// Arguments every test server gets before the test's own (the CLI lets a later flag win).
-/// Rate limits are raised the way the reference suite raises them.
-fn default_args() -> Vec<String> {
+/// Arguments every test server gets before the test's own (the CLI lets a later flag win):
+/// `--auth-jwt-secret` too unless `with_secret` is false. Rate limits are raised the way the
+/// reference suite raises them.
+fn default_args(with_secret: bool) -> Vec<String> {
+    let secret = ["--auth-jwt-secret", JWT_SECRET];
+    let secret: &[&str] = if with_secret { &secret } else { &[] };
     [
         "--server-host",
         "127.0.0.1",
@@ -40,8 +44,6 @@ fn default_args() -> Vec<String> {
         "buffered",
         "--shards",
         "2",
-        "--auth-jwt-secret",
-        JWT_SECRET,
         "--rate-limit-per-second",
         "10000",
         "--rate-limit-burst",
@@ -52,6 +54,7 @@ fn default_args() -> Vec<String> {
         "10000",
     ]
     .iter()
+    .chain(secret)
     .map(|s| s.to_string())
     .collect()
 }
@@ -99,6 +102,8 @@ pub struct TestServer {
     child: Option<Child>,
     /// Set once we have signalled the child ourselves, so an exit is expected.
     signalled: bool,
+    /// Whether `--auth-jwt-secret JWT_SECRET` is among the default arguments.
+    with_secret: bool,
     extra_args: Vec<String>,
     pub main_port: u16,
     pub mgmt_port: u16,
@@ -134,6 +139,15 @@ impl TestServer {
     /// Starts a server on the keyspace `lease` names as it is (nothing emptied).
     pub fn start_on_keyspace(lease: cql_node::Lease, extra: &[&str]) -> Result<Self, Box<dyn std::error::Error>> {
         Self::start_in(Some(lease), false, extra)
+    }
+
+    /// Starts a server on the embedded store without `--auth-jwt-secret` (it reads or makes the
+    /// key file in its data dir), with `extra` after the defaults.
+    pub fn start_without_secret(extra: &[&str]) -> Result<Self, Box<dyn std::error::Error>> {
+        let mut server = Self::unstarted(None, Vec::new(), extra)?;
+        server.with_secret = false;
+        server.spawn()?;
+        Ok(server)
     }
 
     /// Starts another relay of `first`'s deployment: the same store (its keyspace, nothing
@@ -173,6 +187,7 @@ impl TestServer {
         Ok(TestServer {
             child: None,
             signalled: false,
+            with_secret: true,
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             main_port: 0,
             mgmt_port: 0,
@@ -213,7 +228,7 @@ impl TestServer {
         let log = OpenOptions::new().create(true).append(true).open(self.log_path())?;
         let log_err = log.try_clone()?;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_obscura-relay"));
-        cmd.args(default_args())
+        cmd.args(default_args(self.with_secret))
             .arg("--data-dir")
             .arg(self.data_dir())
             .arg("--ready-file")
@@ -366,6 +381,13 @@ impl TestServer {
             .into());
         }
         self.spawn()
+    }
+
+    /// Stops the server (SIGTERM, wait) and starts it again on the same data dir with the
+    /// default arguments followed by `extra` instead of the earlier ones. The ports change.
+    pub fn restart_with(&mut self, extra: &[&str]) -> Result<(), Box<dyn std::error::Error>> {
+        self.extra_args = extra.iter().map(|s| s.to_string()).collect();
+        self.restart()
     }
 
     /// Simulates a crash: SIGKILL, reap, and start again on the same data dir (new ports).
