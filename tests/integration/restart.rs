@@ -47,6 +47,8 @@ fn everything_survives(crash: bool) -> TestResult {
             .status,
         200
     );
+    // Alice's user session from before the deletion died with it (issue 19): a new login.
+    let alice = client.login_ok("alice", None)?;
 
     // Refresh-token state: alice's user session rotated once; bob's device session logged out;
     // a second alice session rotated once (its first token will be replayed after restart).
