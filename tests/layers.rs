@@ -9,11 +9,14 @@
 //! 2. the top-level modules refer to each other in a loop;
 //! 3. the files of one folder refer to each other in a loop. A folder's `mod.rs` is its face:
 //!    it declares and re-exports the others, and they may use the types it defines (the
-//!    way child modules extend their parent's types), so references into it are not counted.
+//!    way child modules extend their parent's types), so references into it are not counted;
+//! 4. files of different folders refer to each other in a loop (`store/copy.rs` and
+//!    `store/embedded/export.rs`, say), counted the same way.
 //!
 //! `main.rs` and `src/bin/` are outside the library and above every layer. Run it alone with
-//! `cargo nextest run --test layers`; `self_test_*` plant an upward reference, a folder loop
-//! and a file loop in a copy of the tree and see the check fail.
+//! `cargo nextest run --test layers`; `self_test_*` plant an upward reference, a reference
+//! between modules kept apart, a folder loop and file loops (in one folder and across two) in
+//! a copy of the tree and see the check fail.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -360,6 +363,7 @@ fn violations(files: &[SourceFile]) -> Vec<String> {
     let mut problems = Vec::new();
     let mut tops: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut folders: BTreeMap<ModPath, BTreeMap<usize, BTreeSet<usize>>> = BTreeMap::new();
+    let mut across: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
     for (i, file) in files.iter().enumerate() {
         let Some(from) = file.module.first() else {
             continue;
@@ -387,11 +391,15 @@ fn violations(files: &[SourceFile]) -> Vec<String> {
                 let key = file.rel.parent().map(module_of).unwrap_or_default();
                 folders.entry(key).or_default().entry(i).or_default().insert(target);
             }
+            if target != i && !into_root {
+                across.entry(i).or_default().insert(target);
+            }
         }
     }
     for cycle in cycles(&tops) {
         problems.push(format!("modules refer to each other in a loop: {}", cycle.join(" → ")));
     }
+    problems.extend(loops_across_folders(files, &across));
     for (folder, edges) in &folders {
         let named: BTreeMap<String, BTreeSet<String>> = edges
             .iter()
@@ -409,6 +417,31 @@ fn violations(files: &[SourceFile]) -> Vec<String> {
         }
     }
     problems
+}
+
+/// The loops of `edges` (file → files it refers to) that pass through more than one folder.
+fn loops_across_folders(files: &[SourceFile], edges: &BTreeMap<usize, BTreeSet<usize>>) -> Vec<String> {
+    let name = |f: &usize| files[*f].rel.display().to_string();
+    let named: BTreeMap<String, BTreeSet<String>> = edges
+        .iter()
+        .map(|(from, tos)| (name(from), tos.iter().map(name).collect()))
+        .collect();
+    cycles(&named)
+        .into_iter()
+        .filter(|cycle| {
+            let folders: BTreeSet<_> = cycle
+                .iter()
+                .map(|f| Path::new(f).parent().map(Path::to_path_buf))
+                .collect();
+            folders.len() > 1
+        })
+        .map(|cycle| {
+            format!(
+                "files of different folders refer to each other in a loop: {}",
+                cycle.join(" → ")
+            )
+        })
+        .collect()
 }
 
 fn layer_problem(from: &str, to: &str) -> Option<String> {
@@ -558,6 +591,55 @@ fn self_test_loops_fail() -> Result<(), String> {
             .any(|p| p.contains("files of api/ refer to each other in a loop")),
         "{file_loop:?}"
     );
+    Ok(())
+}
+
+/// Goal: the check sees a loop between files of two folders of one module. Method: plant a
+/// reference from `store/message_ids.rs` to `store/embedded/keys.rs` and back.
+#[test]
+fn self_test_loops_across_folders_fail() -> Result<(), String> {
+    let problems = planted(&[
+        (
+            "store/message_ids.rs",
+            "pub const PLANT: usize = crate::store::embedded::keys::KEYSPACES.len();\n",
+        ),
+        (
+            "store/embedded/keys.rs",
+            "pub const BACK: usize = crate::store::message_ids::PLANTED;\n",
+        ),
+        ("store/message_ids.rs", "pub const PLANTED: usize = 1;\n"),
+    ])?;
+    assert!(
+        problems.iter().any(
+            |p| p.contains("files of different folders refer to each other in a loop")
+                && p.contains("store/message_ids.rs")
+                && p.contains("store/embedded/keys.rs")
+        ),
+        "{problems:?}"
+    );
+    Ok(())
+}
+
+/// Goal: each pair of one layer that `APART` keeps apart is refused in the direction it
+/// names. Method: for every pair, plant a reference from the first to the second.
+#[test]
+fn self_test_apart_rules_fail() -> Result<(), String> {
+    let plants: &[(&str, &str)] = &[
+        ("http/mod.rs", "pub type Planted = crate::store::StoreError;\n"),
+        ("store/message_ids.rs", "pub type Planted = crate::http::Response;\n"),
+        ("http/mod.rs", "pub type PlantedBlob = crate::blob::Blobs;\n"),
+        ("store/message_ids.rs", "pub type PlantedBlob = crate::blob::Blobs;\n"),
+        ("gateway/mod.rs", "pub type Planted = crate::node::App;\n"),
+    ];
+    for (&(from, to), (file, plant)) in APART.iter().zip(plants) {
+        let problems = planted(&[(file, plant)])?;
+        let expected = format!("`{from}` must not refer to `{to}`");
+        assert!(
+            problems.iter().any(|p| p.contains(&expected)),
+            "{expected}: {problems:?}"
+        );
+    }
+    assert_eq!(APART.len(), plants.len(), "a plant for every APART rule");
     Ok(())
 }
 

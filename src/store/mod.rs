@@ -24,6 +24,7 @@ pub mod conformance;
 pub mod copy;
 pub mod embedded;
 pub mod message_ids;
+pub mod portable;
 pub mod scylla;
 
 use std::sync::Arc;

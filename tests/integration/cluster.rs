@@ -22,8 +22,8 @@ fn receive(gw: &mut Gateway, n: usize) -> Result<Vec<String>, Box<dyn std::error
 
 #[test]
 #[cfg_attr(
-    not(cql_node),
-    ignore = "no CQL node: set OBSCURA_TEST_CQL_NODES or provide ../shared/cassandra"
+    not(all(cql_node, redis_server)),
+    ignore = "needs a CQL node (OBSCURA_TEST_CQL_NODES or ../shared/cassandra) and redis-server"
 )]
 fn cql_a_message_through_one_node_reaches_a_socket_on_another() -> TestResult {
     // Goal: a message sent through node A is delivered live to a socket on node B and acked
@@ -46,8 +46,8 @@ fn cql_a_message_through_one_node_reaches_a_socket_on_another() -> TestResult {
 
 #[test]
 #[cfg_attr(
-    not(cql_node),
-    ignore = "no CQL node: set OBSCURA_TEST_CQL_NODES or provide ../shared/cassandra"
+    not(all(cql_node, redis_server)),
+    ignore = "needs a CQL node (OBSCURA_TEST_CQL_NODES or ../shared/cassandra) and redis-server"
 )]
 fn cql_takeover_and_deletion_close_sockets_on_other_nodes() -> TestResult {
     // Goal: a takeover through node C closes the device's socket on node B, and deleting the
@@ -79,8 +79,8 @@ fn cql_takeover_and_deletion_close_sockets_on_other_nodes() -> TestResult {
 
 #[test]
 #[cfg_attr(
-    not(cql_node),
-    ignore = "no CQL node: set OBSCURA_TEST_CQL_NODES or provide ../shared/cassandra"
+    not(all(cql_node, redis_server)),
+    ignore = "needs a CQL node (OBSCURA_TEST_CQL_NODES or ../shared/cassandra) and redis-server"
 )]
 fn cql_a_ticket_from_one_node_is_redeemed_once_on_any() -> TestResult {
     // Goal: a gateway ticket issued by node A opens a socket on node B, once: C refuses it
@@ -100,8 +100,8 @@ fn cql_a_ticket_from_one_node_is_redeemed_once_on_any() -> TestResult {
 
 #[test]
 #[cfg_attr(
-    not(cql_node),
-    ignore = "no CQL node: set OBSCURA_TEST_CQL_NODES or provide ../shared/cassandra"
+    not(all(cql_node, redis_server)),
+    ignore = "needs a CQL node (OBSCURA_TEST_CQL_NODES or ../shared/cassandra) and redis-server"
 )]
 fn cql_a_redis_restart_loses_nothing() -> TestResult {
     // Goal: a Redis restart in the middle of a conversation delays delivery, never loses it.
@@ -143,8 +143,8 @@ fn wait_ready(cluster: &Deployment, within: Duration) -> TestResult {
 
 #[test]
 #[cfg_attr(
-    not(cql_node),
-    ignore = "no CQL node: set OBSCURA_TEST_CQL_NODES or provide ../shared/cassandra"
+    not(all(cql_node, redis_server)),
+    ignore = "needs a CQL node (OBSCURA_TEST_CQL_NODES or ../shared/cassandra) and redis-server"
 )]
 fn cql_a_late_commit_through_another_node_is_delivered_live() -> TestResult {
     // Goal: messages to one device appended through different nodes are all delivered live,
@@ -184,8 +184,8 @@ fn owned(args: &[String]) -> Vec<&str> {
 
 #[test]
 #[cfg_attr(
-    not(cql_node),
-    ignore = "no CQL node: set OBSCURA_TEST_CQL_NODES or provide ../shared/cassandra"
+    not(all(cql_node, redis_server)),
+    ignore = "needs a CQL node (OBSCURA_TEST_CQL_NODES or ../shared/cassandra) and redis-server"
 )]
 fn cql_a_killed_node_loses_no_acknowledged_message() -> TestResult {
     // Goal: a relay killed with SIGKILL under load loses no acknowledged message, and its
@@ -229,8 +229,8 @@ fn backlog(node: &crate::common::TestServer, bob: &Member) -> Result<Vec<String>
 
 #[test]
 #[cfg_attr(
-    not(cql_node),
-    ignore = "no CQL node: set OBSCURA_TEST_CQL_NODES or provide ../shared/cassandra"
+    not(all(cql_node, redis_server)),
+    ignore = "needs a CQL node (OBSCURA_TEST_CQL_NODES or ../shared/cassandra) and redis-server"
 )]
 fn cql_an_attachment_uploaded_through_one_node_downloads_through_another() -> TestResult {
     // Goal: every node of a deployment uses one blob store, so an attachment uploaded through
@@ -261,8 +261,8 @@ fn cql_an_attachment_uploaded_through_one_node_downloads_through_another() -> Te
 
 #[test]
 #[cfg_attr(
-    not(cql_node),
-    ignore = "no CQL node: set OBSCURA_TEST_CQL_NODES or provide ../shared/cassandra"
+    not(all(cql_node, redis_server)),
+    ignore = "needs a CQL node (OBSCURA_TEST_CQL_NODES or ../shared/cassandra) and redis-server"
 )]
 fn cql_sigterm_drains_a_node_and_its_clients_move_on() -> TestResult {
     // Goal: SIGTERM drains a node: its sockets close with 1001 (BEHAVIOR.md §8.8), it exits 0,
@@ -284,8 +284,8 @@ fn cql_sigterm_drains_a_node_and_its_clients_move_on() -> TestResult {
 
 #[test]
 #[cfg_attr(
-    not(cql_node),
-    ignore = "no CQL node: set OBSCURA_TEST_CQL_NODES or provide ../shared/cassandra"
+    not(all(cql_node, redis_server)),
+    ignore = "needs a CQL node (OBSCURA_TEST_CQL_NODES or ../shared/cassandra) and redis-server"
 )]
 fn cql_a_database_node_killed_under_load_loses_nothing() -> TestResult {
     // Goal: on a three-node Cassandra cluster (replication factor 3, LOCAL_QUORUM), one database
@@ -351,8 +351,8 @@ fn cql_a_database_node_killed_under_load_loses_nothing() -> TestResult {
 
 #[test]
 #[cfg_attr(
-    not(cql_node),
-    ignore = "no CQL node: set OBSCURA_TEST_CQL_NODES or provide ../shared/cassandra"
+    not(all(cql_node, redis_server)),
+    ignore = "needs a CQL node (OBSCURA_TEST_CQL_NODES or ../shared/cassandra) and redis-server"
 )]
 fn cql_an_account_deleted_through_one_node_is_gone_on_every_node() -> TestResult {
     // Goal (issue 15 across nodes): deleting an account through node A closes its socket on

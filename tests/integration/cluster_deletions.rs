@@ -44,8 +44,8 @@ fn wait_refused(node: &TestServer, token: &str, within: Duration) -> TestResult 
 
 #[test]
 #[cfg_attr(
-    not(cql_node),
-    ignore = "no CQL node: set OBSCURA_TEST_CQL_NODES or provide ../shared/cassandra"
+    not(all(cql_node, redis_server)),
+    ignore = "needs a CQL node (OBSCURA_TEST_CQL_NODES or ../shared/cassandra) and redis-server"
 )]
 fn cql_a_deleted_device_is_refused_on_another_node() -> TestResult {
     // Goal: a device deleted through node A has its access tokens, refresh tokens and ticket
@@ -120,8 +120,8 @@ fn race_deletions_and_sends(
 
 #[test]
 #[cfg_attr(
-    not(cql_node),
-    ignore = "no CQL node: set OBSCURA_TEST_CQL_NODES or provide ../shared/cassandra"
+    not(all(cql_node, redis_server)),
+    ignore = "needs a CQL node (OBSCURA_TEST_CQL_NODES or ../shared/cassandra) and redis-server"
 )]
 fn cql_a_send_through_another_node_never_reaches_a_device_deleted_a_moment_ago() -> TestResult {
     // Goal: a send through node B that begins after the DELETE through node A was answered
@@ -135,8 +135,8 @@ fn cql_a_send_through_another_node_never_reaches_a_device_deleted_a_moment_ago()
 
 #[test]
 #[cfg_attr(
-    not(cql_node),
-    ignore = "no CQL node: set OBSCURA_TEST_CQL_NODES or provide ../shared/cassandra"
+    not(all(cql_node, redis_server)),
+    ignore = "needs a CQL node (OBSCURA_TEST_CQL_NODES or ../shared/cassandra) and redis-server"
 )]
 fn cql_a_node_without_its_subscription_reads_deletions_from_the_store() -> TestResult {
     // Goal: the same holds while node B's Redis link is cut, so no deletion event reaches it:

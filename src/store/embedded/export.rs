@@ -14,7 +14,7 @@ use super::records::{
 use super::tables::{backend, Tables};
 use crate::auth::refresh::TokenHash;
 use crate::crypto::public_key::PublicKey;
-use crate::store::copy::Item;
+use crate::store::portable::Item;
 use crate::store::{OneTimePreKey, StoreError, StoredMessage};
 
 /// Every (key, value) of a keyspace.

@@ -18,7 +18,7 @@ use super::positions::{bucket_at_millis, bucket_of, to_cql, ttl_until};
 use super::statements::Stmt;
 use super::time_index::{ACCOUNT_DELETIONS, DELETED_SENDERS};
 use super::{Inner, ScyllaStore};
-use crate::store::copy::Item;
+use crate::store::portable::Item;
 use crate::store::{AccountDeletion, StoreError, UserRecord};
 use crate::util::time::{now_micros, now_secs};
 

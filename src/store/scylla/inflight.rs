@@ -13,8 +13,9 @@
 //! - [`Keys`]: Idempotency-Keys whose send is in flight; a repeat waits for
 //!   the first to finish, then finds its stored answer.
 //!
-//! Across several relay nodes neither is enough; docs/ARCHITECTURE.md has
-//! the plan (issue 14).
+//! Across several relay nodes neither is enough on its own: node tags,
+//! the late-commit window and Redis leases on Idempotency-Keys complete
+//! them (docs/ARCHITECTURE.md, "Several relay nodes on one mailbox").
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -14,7 +14,11 @@
 //! with a lock file for the life of the test process and emptied by its
 //! next user (the server's debug-only `--test-scylla-reset-keyspace`), so
 //! no two live tests ever share one: the push worker and the retention
-//! sweep act on a whole keyspace.
+//! sweep act on a whole keyspace. Within one process, leases are held one
+//! at a time ([`Serial`]): `cargo test` runs a binary's tests on threads,
+//! and the node's lightweight transactions time out when several
+//! concurrency tests share it on a small machine (nextest runs each test in
+//! a process of its own, and its `cql-node` test group does the same).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -22,7 +26,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 /// Keyspaces in the pool.
@@ -149,17 +153,46 @@ fn spawn_reaper(cassandra: &Path, state: &Path, node: &Path) -> Result<(), NodeE
     Ok(())
 }
 
+/// Whether a test of this process holds a lease, and its release.
+static LEASED: (Mutex<bool>, Condvar) = (Mutex::new(false), Condvar::new());
+
+/// This process's one lease at a time: taken before a keyspace, given back
+/// when the lease ends.
+struct Serial;
+
+impl Serial {
+    fn take() -> Self {
+        let (leased, released) = &LEASED;
+        let mut held = leased.lock().unwrap_or_else(|p| p.into_inner());
+        while *held {
+            held = released.wait(held).unwrap_or_else(|p| p.into_inner());
+        }
+        *held = true;
+        Serial
+    }
+}
+
+impl Drop for Serial {
+    fn drop(&mut self) {
+        let (leased, released) = &LEASED;
+        *leased.lock().unwrap_or_else(|p| p.into_inner()) = false;
+        released.notify_one();
+    }
+}
+
 /// A keyspace of the pool, leased for the life of this value.
 pub struct Lease {
     /// The keyspace's name.
     pub keyspace: String,
     _lock: File,
+    _serial: Serial,
 }
 
 /// Leases a keyspace of the pool, waiting while all are in use.
 pub fn lease() -> Result<Lease, NodeError> {
     let state = state_dir();
     std::fs::create_dir_all(&state).map_err(|e| format!("{}: {e}", state.display()))?;
+    let serial = Serial::take();
     loop {
         for i in 0..POOL {
             let lock = open_lock(&state.join(format!("keyspace-{i}.lock")))?;
@@ -167,6 +200,7 @@ pub fn lease() -> Result<Lease, NodeError> {
                 return Ok(Lease {
                     keyspace: format!("obscura_test_{i}"),
                     _lock: lock,
+                    _serial: serial,
                 });
             }
         }
