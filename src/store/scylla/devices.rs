@@ -8,8 +8,8 @@
 //! the slot is taken (an account deleted meanwhile removes the new device
 //! again). Deletion first logs its revocations and marks the device a
 //! deleted sender (its queued messages vanish from every read at once),
-//! removes the device row, raises the account's user-scope generation
-//! (a lightweight transaction), frees its slot, then everything it owns.
+//! raises the account's user-scope generation (a lightweight transaction),
+//! removes the device row, frees its slot, then everything it owns.
 //! Reads of a device or of a user's devices check the account's deletion
 //! marker. A send checks its targets in this process's device cache; a
 //! deletion through another node drops the device from it when its event
@@ -312,9 +312,11 @@ impl Inner {
         }
         self.cql.batch(BatchType::Unlogged, findable).await?;
         lock(&self.deleted).insert(id);
+        // Raised while the device still exists: should it fail, a retry of
+        // the deletion finds the device and raises it again.
+        self.raise_user_scope(account, deletion.user_scope_generation).await?;
         self.cql.exec(Stmt::DeleteDevice, (id,)).await?;
         self.caches.devices.forget(&id);
-        self.raise_user_scope(account, deletion.user_scope_generation).await?;
         self.change_slots(user, |_| Ok(Some(part(Stmt::DeleteUserDevice, (user, id)))))
             .await?;
         self.wipe_device(id, device.push_token).await?;
