@@ -29,10 +29,10 @@
 //! 2. [`http`] (HTTP/1.1, nothing about our API; invariants 3 and 4),
 //!    [`store`] (the storage interface and its backends; invariant 1),
 //!    [`blob`] (object storage), [`crypto`], [`auth`], [`proto`],
-//!    [`metrics`].
+//!    [`metrics`], [`pubsub`] (the Redis link between relay nodes).
 //! 3. [`gateway`] (sessions, presence, the device-event seam; invariant 2),
 //!    [`node`] (the node's state: [`node::App`], [`node::ShardLocal`]).
-//! 4. [`mailbox`] (retention), [`push`] (wake-up pushes), [`cleanup`]
+//! 4. [`retention`] (the retention sweep), [`push`] (wake-up pushes), [`cleanup`]
 //!    (blob and token clean-ups), [`admin`] (`/livez`, `/readyz`,
 //!    `/metrics`).
 //! 5. [`api`]: routes and handlers, the only place statuses are chosen.
@@ -50,13 +50,13 @@ pub mod crypto;
 pub mod gateway;
 pub mod http;
 pub mod limits;
-pub mod mailbox;
 pub mod metrics;
 pub mod node;
 pub mod offload;
 pub mod proto;
 pub mod pubsub;
 pub mod push;
+pub mod retention;
 pub mod server;
 pub mod shard;
 pub mod store;

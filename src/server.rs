@@ -353,7 +353,7 @@ impl ShardStart {
         let config = app.config.clone();
         let local = shard_local(&app, self.id, &mesh, self.cluster.as_ref());
         let shutdown = local.shutdown().clone();
-        monoio::spawn(crate::mailbox::retention::run(local.clone()));
+        monoio::spawn(crate::retention::sweep::run(local.clone()));
         let limits = Rc::new(http_limits(&config));
         let listener = match TcpListener::from_std(self.listener) {
             Ok(l) => l,

@@ -8,7 +8,7 @@
 //! disables it) in [`refresh_tokens`] and [`revocations`], which also keeps
 //! the node's revocation map current
 //! (`--auth-revocation-sync-interval-secs`). Message retention is
-//! [`crate::mailbox`]'s. With
+//! [`crate::retention`]'s. With
 //! several relay nodes, one of them runs each clean-up per period
 //! ([`App::lead`]).
 

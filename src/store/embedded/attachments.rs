@@ -3,7 +3,7 @@
 
 use uuid::Uuid;
 
-use super::keys::{expiry_key, ordered_i64};
+use super::layout::{expiry_key, ordered_i64};
 use super::records::uuid;
 use super::tables::{backend, Tables};
 use super::EmbeddedStore;

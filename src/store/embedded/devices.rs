@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::backups::wipe_backup;
 use super::group_commit::Writer;
-use super::keys::{device_key, pair};
+use super::layout::{device_key, pair};
 use super::mailboxes::wipe_mailbox;
 use super::push::wipe_push;
 use super::records::{decode, uuid, DeviceValue, OneTimePreKeyValue, RefreshValue, SignedPreKeyValue};

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use super::keys::{i32_from_ordered, seq_of_mailbox_key};
+use super::layout::{i32_from_ordered, seq_of_mailbox_key};
 use super::records::{
     decode, message_id, uuid, BackupValue, DeviceValue, MessageValue, OneTimePreKeyValue, RefreshValue,
     SignedPreKeyValue, UserValue,

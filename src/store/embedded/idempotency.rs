@@ -6,7 +6,7 @@
 use prost::Message;
 use uuid::Uuid;
 
-use super::keys::{expiry_key, ordered_i64, pair};
+use super::layout::{expiry_key, ordered_i64, pair};
 use super::records::{decode, IdempotencyValue};
 use super::tables::{backend, Tables};
 use super::EmbeddedStore;

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use uuid::Uuid;
 
-use super::keys::seq_of_mailbox_key;
+use super::layout::seq_of_mailbox_key;
 use super::records::{decode, uuid, MessageValue};
 use super::tables::{backend, Tables};
 use crate::store::StoreError;

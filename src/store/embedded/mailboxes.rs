@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use super::group_commit::Writer;
 use super::idempotency::{store_answer, stored_answer};
-use super::keys::{mailbox_key, pair, seq_of_mailbox_key};
+use super::layout::{mailbox_key, pair, seq_of_mailbox_key};
 use super::mailbox_index::Row;
 use super::push::{remove_job, schedule_wake_up};
 use super::records::{decode, message_id, seq_of_message_id, uuid, MessageValue};

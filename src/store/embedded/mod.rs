@@ -17,7 +17,7 @@ mod devices;
 pub mod export;
 pub mod group_commit;
 mod idempotency;
-pub mod keys;
+pub mod layout;
 mod mailbox_index;
 mod mailboxes;
 mod prekeys;
@@ -325,7 +325,7 @@ mod tests {
                     0 => {
                         conformance::create_device(&*store, good.clone()).await;
                         conformance::create_device(&*store, bad.clone()).await;
-                        let garbage = keys::mailbox_key(broken, u64::MAX - 1);
+                        let garbage = layout::mailbox_key(broken, u64::MAX - 1);
                         store.tables.mailboxes.insert(garbage, [0xff_u8; 3]).unwrap();
                     }
                     1 => {
@@ -450,7 +450,7 @@ mod tests {
         for key in Tables::keys_with_prefix(&store.tables.user_refresh, owner.as_bytes()).unwrap() {
             store.tables.user_refresh.remove(key).unwrap();
         }
-        store.tables.meta.remove(keys::META_USER_REFRESH_INDEXED).unwrap();
+        store.tables.meta.remove(layout::META_USER_REFRESH_INDEXED).unwrap();
         store.flush().unwrap();
         drop(store);
         threads.join();

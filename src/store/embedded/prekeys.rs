@@ -7,7 +7,7 @@ use prost::Message;
 use uuid::Uuid;
 
 use super::devices::load_device;
-use super::keys::{device_key, i32_from_ordered};
+use super::layout::{device_key, i32_from_ordered};
 use super::mailboxes::wipe_mailbox;
 use super::records::{decode, DeviceValue, OneTimePreKeyValue, SignedPreKeyValue};
 use super::tables::{backend, Tables};

@@ -8,7 +8,7 @@
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::keys::pair;
+use super::layout::pair;
 use super::records::uuid;
 use super::tables::{backend, Tables};
 use super::EmbeddedStore;

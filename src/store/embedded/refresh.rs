@@ -9,7 +9,7 @@
 use prost::Message;
 use uuid::Uuid;
 
-use super::keys::{ordered_i64, pair};
+use super::layout::{ordered_i64, pair};
 use super::records::{decode, RefreshValue};
 use super::tables::{backend, Tables};
 use super::EmbeddedStore;

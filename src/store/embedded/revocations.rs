@@ -9,7 +9,7 @@
 
 use prost::Message;
 
-use super::keys::{ordered_i64, pair};
+use super::layout::{ordered_i64, pair};
 use super::records::{decode, uuid, RevocationValue, RevokedKind};
 use super::tables::{backend, Tables};
 use super::EmbeddedStore;

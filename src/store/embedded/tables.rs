@@ -12,7 +12,7 @@ use std::sync::{Mutex, RwLock};
 use prost::Message;
 use uuid::Uuid;
 
-use super::keys::{pair, KEYSPACES, META_SEQ, META_USER_REFRESH_INDEXED};
+use super::layout::{pair, KEYSPACES, META_SEQ, META_USER_REFRESH_INDEXED};
 use super::records::{decode, uuid, RefreshValue, UserValue};
 use crate::limits;
 use crate::store::{StoreError, UserRecord};
@@ -21,7 +21,7 @@ use crate::store::{StoreError, UserRecord};
 pub struct Tables {
     /// The database (journal, persist).
     pub db: Database,
-    /// See [`super::keys`] for what each holds.
+    /// See [`super::layout`] for what each holds.
     pub users: Keyspace,
     #[allow(missing_docs)]
     pub usernames: Keyspace,
