@@ -24,11 +24,13 @@ pub mod conformance;
 pub mod copy;
 pub mod embedded;
 pub mod message_ids;
+pub mod plans;
 pub mod portable;
 pub mod scylla;
 
 use std::sync::Arc;
 
+pub use self::plans::{deliverable, reserved_upload, AccountGenerations, RotationStep};
 use crate::config::{Command, Config, SchemaAction, StoreAction, StoreKind};
 
 /// The future every store method returns.
@@ -148,16 +150,6 @@ pub struct RefreshRecord {
     /// [`UserRecord::user_scope_generation`]); a user-scoped token is
     /// refused below the current one.
     pub user_scope_generation: u32,
-}
-
-impl RefreshRecord {
-    /// Whether the account, at token generation `generation` and user-scope
-    /// generation `user_scope`, still honours this token: the same token
-    /// generation and, for a user-scoped token, no device deleted since it
-    /// was issued. The one rule both backends apply when rotating.
-    pub fn held_by(&self, generation: u32, user_scope: u32) -> bool {
-        generation == self.generation && (self.device_id.is_some() || self.user_scope_generation >= user_scope)
-    }
 }
 
 /// From which token generation on an account's tokens are accepted.
@@ -471,25 +463,6 @@ pub struct KeyUpload {
     pub one_time_prekeys: Vec<OneTimePreKey>,
     /// The per-device pool cap.
     pub pre_keys_max: usize,
-}
-
-impl KeyUpload {
-    /// What a refill does to the one-time prekeys (BEHAVIOR.md §6.3), given
-    /// the stored ones as (key id, upload order): the ids to prune (the
-    /// oldest beyond the cap) and the sent keys to add (those not kept).
-    pub fn refill_plan(&self, mut stored: Vec<(i32, u64)>) -> (Vec<i32>, Vec<OneTimePreKey>) {
-        let excess = (stored.len() + self.one_time_prekeys.len()).saturating_sub(self.pre_keys_max);
-        stored.sort_by_key(|(_, order)| *order);
-        let pruned = stored.iter().take(excess).map(|(id, _)| *id).collect();
-        let kept: std::collections::HashSet<i32> = stored.iter().skip(excess).map(|(id, _)| *id).collect();
-        let fresh = self
-            .one_time_prekeys
-            .iter()
-            .filter(|k| !kept.contains(&k.key_id))
-            .cloned()
-            .collect();
-        (pruned, fresh)
-    }
 }
 
 /// What an accepted upload did.

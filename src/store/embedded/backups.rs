@@ -10,7 +10,9 @@ use uuid::Uuid;
 use super::records::{decode, uuid, BackupValue};
 use super::tables::{backend, Tables};
 use super::EmbeddedStore;
-use crate::store::{BackupCommit, BackupRow, Backups, PendingBackup, Reservation, StoreError, StoreFuture};
+use crate::store::{
+    reserved_upload, BackupCommit, BackupRow, Backups, PendingBackup, Reservation, StoreError, StoreFuture,
+};
 
 pub(super) fn load(t: &Tables, device: Uuid) -> Result<Option<BackupRow>, StoreError> {
     Tables::get(&t.backups, device.as_bytes())?
@@ -44,21 +46,13 @@ fn reserve(
     stale_before_ms: i64,
 ) -> Result<Reservation, StoreError> {
     let existing = load(t, device)?;
-    let mut row = existing.unwrap_or(BackupRow {
-        current_version: 0,
-        current_token: None,
-        pending: None,
-    });
-    let outcome = if row.current_version != expected {
-        Reservation::VersionMismatch
-    } else if row.pending.is_some_and(|p| p.started_at_ms > stale_before_ms) {
-        Reservation::InProgress
-    } else {
-        let version = row.current_version + 1;
-        let replaced = row.pending.replace(PendingBackup { version, ..pending });
-        Reservation::Reserved { version, replaced }
-    };
-    if existing.is_none() || matches!(outcome, Reservation::Reserved { .. }) {
+    let mut row = existing.unwrap_or(BackupRow::EMPTY);
+    let outcome = row.reservation(expected, stale_before_ms);
+    let reserved = reserved_upload(&outcome, pending.token, pending.started_at_ms);
+    if reserved.is_some() {
+        row.pending = reserved;
+    }
+    if existing.is_none() || reserved.is_some() {
         save(t, device, &row)?;
     }
     Ok(outcome)

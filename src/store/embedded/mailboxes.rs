@@ -154,7 +154,7 @@ fn append(
 fn deliverable(t: &Tables, key: &[u8], value: &[u8], now: i64) -> Result<Option<StoredMessage>, StoreError> {
     let value = decode::<MessageValue>("mailboxes", value)?;
     let sender_device = uuid("mailboxes", &value.sender_device)?;
-    if value.expires_at_secs <= now || t.is_deleted_sender(&sender_device) {
+    if !crate::store::deliverable(value.expires_at_secs, now, t.is_deleted_sender(&sender_device)) {
         return Ok(None);
     }
     let seq = seq_of_mailbox_key(key).unwrap_or_default();

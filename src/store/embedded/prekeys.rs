@@ -64,9 +64,8 @@ fn upload(
     let Some(mut device) = load_device(t, device_id)? else {
         return Ok(Err(UploadRejection::DeviceNotFound));
     };
-    let takeover = up.identity.as_ref().is_some_and(|(key, _)| *key != device.identity_key);
-    let identity: &PublicKey = up.identity.as_ref().map_or(&device.identity_key, |(key, _)| key);
-    if !verify(identity) {
+    let takeover = up.takes_over(&device.identity_key);
+    if !verify(up.signing_identity(&device.identity_key)) {
         return Ok(Err(UploadRejection::InvalidSignature));
     }
     let stored_spks = signed_prekeys(t, device_id)?;
@@ -96,13 +95,8 @@ fn upload(
         );
         insert_one_time(t, &mut batch, device_id, &up.one_time_prekeys);
     } else {
-        if let Some(current) = stored_spks.iter().map(|k| k.key_id).max() {
-            if spk.key_id <= current {
-                return Ok(Err(UploadRejection::SignedPreKeyIdNotIncreasing {
-                    new: spk.key_id,
-                    current,
-                }));
-            }
+        if let Err(rejection) = up.check_signed_prekey_id(stored_spks.iter().map(|k| k.key_id)) {
+            return Ok(Err(rejection));
         }
         refill(t, &mut batch, device_id, &up, &stored_spks)?;
     }

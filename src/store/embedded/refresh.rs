@@ -14,7 +14,7 @@ use super::records::{decode, RefreshValue};
 use super::tables::{backend, Tables};
 use super::EmbeddedStore;
 use crate::auth::refresh::TokenHash;
-use crate::store::{RefreshRecord, RefreshTokens, Rotation, StoreError, StoreFuture};
+use crate::store::{RefreshRecord, RefreshTokens, Rotation, RotationStep, StoreError, StoreFuture};
 
 fn load(t: &Tables, hash: &TokenHash) -> Result<Option<RefreshValue>, StoreError> {
     Tables::get(&t.refresh_tokens, &hash.0)?
@@ -77,12 +77,6 @@ pub(super) fn remove_user_tokens(t: &Tables, batch: &mut fjall::OwnedWriteBatch,
 }
 
 /// Whether the token's account still exists at the token's generation.
-/// Whether the token's account still holds it ([`RefreshRecord::held_by`]).
-fn account_holds(t: &Tables, token: &RefreshRecord) -> Result<bool, StoreError> {
-    let account = t.user(token.user_id)?;
-    Ok(account.is_some_and(|a| token.held_by(a.token_generation, a.user_scope_generation)))
-}
-
 fn rotate(
     t: &Tables,
     presented: TokenHash,
@@ -94,26 +88,33 @@ fn rotate(
         return Ok(Rotation::Unknown);
     };
     let mut batch = t.db.batch();
-    let outcome = if value.rotated {
-        remove_family(t, &mut batch, &value.family)?;
-        Rotation::Reused
-    } else if value.expires_at_secs < now {
-        remove_token(t, &mut batch, &presented.0, &value);
-        Rotation::Expired
-    } else if !account_holds(t, &value.to_record(presented)?)? {
-        remove_token(t, &mut batch, &presented.0, &value);
-        Rotation::Unknown
-    } else {
-        let spent = value.to_record(presented)?;
-        value.rotated = true;
-        batch.insert(&t.refresh_tokens, presented.0.to_vec(), value.encode_to_vec());
-        let fresh = RefreshRecord {
-            hash: next,
-            expires_at_secs: next_expiry,
-            ..spent.clone()
-        };
-        insert_refresh(t, &mut batch, &fresh);
-        Rotation::Rotated(spent)
+    let spent = value.to_record(presented)?;
+    let account = t.user(spent.user_id)?;
+    let step = spent.rotation_step(false, value.rotated, now, account.as_ref().map(Into::into));
+    let outcome = match step {
+        RotationStep::RevokeFamily => {
+            remove_family(t, &mut batch, &value.family)?;
+            Rotation::Reused
+        }
+        RotationStep::Expire => {
+            remove_token(t, &mut batch, &presented.0, &value);
+            Rotation::Expired
+        }
+        RotationStep::Forget => {
+            remove_token(t, &mut batch, &presented.0, &value);
+            Rotation::Unknown
+        }
+        RotationStep::Rotate => {
+            value.rotated = true;
+            batch.insert(&t.refresh_tokens, presented.0.to_vec(), value.encode_to_vec());
+            let fresh = RefreshRecord {
+                hash: next,
+                expires_at_secs: next_expiry,
+                ..spent.clone()
+            };
+            insert_refresh(t, &mut batch, &fresh);
+            Rotation::Rotated(spent)
+        }
     };
     batch.commit().map_err(backend)?;
     Ok(outcome)

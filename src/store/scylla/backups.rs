@@ -12,7 +12,9 @@ use super::statements::Stmt;
 use super::time_index::BACKUP_UPLOADS;
 use super::{Inner, ScyllaStore};
 use crate::limits;
-use crate::store::{BackupCommit, BackupRow, Backups, PendingBackup, Reservation, StoreError, StoreFuture};
+use crate::store::{
+    reserved_upload, BackupCommit, BackupRow, Backups, PendingBackup, Reservation, StoreError, StoreFuture,
+};
 
 /// A backup row as read.
 type Row = (Option<i32>, Option<Uuid>, Option<i32>, Option<Uuid>, Option<i64>);
@@ -71,11 +73,8 @@ impl Inner {
     ) -> Result<Reservation, StoreError> {
         for _ in 0..limits::SCYLLA_CAS_ATTEMPTS_MAX {
             let Some(row) = self.load_backup(device).await? else {
-                let first = (expected == 0).then_some(PendingBackup {
-                    version: 1,
-                    token,
-                    started_at_ms: now_ms,
-                });
+                let outcome = BackupRow::EMPTY.reservation(expected, stale_before_ms);
+                let first = reserved_upload(&outcome, token, now_ms);
                 let values = (
                     device,
                     first.map(|p| p.version),
@@ -85,27 +84,14 @@ impl Inner {
                 if !self.cql.applied(Stmt::CreateBackup, values).await? {
                     continue;
                 }
-                return Ok(match first {
-                    Some(p) => {
-                        self.index_upload(device, &p).await?;
-                        Reservation::Reserved {
-                            version: 1,
-                            replaced: None,
-                        }
-                    }
-                    None => Reservation::VersionMismatch,
-                });
+                if let Some(p) = first {
+                    self.index_upload(device, &p).await?;
+                }
+                return Ok(outcome);
             };
-            if row.current_version != expected {
-                return Ok(Reservation::VersionMismatch);
-            }
-            if row.pending.is_some_and(|p| p.started_at_ms > stale_before_ms) {
-                return Ok(Reservation::InProgress);
-            }
-            let pending = PendingBackup {
-                version: row.current_version + 1,
-                token,
-                started_at_ms: now_ms,
+            let outcome = row.reservation(expected, stale_before_ms);
+            let Some(pending) = reserved_upload(&outcome, token, now_ms) else {
+                return Ok(outcome);
             };
             let values = (
                 pending.version,
@@ -120,10 +106,7 @@ impl Inner {
                 if let Some(old) = &row.pending {
                     self.unindex_upload(device, old).await?;
                 }
-                return Ok(Reservation::Reserved {
-                    version: pending.version,
-                    replaced: row.pending,
-                });
+                return Ok(outcome);
             }
         }
         Err(backend(Contended("backups")))

@@ -64,7 +64,7 @@ impl Inner {
     }
 
     fn deliverable(&self, sender: &Uuid, expires: i64, now: i64) -> bool {
-        expires > now && !self.is_deleted_sender(sender)
+        crate::store::deliverable(expires, now, self.is_deleted_sender(sender))
     }
 
     pub(super) async fn fetch(

@@ -93,9 +93,8 @@ impl Inner {
             return Ok(Err(UploadRejection::DeviceNotFound));
         };
         let device = device.record;
-        let takeover = up.identity.as_ref().is_some_and(|(key, _)| *key != device.identity_key);
-        let identity = up.identity.as_ref().map_or(&device.identity_key, |(key, _)| key);
-        if !verify(identity) {
+        let takeover = up.takes_over(&device.identity_key);
+        if !verify(up.signing_identity(&device.identity_key)) {
             return Ok(Err(UploadRejection::InvalidSignature));
         }
         let (deletes, inserts) = (now_micros(), now_micros() + 1);
@@ -114,13 +113,8 @@ impl Inner {
             parts
         } else {
             let stored = self.signed_prekeys(device_id).await?;
-            if let Some(current) = stored.iter().map(|k| k.key_id).max() {
-                if up.signed_prekey.key_id <= current {
-                    return Ok(Err(UploadRejection::SignedPreKeyIdNotIncreasing {
-                        new: up.signed_prekey.key_id,
-                        current,
-                    }));
-                }
+            if let Err(rejection) = up.check_signed_prekey_id(stored.iter().map(|k| k.key_id)) {
+                return Ok(Err(rejection));
             }
             self.refill_parts(device_id, &up, &stored, deletes, inserts).await?
         };

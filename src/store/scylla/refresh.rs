@@ -24,7 +24,7 @@ use super::statements::Stmt;
 use super::time_index::{TimeIndexes, REFRESH_EXPIRY};
 use super::{Inner, ScyllaStore};
 use crate::auth::refresh::TokenHash;
-use crate::store::{RefreshRecord, RefreshTokens, Rotation, StoreError, StoreFuture};
+use crate::store::{AccountGenerations, RefreshRecord, RefreshTokens, Rotation, RotationStep, StoreError, StoreFuture};
 use crate::util::time::now_secs;
 
 /// A token row as read.
@@ -191,24 +191,27 @@ impl Inner {
             Some(device) => self.load_device(device).await?.is_none(),
             None => false,
         };
-        if device_gone || self.family_revoked(token.family).await? {
-            self.remove_token(&hash, &token).await?;
-            return Ok(Rotation::Unknown);
-        }
-        if token.rotated {
-            self.revoke_family(token.family, token.expires.max(next_expiry)).await?;
-            return Ok(Rotation::Reused);
-        }
-        if token.expires < now {
-            self.remove_token(&hash, &token).await?;
-            return Ok(Rotation::Expired);
-        }
+        let orphaned = device_gone || self.family_revoked(token.family).await?;
         let spent = token.record(presented);
-        let account = self.account(token.user).await?;
-        let held = account.is_some_and(|a| a.deleted_at_ms.is_none() && spent.held_by(a.generation(), a.user_scope()));
-        if !held {
-            self.remove_token(&hash, &token).await?;
-            return Ok(Rotation::Unknown);
+        let account = self.account(token.user).await?.filter(|a| a.deleted_at_ms.is_none());
+        let generations = account.map(|a| AccountGenerations {
+            token: a.generation(),
+            user_scope: a.user_scope(),
+        });
+        match spent.rotation_step(orphaned, token.rotated, now, generations) {
+            RotationStep::Forget => {
+                self.remove_token(&hash, &token).await?;
+                return Ok(Rotation::Unknown);
+            }
+            RotationStep::RevokeFamily => {
+                self.revoke_family(token.family, token.expires.max(next_expiry)).await?;
+                return Ok(Rotation::Reused);
+            }
+            RotationStep::Expire => {
+                self.remove_token(&hash, &token).await?;
+                return Ok(Rotation::Expired);
+            }
+            RotationStep::Rotate => {}
         }
         if !self.cql.applied(Stmt::SpendRefresh, (hash,)).await? {
             self.revoke_family(token.family, token.expires.max(next_expiry)).await?;
