@@ -27,6 +27,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Condvar, Mutex, OnceLock};
+use std::thread::ThreadId;
 use std::time::Duration;
 
 /// Keyspaces in the pool.
@@ -153,30 +154,45 @@ fn spawn_reaper(cassandra: &Path, state: &Path, node: &Path) -> Result<(), NodeE
     Ok(())
 }
 
-/// Whether a test of this process holds a lease, and its release.
-static LEASED: (Mutex<bool>, Condvar) = (Mutex::new(false), Condvar::new());
+/// The thread of this process whose test holds leases, and how many; and
+/// their release.
+static LEASED: (Mutex<Option<(ThreadId, usize)>>, Condvar) = (Mutex::new(None), Condvar::new());
 
-/// This process's one lease at a time: taken before a keyspace, given back
-/// when the lease ends.
+/// This process's one test at a time on the node: taken before a keyspace,
+/// given back when the lease ends. A test may hold several leases (two
+/// servers, say), so the thread that holds it may take it again.
 struct Serial;
 
 impl Serial {
     fn take() -> Self {
         let (leased, released) = &LEASED;
-        let mut held = leased.lock().unwrap_or_else(|p| p.into_inner());
-        while *held {
-            held = released.wait(held).unwrap_or_else(|p| p.into_inner());
+        let me = std::thread::current().id();
+        let mut holder = leased.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            match *holder {
+                Some((thread, n)) if thread == me => {
+                    *holder = Some((thread, n + 1));
+                    return Serial;
+                }
+                Some(_) => holder = released.wait(holder).unwrap_or_else(|p| p.into_inner()),
+                None => {
+                    *holder = Some((me, 1));
+                    return Serial;
+                }
+            }
         }
-        *held = true;
-        Serial
     }
 }
 
 impl Drop for Serial {
     fn drop(&mut self) {
         let (leased, released) = &LEASED;
-        *leased.lock().unwrap_or_else(|p| p.into_inner()) = false;
-        released.notify_one();
+        let mut holder = leased.lock().unwrap_or_else(|p| p.into_inner());
+        *holder = match *holder {
+            Some((thread, n)) if n > 1 => Some((thread, n - 1)),
+            _ => None,
+        };
+        released.notify_all();
     }
 }
 
