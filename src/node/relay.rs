@@ -218,8 +218,9 @@ pub async fn publish_revocations_confirmed(
     let published = link
         .publish_confirmed(REVOCATIONS_CHANNEL.as_bytes().to_vec(), payloads, wait)
         .await;
+    // Redis counts this node among the receivers while it listens.
     let others = match published {
-        Ok(receivers) => receivers.saturating_sub(1),
+        Ok(receivers) => receivers.saturating_sub(usize::from(link.subscribed())),
         Err(e) => {
             confirmations.close(confirm);
             return Err(e.into());

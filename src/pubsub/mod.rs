@@ -166,6 +166,12 @@ impl Link {
         self.shared.node
     }
 
+    /// Whether the subscribing connection is up (this node hears what it
+    /// publishes on a channel it listens on).
+    pub fn subscribed(&self) -> bool {
+        self.shared.subscriber_up.load(Ordering::Acquire)
+    }
+
     /// Whether both connections are up.
     pub fn is_up(&self) -> bool {
         self.shared.publisher_up.load(Ordering::Acquire) && self.shared.subscriber_up.load(Ordering::Acquire)
