@@ -637,10 +637,10 @@ pub const PUBSUB_KEEPALIVE_MS: u64 = 1_000;
 /// looks again this often.
 pub const SEND_CLAIM_RETRY_MS: u64 = 10;
 
-/// A device deletion waits at most this long for Redis to confirm that it
-/// handed the deletion's revocations to the other nodes before it answers
-/// (past it, it answers anyway; the other nodes' periodic re-reads of the
-/// store are the backstop).
+/// A token revocation (a device or account deletion, a password change)
+/// waits at most this long for the other nodes to say they applied it before
+/// it answers (past it, it answers anyway; the other nodes' periodic
+/// re-reads of the store are the backstop).
 pub const PUBSUB_CONFIRM_TIMEOUT_MS: u64 = 2_000;
 
 /// A session waits at most this long for Redis to confirm its device's

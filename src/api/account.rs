@@ -114,7 +114,7 @@ pub async fn change_password(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Resul
         revoked: Revoked::Account(user.id, TokenFloor::Generation(changed.generation)),
         at_ms: changed.at_ms,
     };
-    ctx.app.revoke(revocation);
+    ctx.app.revoke(&[revocation]).await;
     disconnect(ctx, &changed.devices);
     ctx.count(Counter::PasswordChanges);
     let renewed = Principal {
@@ -142,7 +142,7 @@ pub async fn delete(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Respons
         revoked: Revoked::Account(user.id, TokenFloor::Deleted),
         at_ms: deletion.at_ms,
     };
-    ctx.app.revoke(revocation);
+    ctx.app.revoke(&[revocation]).await;
     disconnect(ctx, &deletion.devices);
     ctx.count(Counter::AccountsDeleted);
     ctx.local.count(Counter::DevicesDeleted, deletion.devices.len());

@@ -8,9 +8,8 @@
 //! Deleting a device closes its open gateway sockets (the reference leaves
 //! them open, silent) and revokes its credentials — every access token,
 //! refresh token and ticket of the device, and the account's user-scoped
-//! tokens issued before (a stolen device may hold one) — on this node
-//! before it answers, and on the other nodes once Redis has handed them
-//! the revocation ([`crate::node::App::revoke_confirmed`]).
+//! tokens issued before (a stolen device may hold one) — here and on every
+//! other node it reaches before it answers ([`crate::node::App::revoke`]).
 
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -145,9 +144,7 @@ pub async fn delete(ctx: &RequestCtx<'_>) -> Result<Response, ApiError> {
     let Some(deletion) = ctx.app.store.delete_device(principal.user_id, id).await? else {
         return Err(ApiError::NotFound);
     };
-    ctx.app
-        .revoke_confirmed(&deletion.revocations(principal.user_id, id))
-        .await;
+    ctx.app.revoke(&deletion.revocations(principal.user_id, id)).await;
     ctx.local.events.raise(id, DeviceEvent::Disconnect);
     let folder = backup_folder(&ctx.app.config.backup_prefix, id);
     ctx.app.blobs.delete_folder_in_background(folder);

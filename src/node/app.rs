@@ -44,21 +44,12 @@ pub struct App {
 }
 
 impl App {
-    /// Takes in a revocation decided on this node, and tells the other
-    /// nodes of it.
-    pub fn revoke(&self, revocation: Revocation) {
-        self.revocations
-            .apply(&[revocation], crate::util::time::now_micros() / 1000);
-        if let Some(link) = &self.pubsub {
-            super::relay::publish_revocation(link, &revocation);
-        }
-    }
-
-    /// Takes in revocations decided on this node, and returns once every
-    /// other node reached has applied them, or that failed or took too
-    /// long: then they learn of it from the store within their re-read
-    /// periods, and this is logged.
-    pub async fn revoke_confirmed(&self, revocations: &[Revocation]) {
+    /// Takes in revocations decided on this node (a password change, an
+    /// account or a device deletion), and returns once every other node
+    /// reached has applied them, or that failed or took too long: then they
+    /// learn of it from the store within their re-read periods, and this is
+    /// logged. The decision is answered only after this.
+    pub async fn revoke(&self, revocations: &[Revocation]) {
         self.revocations
             .apply(revocations, crate::util::time::now_micros() / 1000);
         let Some(link) = &self.pubsub else {
@@ -68,7 +59,7 @@ impl App {
         if let Err(e) = confirmed {
             tracing::warn!(
                 error = %e,
-                "could not tell the other nodes of a device deletion; they learn of it from the store"
+                "could not tell every other node of a revocation; they learn of it from the store"
             );
         }
     }

@@ -1,6 +1,6 @@
-//! Waiting for the other relay nodes to say they applied a decision taken
-//! here (a device deletion), so that it is answered only once they refuse
-//! what it revoked.
+//! Waiting for the other relay nodes to say they applied a revocation
+//! decided here (a device or account deletion, a password change), so that
+//! it is answered only once they refuse what it revoked.
 //!
 //! The deciding node opens a confirmation ([`Confirmations::open`]: an id
 //! and a receiver), publishes the decision with that id, learns from Redis

@@ -175,13 +175,6 @@ impl NodeDeliver {
     }
 }
 
-/// Tells the other nodes of a revocation decided here (queued: see
-/// [`Link::publish`]).
-pub fn publish_revocation(link: &Link, revocation: &Revocation) {
-    let relayed = RelayedRevocation::new(link.node(), revocation);
-    link.publish(REVOCATIONS_CHANNEL.as_bytes().to_vec(), relayed.encode_to_vec());
-}
-
 /// Why the other nodes may not have applied a revocation yet.
 #[derive(Debug, thiserror::Error)]
 pub enum NotConfirmed {

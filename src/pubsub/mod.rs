@@ -12,8 +12,8 @@
 //!   of truth, events only make delivery prompt.
 //!   [`Link::publish_confirmed`] sends at once and waits for Redis to
 //!   answer that it handed the messages to the subscribers, for a decision
-//!   that is answered only once the other nodes were told (a device
-//!   deletion).
+//!   that is answered only once the other nodes were told (a token
+//!   revocation).
 //! - [`Link::subscribe`] / [`Link::unsubscribe`] change the channels one
 //!   dedicated connection listens on ([`subscriber`]); what arrives goes to
 //!   the [`Deliver`] given at start, on the side runtime's thread.

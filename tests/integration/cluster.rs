@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::common::cluster::{CqlCluster, Deployment};
 use crate::common::data::{self, member, send_text, texts, Member};
 use crate::common::gateway::{ticket, Gateway, Handshake};
-use crate::common::{random_uuid, TestResult};
+use crate::common::{poll_until, random_uuid, TestResult};
 
 /// The port of the three-node Cassandra cluster (storage 17442): clear of the shared test node.
 const CQL_CLUSTER_PORT: u16 = 19_442;
@@ -129,14 +129,10 @@ fn cql_a_redis_restart_loses_nothing() -> TestResult {
 
 /// Waits until every node's `/readyz` is 200 (its Redis link is back).
 fn wait_ready(cluster: &Deployment, within: Duration) -> TestResult {
-    let deadline = Instant::now() + within;
     for node in &cluster.nodes {
-        while node.mgmt_client().get("/readyz").send()?.status != 200 {
-            if Instant::now() > deadline {
-                return Err("a node's /readyz did not come back".into());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        poll_until("a node's /readyz coming back", within, || {
+            Ok(node.mgmt_client().get("/readyz").send()?.status == 200)
+        })?;
     }
     Ok(())
 }

@@ -4,12 +4,12 @@
 //! that node's Redis link is cut (it then reads its device checks through to the store). Every
 //! test needs the CQL node, so each is named `cql_*` and is reported as skipped without one.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::cluster::{Deployment, RedisProxy};
 use crate::common::data::{self, member, send_ok, Member};
 use crate::common::wire::{error_code, Submission};
-use crate::common::{TestResult, TestServer};
+use crate::common::{poll_until, TestResult, TestServer};
 use crate::device_revocation::{bob_and_his_phone, every_authenticated_route, handshake_status, refused_everywhere};
 
 /// How many times a deletion through one node races a send through another.
@@ -18,22 +18,6 @@ const ROUNDS: usize = 50;
 /// The store re-read of revocations is pushed out of the tests' way, so what they see is the
 /// cross-node event (or, for sends, the store itself).
 const NO_BACKSTOP: [&str; 2] = ["--auth-revocation-sync-interval-secs", "3600"];
-
-/// Polls `done` every 20 ms until it holds; an error naming `what` after `within`.
-fn poll_until(
-    what: &str,
-    within: Duration,
-    mut done: impl FnMut() -> Result<bool, Box<dyn std::error::Error>>,
-) -> TestResult {
-    let deadline = Instant::now() + within;
-    while !done()? {
-        if Instant::now() > deadline {
-            return Err(format!("{what} did not happen within {within:?}").into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
-}
 
 /// Waits until the first request with `token` on `node` is refused: the event has arrived.
 fn wait_refused(node: &TestServer, token: &str, within: Duration) -> TestResult {

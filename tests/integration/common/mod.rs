@@ -29,6 +29,22 @@ pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 /// The password used for every account unless a test needs another one (≥ 12 bytes).
 pub const PASSWORD: &str = "correct horse battery";
 
+/// Polls `done` every 20 ms until it holds; an error naming `what` after `within`.
+pub fn poll_until(
+    what: &str,
+    within: std::time::Duration,
+    mut done: impl FnMut() -> Result<bool, Box<dyn std::error::Error>>,
+) -> TestResult {
+    let deadline = std::time::Instant::now() + within;
+    while !done()? {
+        if std::time::Instant::now() > deadline {
+            return Err(format!("{what} did not happen within {within:?}").into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok(())
+}
+
 /// Seconds since the Unix epoch, now.
 pub fn now_secs() -> i64 {
     std::time::SystemTime::now()
