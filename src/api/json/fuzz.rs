@@ -21,7 +21,7 @@ use crate::api::push_tokens::PushTokenRequest;
 use crate::api::routes::{parse_uuid, resolve, Resolved, ROUTE_LABELS, UNMATCHED_LABEL};
 use crate::api::sessions::{LoginRequest, RefreshRequest};
 use crate::api::users::RegistrationRequest;
-use crate::util::fuzz::{config, measure};
+use crate::util::fuzz_harness::{config, measure};
 
 /// Every field name of every body, so generated objects hit real fields.
 const FIELDS: [&str; 14] = [

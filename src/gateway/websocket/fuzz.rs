@@ -10,7 +10,7 @@ use proptest::prelude::*;
 
 use super::{FrameReader, Inbound, WsError};
 use crate::limits::{WS_CONTROL_PAYLOAD_BYTES_MAX as CONTROL_PAYLOAD_MAX, WS_READ_CHUNK_BYTES};
-use crate::util::fuzz::{bytes_from, config, measure, ready, Scripted};
+use crate::util::fuzz_harness::{bytes_from, config, measure, ready, Scripted};
 
 /// One frame as a client could write it, valid or not.
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@ use super::{Body, BodyError};
 use crate::http::request::Framing;
 use crate::http::wire::Wire;
 use crate::limits::{HTTP_CHUNK_LINE_BYTES_MAX, HTTP_FIRST_READ_BYTES, HTTP_READ_CHUNK_BYTES};
-use crate::util::fuzz::{bytes_from, config, measure, ready, Scripted};
+use crate::util::fuzz_harness::{bytes_from, config, measure, ready, Scripted};
 
 /// What follows a body on a keep-alive connection.
 const NEXT_REQUEST: &[u8] = b"GET /next HTTP/1.1\r\n\r\n";

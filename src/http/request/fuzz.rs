@@ -16,7 +16,7 @@ use proptest::prelude::*;
 use super::{parse_head, Framing, HeadError, RequestHead};
 
 use crate::http::HttpLimits;
-use crate::util::fuzz::{bytes_from, config, measure};
+use crate::util::fuzz_harness::{bytes_from, config, measure};
 
 fn limits(header_bytes_max: usize, headers_count_max: usize) -> HttpLimits {
     HttpLimits {

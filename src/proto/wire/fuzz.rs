@@ -16,7 +16,7 @@ use super::{ack_ids, submissions};
 use crate::proto::send_message_request::Submission;
 use crate::proto::web_socket_frame::Payload;
 use crate::proto::{SendMessageRequest, WebSocketFrame};
-use crate::util::fuzz::{bytes_from, config, measure};
+use crate::util::fuzz_harness::{bytes_from, config, measure};
 
 /// `--messaging-send-batch-limit`'s default.
 const BATCH_LIMIT: usize = 100;
