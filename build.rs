@@ -1,5 +1,6 @@
-//! Compiles `proto/obscura/v1/obscura.proto` with protox (a pure-Rust protobuf
-//! compiler), so a fresh machine builds with cargo alone: no system `protoc`.
+//! Compiles `proto/obscura/v1/obscura.proto` (clients) and `proto/cluster.proto`
+//! (between relay nodes) with protox (a pure-Rust protobuf compiler), so a
+//! fresh machine builds with cargo alone: no system `protoc`.
 //!
 //! Also sets a cfg for each service a test may need, where this machine has
 //! it; without it the tests that need it are reported ignored, never passed
@@ -7,7 +8,10 @@
 //! - `cql_node`: a CQL node (the `OBSCURA_TEST_CQL_NODES` variable, or a
 //!   Cassandra build in `../shared/cassandra` or `OBSCURA_TEST_CASSANDRA_DIR`);
 //! - `moto`: the S3 stand-in (`python3 -m moto.server`), for the S3 tests;
-//! - `redis_server`: `redis-server` on `PATH`, for the tests of several nodes.
+//! - `redis_server`: `redis-server` on `PATH`, for the tests of several nodes;
+//! - `old_relay`: a relay binary of the previous release at
+//!   `OBSCURA_TEST_OLD_RELAY`, for the rolling-deploy test (`.ci/run` builds
+//!   it from the commit it pins).
 //!
 //! Each is watched where it exists; a service installed later is seen after
 //! `touch build.rs` (README "The two commands").
@@ -16,9 +20,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto = "proto/obscura/v1/obscura.proto";
-    println!("cargo:rerun-if-changed={proto}");
-    let descriptors = protox::compile([proto], ["proto"])?;
+    let protos = ["proto/obscura/v1/obscura.proto", "proto/cluster.proto"];
+    for proto in protos {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    let descriptors = protox::compile(protos, ["proto"])?;
     prost_build::Config::new().bytes(["."]).compile_fds(descriptors)?;
 
     println!("cargo:rustc-check-cfg=cfg(cql_node)");
@@ -38,6 +44,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     provide("moto", moto_package());
     provide("redis_server", on_path("redis-server"));
+    println!("cargo:rerun-if-env-changed=OBSCURA_TEST_OLD_RELAY");
+    let old_relay = std::env::var_os("OBSCURA_TEST_OLD_RELAY").map(PathBuf::from);
+    provide("old_relay", old_relay.filter(|path| path.is_file()));
     Ok(())
 }
 

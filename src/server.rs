@@ -39,12 +39,13 @@ use crate::http::listener::{accept_loop, Serving};
 use crate::http::HttpLimits;
 use crate::limits;
 use crate::metrics::Metrics;
+use crate::node::cluster_inbox::ClusterInbox;
 use crate::node::confirmations::Confirmations;
-use crate::node::relay::{node_channel, NodeDeliver, REVOCATIONS_CHANNEL};
 use crate::node::revocations::{self, Revocations};
 use crate::node::{App, ShardLocal};
 use crate::offload::side_runtime::SideRuntime;
 use crate::offload::workers::WorkerPool;
+use crate::proto::cluster::Channel;
 use crate::pubsub::{self, Link, LinkOptions, PubSubError};
 use crate::push::fcm::FcmSetupError;
 use crate::push::worker::Pusher;
@@ -167,15 +168,15 @@ fn start_link(
         return Ok(None);
     };
     let node = pubsub::new_node_id();
-    let cluster = Cluster::new(node, mesh.clone());
+    let cluster = Cluster::new(mesh.clone());
     let options = LinkOptions {
         url: url.clone(),
         node,
         min_backoff: Duration::from_secs(config.pubsub_min_backoff_secs),
         max_backoff: Duration::from_secs(config.pubsub_max_backoff_secs),
-        channels: vec![REVOCATIONS_CHANNEL.as_bytes().to_vec(), node_channel(node)],
+        channels: Channel::node_wide(node).iter().map(Channel::name).collect(),
     };
-    let deliver = NodeDeliver {
+    let deliver = ClusterInbox {
         node,
         cluster: cluster.clone(),
         revocations: revocations.clone(),

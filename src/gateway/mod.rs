@@ -7,7 +7,8 @@
 //! device's owner shard keeps its [`presence`] in its [`hub`] and fans
 //! each event out to the shards that hold the device's sockets. With
 //! several relay nodes, [`cluster_bus`] also relays every event over Redis
-//! ([`crate::pubsub`]) to the nodes that hold the device's sockets.
+//! ([`crate::pubsub`]) to the nodes that hold the device's sockets, as the
+//! device's news on the wire ([`news_wire`]).
 //!
 //! A socket stays on the shard that accepted it. The mesh carries gateway
 //! work only: presence, fan-out, and the server's shutdown signal.
@@ -19,6 +20,7 @@ pub mod delivery;
 pub mod events;
 pub mod hub;
 pub mod mesh_bus;
+pub mod news_wire;
 pub mod presence;
 pub mod session;
 pub mod signal;

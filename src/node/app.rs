@@ -14,6 +14,7 @@ use crate::auth::tokens::TokenKeys;
 use crate::blob::Blobs;
 use crate::config::Config;
 use crate::metrics::{Metrics, ShardMetrics};
+use crate::proto::cluster::job_lease;
 use crate::pubsub::Link;
 use crate::store::Revocation;
 use crate::store::Store;
@@ -55,7 +56,7 @@ impl App {
         let Some(link) = &self.pubsub else {
             return;
         };
-        let confirmed = super::relay::publish_revocations_confirmed(link, &self.confirmations, revocations).await;
+        let confirmed = super::revocation_broadcast::publish_confirmed(link, &self.confirmations, revocations).await;
         if let Err(e) = confirmed {
             tracing::warn!(
                 error = %e,
@@ -66,7 +67,7 @@ impl App {
 
     /// Whether this node runs the periodic job `job` this period. A node
     /// alone always does; with a pub/sub link, only the node that takes
-    /// the job's lease (`obscura:job:<job>`, held for nine tenths of
+    /// the job's lease ([`job_lease`], held for nine tenths of
     /// `period`) does, so a deployment runs each clean-up once per period,
     /// not once per node. Every such job is idempotent, so when Redis
     /// cannot be asked the node runs it anyway: twice is only more work,
@@ -75,7 +76,7 @@ impl App {
         let Some(link) = &self.pubsub else {
             return true;
         };
-        match link.claim(format!("obscura:job:{job}"), period.mul_f64(0.9)).await {
+        match link.claim(job_lease(job), period.mul_f64(0.9)).await {
             Ok(won) => won,
             Err(e) => {
                 tracing::debug!(error = %e, job, "job lease unavailable; running the job here");

@@ -9,9 +9,10 @@
 //! jobs and the API that use it.
 
 pub mod app;
+pub mod cluster_inbox;
 pub mod confirmations;
 pub mod known_devices;
-pub mod relay;
+pub mod revocation_broadcast;
 pub mod revocations;
 pub mod send_claims;
 pub mod shard_local;

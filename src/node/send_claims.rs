@@ -2,7 +2,7 @@
 //! store makes a repeat that arrives while the first send is in flight
 //! wait for the first's answer; with several nodes a repeat can land on
 //! another node, so a send first takes a lease on its key in Redis
-//! (`obscura:send:<device>:<key>`, [`crate::pubsub::Link::claim`]), and a
+//! ([`send_lease`], [`crate::pubsub::Link::claim`]), and a
 //! repeat that finds it taken waits until it is given up (the first send's
 //! answer is stored by then, and the repeat gets it from the store) — at
 //! most the standard request timeout, after which it goes on: the store's
@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use super::app::App;
 use crate::limits;
+use crate::proto::cluster::send_lease;
 use crate::pubsub::Link;
 
 /// A held lease; given up when dropped.
@@ -39,7 +40,7 @@ impl App {
         let Some(link) = &self.pubsub else {
             return SendClaim { held: None };
         };
-        let name = format!("obscura:send:{device}:{key}");
+        let name = send_lease(device, key);
         let timeout = self.config.request_timeout();
         let until = Instant::now() + timeout;
         while Instant::now() < until {

@@ -2,12 +2,14 @@
 //! (`--pubsub-url`), driven from the side runtime
 //! ([`crate::offload::side_runtime`]); shards never wait on it except to
 //! subscribe. It knows channels and bytes, nothing of devices or events
-//! (the gateway's cluster bus gives them meaning).
+//! (the names and messages are [`crate::proto::cluster`]'s; the node's
+//! cluster inbox gives them meaning).
 //!
 //! - [`Link::publish`] queues a message and never waits; one task sends
 //!   the queue in pipelines ([`publisher`]). A message that cannot be sent
 //!   (the queue is full, Redis is down) is lost — then, once the link is
-//!   back, this node publishes on the resync channel so that every node
+//!   back, this node publishes a resync request
+//!   ([`crate::proto::cluster::NodeMessage::Resync`]) so that every node
 //!   has its sessions read their mailboxes again: the store is the source
 //!   of truth, events only make delivery prompt.
 //!   [`Link::publish_confirmed`] sends at once and waits for Redis to
@@ -42,10 +44,6 @@ use self::backoff::Backoff;
 use crate::limits;
 use crate::offload::side_runtime::{SideRuntime, SideRuntimeGone};
 
-/// The channel on which a node that lost publishes asks every node to
-/// have its sessions read their mailboxes again.
-pub const RESYNC_CHANNEL: &str = "obscura:resync";
-
 /// Why the link could not start or a command failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -69,8 +67,7 @@ pub enum PubSubError {
 
 /// Where subscribed messages go; called on the side runtime's thread.
 pub trait Deliver: Send + Sync + 'static {
-    /// A message arrived on `channel` (a subscribed one, or the resync
-    /// channel: then `payload` names the node that asks).
+    /// A message arrived on `channel` (a subscribed one).
     fn message(&self, channel: &[u8], payload: &[u8]);
     /// The subscription is down, or not up yet: messages are being missed
     /// until [`Deliver::resync`].
@@ -92,7 +89,8 @@ pub struct LinkOptions {
     /// Longest wait between reconnects.
     pub max_backoff: Duration,
     /// Channels listened on for the node's whole life (subscribed with
-    /// the first connection, before [`Deliver::resync`]).
+    /// the first connection, before [`Deliver::resync`]); they include the
+    /// one resync requests come on.
     pub channels: Vec<Vec<u8>>,
 }
 

@@ -15,8 +15,9 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
 
 use super::backoff::Backoff;
-use super::{Shared, RESYNC_CHANNEL};
+use super::Shared;
 use crate::limits;
+use crate::proto::cluster::NodeMessage;
 
 /// Runs until every [`super::Link`] is dropped.
 pub(crate) async fn run(
@@ -62,7 +63,7 @@ async fn publish_until_failure(
     let mut batch = Vec::with_capacity(limits::PUBSUB_PIPELINE_MAX);
     loop {
         if shared.lost.swap(false, Ordering::AcqRel) {
-            batch.push((RESYNC_CHANNEL.as_bytes().to_vec(), shared.node.to_le_bytes().to_vec()));
+            batch.push(NodeMessage::Resync { origin: shared.node }.encode());
         }
         if batch.is_empty() {
             let keepalive = std::time::Duration::from_millis(limits::PUBSUB_KEEPALIVE_MS);

@@ -1,5 +1,5 @@
-//! The subscribing task: one dedicated connection listening on the resync
-//! channel, the node's own channels and every channel subscribed through
+//! The subscribing task: one dedicated connection listening on the node's
+//! own channels (the resync channel among them) and every channel subscribed through
 //! [`super::Link`]. It keeps the set of channels itself, so a reconnect
 //! subscribes them all again. It calls [`super::Deliver::lost`] before the
 //! first connection and whenever one fails, and
@@ -17,7 +17,7 @@ use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::mpsc;
 
 use super::backoff::Backoff;
-use super::{Control, Deliver, Shared, RESYNC_CHANNEL};
+use super::{Control, Deliver, Shared};
 
 /// Runs until every [`super::Link`] is dropped.
 pub(crate) async fn run(
@@ -53,7 +53,7 @@ pub(crate) async fn run(
     }
 }
 
-/// A new connection listening on the resync channel and `channels`.
+/// A new connection listening on `channels`.
 async fn connect(client: &redis::Client, channels: &HashSet<Vec<u8>>) -> Option<(PubSubSink, PubSubStream)> {
     let pubsub = match client.get_async_pubsub().await {
         Ok(p) => p,
@@ -63,8 +63,7 @@ async fn connect(client: &redis::Client, channels: &HashSet<Vec<u8>>) -> Option<
         }
     };
     let (mut sink, stream) = pubsub.split();
-    let mut all: Vec<&[u8]> = channels.iter().map(Vec::as_slice).collect();
-    all.push(RESYNC_CHANNEL.as_bytes());
+    let all: Vec<&[u8]> = channels.iter().map(Vec::as_slice).collect();
     match sink.subscribe(all).await {
         Ok(()) => Some((sink, stream)),
         Err(e) => {

@@ -37,6 +37,7 @@ mod push;
 mod rate_limit;
 mod restart;
 mod retention;
+mod rolling_deploy;
 mod scopes;
 mod sessions;
 mod signing_keys;

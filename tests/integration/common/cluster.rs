@@ -5,7 +5,7 @@
 //! cut that relay's link alone.
 
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -126,9 +126,14 @@ impl Deployment {
     /// Starts one more relay of the deployment, with `extra` after the deployment's flags (a
     /// later flag wins: `--pubsub-url` through a `RedisProxy`, say).
     pub fn add_node(&mut self, extra: &[&str]) -> Res<()> {
+        self.add_node_from(Path::new(env!("CARGO_BIN_EXE_obscura-relay")), extra)
+    }
+
+    /// As [`Deployment::add_node`], running `binary` (another release: a rolling deploy).
+    pub fn add_node_from(&mut self, binary: &Path, extra: &[&str]) -> Res<()> {
         let args = self.node_args(extra);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let node = TestServer::start_beside(&self.nodes[0], &args)?;
+        let node = TestServer::start_beside_from(&self.nodes[0], binary, &args)?;
         self.nodes.push(node);
         Ok(())
     }

@@ -99,6 +99,8 @@ pub fn scylla_args(lease: &cql_node::Lease) -> Result<Vec<String>, Box<dyn std::
 }
 
 pub struct TestServer {
+    /// The relay binary it runs: this build's, or another release's for a rolling deploy.
+    binary: PathBuf,
     child: Option<Child>,
     /// Set once we have signalled the child ourselves, so an exit is expected.
     signalled: bool,
@@ -153,8 +155,18 @@ impl TestServer {
     /// Starts another relay of `first`'s deployment: the same store (its keyspace, nothing
     /// emptied; `first` keeps the lease), its own data dir, `extra` after the defaults.
     pub fn start_beside(first: &TestServer, extra: &[&str]) -> Result<Self, Box<dyn std::error::Error>> {
+        Self::start_beside_from(first, &first.binary, extra)
+    }
+
+    /// As [`TestServer::start_beside`], running `binary` (another release of the relay).
+    pub fn start_beside_from(
+        first: &TestServer,
+        binary: &Path,
+        extra: &[&str],
+    ) -> Result<Self, Box<dyn std::error::Error>> {
         let mut server = Self::unstarted(None, Vec::new(), extra)?;
         server.store_args = first.store_args.clone();
+        server.binary = binary.to_path_buf();
         server.spawn()?;
         Ok(server)
     }
@@ -185,6 +197,7 @@ impl TestServer {
             None => Vec::new(),
         };
         Ok(TestServer {
+            binary: PathBuf::from(env!("CARGO_BIN_EXE_obscura-relay")),
             child: None,
             signalled: false,
             with_secret: true,
@@ -227,7 +240,7 @@ impl TestServer {
         }
         let log = OpenOptions::new().create(true).append(true).open(self.log_path())?;
         let log_err = log.try_clone()?;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_obscura-relay"));
+        let mut cmd = Command::new(&self.binary);
         cmd.args(default_args(self.with_secret))
             .arg("--data-dir")
             .arg(self.data_dir())
