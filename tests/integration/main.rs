@@ -20,6 +20,7 @@ mod bodies;
 mod bundles;
 mod cluster;
 mod cluster_deletions;
+mod cluster_races;
 mod cql_store;
 mod crash;
 mod delivery;

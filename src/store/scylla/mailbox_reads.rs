@@ -153,16 +153,14 @@ impl Inner {
     }
 
     /// Moves the floor up to the first deliverable message (or the
-    /// watermark), but never into the late-commit window, where another
-    /// relay node's append may still land; drops the buckets wholly below.
+    /// watermark), within [`Inner::set_floor`]'s clamp.
     pub(super) async fn advance_floor(&self, device: Uuid) -> Result<(), StoreError> {
         let (heads, cap, buckets, floor) = self.heads(device, true).await?;
         let now = now_secs();
         let first = heads
             .iter()
             .find(|(_, sender, expires)| self.deliverable(sender, *expires, now));
-        let settled = self.positions.horizon().saturating_sub(self.late_commit_window());
-        let new = first.map_or(cap, |(seq, _, _)| *seq).min(settled);
+        let new = first.map_or(cap, |(seq, _, _)| *seq);
         self.set_floor(device, new, floor, &buckets).await
     }
 
@@ -179,7 +177,13 @@ impl Inner {
         )
     }
 
+    /// Moves the floor from `old` up to `new`, but never into the
+    /// late-commit window, where another relay node's append may still
+    /// land below `new`; drops the buckets wholly below. Every floor move
+    /// (acks and the sweep) goes through here.
     async fn set_floor(&self, device: Uuid, new: u64, old: u64, buckets: &[i64]) -> Result<(), StoreError> {
+        let settled = self.positions.horizon().saturating_sub(self.late_commit_window());
+        let new = new.min(settled);
         if new <= old {
             return Ok(());
         }
