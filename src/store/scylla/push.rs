@@ -151,8 +151,8 @@ impl Inner {
         Ok(leased)
     }
 
-    /// Leases one device's job if it is due and has a token; a job without
-    /// a token is removed.
+    /// Leases one device's job if it is due, has a token and no node holds
+    /// an unexpired lease on it; a job without a token is removed.
     async fn lease_one(&self, device: Uuid, now_ms: u64, until_ms: u64) -> Result<Option<String>, StoreError> {
         if self.pending(device).await?.is_none_or(|due| due > now_ms) {
             return Ok(None);
@@ -163,6 +163,11 @@ impl Inner {
         };
         let current = self.cql.first::<(Option<i64>,)>(Stmt::SelectLease, (device,)).await?;
         let current = current.and_then(|(l,)| l);
+        // Another node holds the job (it read it as due too, and leased it
+        // first; the job moves to the lease's end after the claim).
+        if current.is_some_and(|until| until > ms(now_ms)) {
+            return Ok(None);
+        }
         if !self
             .cql
             .applied(Stmt::ClaimLease, (ms(until_ms), device, current))
