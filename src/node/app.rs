@@ -77,7 +77,8 @@ impl App {
             return true;
         };
         match link.claim(job_lease(job), period.mul_f64(0.9)).await {
-            Ok(won) => won,
+            // Held until it runs out: the job runs once per period.
+            Ok(lease) => lease.is_some(),
             Err(e) => {
                 tracing::debug!(error = %e, job, "job lease unavailable; running the job here");
                 true

@@ -17,17 +17,17 @@ use uuid::Uuid;
 use super::app::App;
 use crate::limits;
 use crate::proto::cluster::send_lease;
-use crate::pubsub::Link;
+use crate::pubsub::{Lease, Link};
 
 /// A held lease; given up when dropped.
 pub struct SendClaim {
-    held: Option<(Link, String)>,
+    held: Option<(Link, Lease)>,
 }
 
 impl Drop for SendClaim {
     fn drop(&mut self) {
-        if let Some((link, key)) = self.held.take() {
-            link.release(key);
+        if let Some((link, lease)) = self.held.take() {
+            link.release(lease);
         }
     }
 }
@@ -45,12 +45,12 @@ impl App {
         let until = Instant::now() + timeout;
         while Instant::now() < until {
             match link.claim(name.clone(), timeout).await {
-                Ok(true) => {
+                Ok(Some(lease)) => {
                     return SendClaim {
-                        held: Some((link.clone(), name)),
+                        held: Some((link.clone(), lease)),
                     }
                 }
-                Ok(false) => monoio::time::sleep(Duration::from_millis(limits::SEND_CLAIM_RETRY_MS)).await,
+                Ok(None) => monoio::time::sleep(Duration::from_millis(limits::SEND_CLAIM_RETRY_MS)).await,
                 // Without Redis, the store's deduplication alone must do.
                 Err(_) => break,
             }

@@ -22,8 +22,11 @@
 //!   [`Deliver::lost`] says the subscription is down (or not up yet), so
 //!   messages are being missed; [`Deliver::resync`], each time it is up
 //!   again, that messages may have been missed meanwhile.
-//! - [`Link::claim`] takes a short lease (`SET key node NX PX ttl`): the
+//! - [`Link::claim`] takes a short lease (`SET key <random> NX PX ttl`): the
 //!   jobs that must not run on two nodes at once take one first.
+//!   [`Link::release`] gives it up only if it is still this claim's (a
+//!   compare-and-delete), never a lease another claim took after this one
+//!   ran out.
 //!
 //! Both connections reconnect with exponential backoff between
 //! `--pubsub-min-backoff-secs` and `--pubsub-max-backoff-secs`
@@ -43,6 +46,19 @@ use tokio::sync::{mpsc, oneshot};
 use self::backoff::Backoff;
 use crate::limits;
 use crate::offload::side_runtime::{SideRuntime, SideRuntimeGone};
+
+/// Deletes `KEYS[1]` only while it holds `ARGV[1]`: a lease is given up
+/// only by the claim that took it.
+const COMPARE_AND_DELETE: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+
+/// A lease taken by [`Link::claim`]: its key and the random mark its value
+/// holds, which only this claim knows.
+#[derive(Debug)]
+pub struct Lease {
+    key: String,
+    mark: u64,
+}
 
 /// Why the link could not start or a command failed.
 #[derive(Debug, thiserror::Error)]
@@ -235,33 +251,42 @@ impl Link {
         let _ = self.control.send(Control::Unsubscribe(channel));
     }
 
-    /// Takes the lease `key` for `ttl` if nobody holds it: whether this
-    /// node got it.
-    pub async fn claim(&self, key: String, ttl: Duration) -> Result<bool, PubSubError> {
+    /// Takes the lease `key` for `ttl` if nobody holds it: the lease, if
+    /// this claim got it.
+    pub async fn claim(&self, key: String, ttl: Duration) -> Result<Option<Lease>, PubSubError> {
         let mut connection = self.connection()?;
-        let node = self.shared.node;
+        let mark = new_node_id();
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let name = key.clone();
         let set = self.side.run(async move {
             redis::cmd("SET")
-                .arg(key)
-                .arg(node)
+                .arg(name)
+                .arg(mark)
                 .arg("NX")
                 .arg("PX")
                 .arg(millis)
                 .query_async::<Option<String>>(&mut connection)
                 .await
         });
-        Ok(set.await?.map_err(PubSubError::Command)?.is_some())
+        let won = set.await?.map_err(PubSubError::Command)?.is_some();
+        Ok(won.then_some(Lease { key, mark }))
     }
 
-    /// Gives up the lease `key` (in the background; a lease that cannot be
-    /// deleted ends with its time to live).
-    pub fn release(&self, key: String) {
+    /// Gives up `lease` if it is still the one this claim took (in the
+    /// background; a lease that cannot be deleted ends with its time to
+    /// live).
+    pub fn release(&self, lease: Lease) {
         let Ok(mut connection) = self.connection() else {
             return;
         };
         self.side.spawn(async move {
-            let _ = redis::cmd("DEL").arg(key).query_async::<()>(&mut connection).await;
+            let _ = redis::cmd("EVAL")
+                .arg(COMPARE_AND_DELETE)
+                .arg(1)
+                .arg(lease.key)
+                .arg(lease.mark)
+                .query_async::<i64>(&mut connection)
+                .await;
         });
     }
 
@@ -280,11 +305,112 @@ impl Link {
     }
 }
 
-/// A random non-zero name for this process.
+/// A random non-zero name for this process (or for one lease).
 pub fn new_node_id() -> u64 {
     let mut bytes = [0u8; 8];
     if getrandom::fill(&mut bytes).is_err() {
         bytes = u64::from(std::process::id()).to_le_bytes();
     }
     u64::from_le_bytes(bytes).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{TcpListener, TcpStream};
+    use std::process::{Child, Command, Stdio};
+    use std::time::Instant;
+
+    use super::*;
+    use crate::shard::runtime::{block_on, ChosenDriver};
+
+    /// A loopback `redis-server` of this test's own, stopped when dropped.
+    struct RedisServer(Child, u16);
+
+    impl RedisServer {
+        fn start() -> Self {
+            let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+                .args(["--appendonly", "no"])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "redis-server did not listen");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Self(child, port)
+        }
+    }
+
+    impl Drop for RedisServer {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    struct Nowhere;
+
+    impl Deliver for Nowhere {
+        fn message(&self, _: &[u8], _: &[u8]) {}
+        fn lost(&self) {}
+        fn resync(&self) {}
+    }
+
+    fn link(redis: &RedisServer, side: &SideRuntime) -> Link {
+        let options = LinkOptions {
+            url: format!("redis://127.0.0.1:{}", redis.1),
+            node: new_node_id(),
+            min_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(50),
+            channels: vec![b"obscura:test".to_vec()],
+        };
+        Link::start(&options, side.clone(), Arc::new(Nowhere)).unwrap()
+    }
+
+    /// Goal: a lease is given up only by the claim that took it (review
+    /// item 2 of issue 21: the release was an unconditional `DEL`, so a
+    /// send whose lease had run out removed the lease a repeat on another
+    /// node had taken since, and a third try went ahead beside the
+    /// second). Method: A's lease runs out, B takes the key, A releases its
+    /// old lease: B's must hold; then B's release frees the key.
+    #[test]
+    #[cfg_attr(not(redis_server), ignore = "needs redis-server")]
+    fn a_lease_is_released_only_by_its_own_claim() {
+        let redis = RedisServer::start();
+        let side = SideRuntime::start().unwrap();
+        let (a, b) = (link(&redis, &side), link(&redis, &side));
+        block_on(ChosenDriver::Epoll, async {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !(a.is_up() && b.is_up()) {
+                assert!(Instant::now() < deadline, "links did not come up");
+                monoio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let key = || "obscura:test:lease".to_string();
+            let short = Duration::from_millis(100);
+            let old = a.claim(key(), short).await.unwrap().expect("a free key");
+            assert!(b.claim(key(), short).await.unwrap().is_none(), "held by A");
+            monoio::time::sleep(Duration::from_millis(200)).await;
+            let taken = b
+                .claim(key(), Duration::from_secs(30))
+                .await
+                .unwrap()
+                .expect("A's ran out");
+            a.release(old);
+            monoio::time::sleep(Duration::from_millis(200)).await;
+            assert!(
+                a.claim(key(), short).await.unwrap().is_none(),
+                "A's stale release freed B's lease"
+            );
+            b.release(taken);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while a.claim(key(), short).await.unwrap().is_none() {
+                assert!(Instant::now() < deadline, "B's release did not free the key");
+                monoio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .unwrap();
+    }
 }
