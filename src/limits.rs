@@ -620,6 +620,23 @@ pub const HEALTH_DB_TIMEOUT_MS: u64 = 2000;
 /// for): a few seconds of a busy node's events while its link reconnects.
 pub const PUBSUB_PUBLISH_QUEUE_MAX: usize = 16_384;
 
+/// Events from other nodes held for a shard whose inbox is full, handed on
+/// by one thread as room frees (beyond them, the shard's sessions read
+/// their mailboxes again once there is room: nothing is lost, only late).
+pub const PUBSUB_OVERFLOW_MAX: usize = 4096;
+
+/// The overflow thread looks this often for a shard owed its re-read.
+pub const PUBSUB_OVERFLOW_CHECK_MS: u64 = 50;
+
+/// A resync (events from other nodes may have been lost) sends this many
+/// sessions of a shard to the store per [`RESYNC_TICK_MS`]: 50,000 a second
+/// per shard, so a shard's re-reads spread over a second or two instead of
+/// reaching the store at once.
+pub const RESYNC_SESSIONS_PER_TICK: usize = 500;
+
+/// See [`RESYNC_SESSIONS_PER_TICK`].
+pub const RESYNC_TICK_MS: u64 = 10;
+
 /// Publishes sent in one pipeline (one round trip to Redis).
 pub const PUBSUB_PIPELINE_MAX: usize = 256;
 

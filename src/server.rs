@@ -168,7 +168,7 @@ fn start_link(
         return Ok(None);
     };
     let node = pubsub::new_node_id();
-    let cluster = Cluster::new(mesh.clone());
+    let cluster = Cluster::new(mesh.clone()).map_err(io_err("starting the overflow thread"))?;
     let options = LinkOptions {
         url: url.clone(),
         node,

@@ -18,7 +18,10 @@
 //! its mailbox after its cursor again ([`Hub::resync_all`]).
 
 use std::collections::HashMap;
+use std::io;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use uuid::Uuid;
 
@@ -32,23 +35,31 @@ use crate::offload::oneshot::Canceled;
 use crate::proto::cluster::{Arrival as WireArrival, Channel, DeviceNews, NodeMessage};
 use crate::pubsub::Link;
 use crate::shard::mesh::{Job, Mesh};
+use crate::shard::overflow::{MakeUp, Overflow};
 use crate::shard::ShardId;
 
 /// The part of the cluster bus shared by every shard of the process: who
 /// holds which device's sockets, and where events from the link go.
 pub struct Cluster {
-    mesh: Arc<Mesh<Hub>>,
+    shards: usize,
+    /// How jobs reach the shards from the side runtime, which never waits.
+    overflow: Overflow<Hub>,
     /// Per device with sockets here: the shards holding them, with counts.
     holders: Mutex<HashMap<Uuid, Vec<(ShardId, usize)>>>,
 }
 
 impl Cluster {
-    /// The cluster state of the process whose shards share `mesh`.
-    pub fn new(mesh: Arc<Mesh<Hub>>) -> Arc<Self> {
-        Arc::new(Self {
-            mesh,
+    /// The cluster state of the process whose shards share `mesh`. A shard
+    /// whose inbox and overflow are full is owed a re-read of every
+    /// session's mailbox ([`Overflow`]).
+    pub fn new(mesh: Arc<Mesh<Hub>>) -> io::Result<Arc<Self>> {
+        let check = Duration::from_millis(limits::PUBSUB_OVERFLOW_CHECK_MS);
+        let make_up: MakeUp<Hub> = Box::new(|| Box::new(|hub: Rc<Hub>| hub.resync_all()));
+        Ok(Arc::new(Self {
+            shards: mesh.shards(),
+            overflow: Overflow::start(mesh, limits::PUBSUB_OVERFLOW_MAX, check, make_up)?,
             holders: Mutex::default(),
-        })
+        }))
     }
 
     fn holders(&self) -> MutexGuard<'_, HashMap<Uuid, Vec<(ShardId, usize)>>> {
@@ -87,14 +98,11 @@ impl Cluster {
         last
     }
 
-    /// Hands `job` to `shard` from the side runtime's thread; a full inbox
-    /// (rare: it holds thousands of jobs) is waited for on a thread of its
-    /// own, so the side runtime never blocks.
+    /// Hands `job` to `shard` from the side runtime's thread, which never
+    /// waits: a full inbox (rare: it holds thousands of jobs) is waited for
+    /// by the overflow's one thread.
     fn send(&self, shard: ShardId, job: Job<Hub>) {
-        if let Err(job) = self.mesh.try_push(shard, job) {
-            let mesh = self.mesh.clone();
-            std::thread::spawn(move || mesh.push_blocking(shard, job));
-        }
+        self.overflow.send(shard, job);
     }
 }
 
@@ -118,7 +126,7 @@ impl Cluster {
     /// Events may have been lost: every session reads its mailbox again.
     pub fn resync(&self) {
         tracing::info!("events may have been lost: every session reads its mailbox again");
-        for shard in 0..self.mesh.shards() {
+        for shard in 0..self.shards {
             self.send(shard, Box::new(|hub| hub.resync_all()));
         }
     }

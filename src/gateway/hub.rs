@@ -16,6 +16,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use uuid::Uuid;
 
@@ -23,8 +24,10 @@ use super::events::{Arrival, DeviceEvent};
 use super::presence::{Presence, SessionRef};
 use super::signal::SessionSignal;
 use crate::config::Config;
+use crate::limits;
 use crate::metrics::{Counter, Metrics};
 use crate::shard::mesh::{Job, Mesh};
+use crate::shard::pacing::pace;
 use crate::shard::shutdown::Shutdown;
 use crate::shard::{placement, ShardId};
 use crate::store::Store;
@@ -152,12 +155,13 @@ impl Hub {
     }
 
     /// Every session of this shard reads the store after its cursor
-    /// (events may have been lost).
+    /// (events may have been lost): [`limits::RESYNC_SESSIONS_PER_TICK`]
+    /// of them every [`limits::RESYNC_TICK_MS`], so a resync of a node with
+    /// many sockets does not send them all to the store at once.
     pub fn resync_all(&self) {
         let signals: Vec<Rc<SessionSignal>> = self.sessions.borrow().values().cloned().collect();
-        for signal in signals {
-            signal.stale();
-        }
+        let tick = Duration::from_millis(limits::RESYNC_TICK_MS);
+        pace(signals, limits::RESYNC_SESSIONS_PER_TICK, tick, |signal| signal.stale());
     }
 
     /// On the owner shard of `device`: records an open session of it.

@@ -1,5 +1,7 @@
 //! Shards: one pinned monoio runtime per core ([`runtime`]), the placement
-//! of devices on them ([`placement`]), the mesh between them ([`mesh`]),
+//! of devices on them ([`placement`]), the mesh between them ([`mesh`]) and
+//! its bounded overflow for threads that must not block ([`overflow`]),
+//! work spread over ticks ([`pacing`]),
 //! each shard's shutdown signal ([`shutdown`]), and how a periodic job
 //! runs on a shard ([`periodic`]).
 //!
@@ -7,6 +9,8 @@
 //! timers, the mesh or a [`crate::offload::oneshot`].
 
 pub mod mesh;
+pub mod overflow;
+pub mod pacing;
 pub mod periodic;
 pub mod placement;
 pub mod runtime;
