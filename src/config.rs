@@ -540,18 +540,13 @@ pub enum StoreAction {
 }
 
 /// A CQL consistency level (`--scylla-consistency`), written as CQL spells
-/// it (`LOCAL_QUORUM`) or in lower case with dashes (`local-quorum`).
+/// it (`LOCAL_QUORUM`) or in lower case with dashes (`local-quorum`). Only
+/// levels whose reads and writes overlap are offered: below a quorum (`ONE`,
+/// `TWO`, `THREE`, `LOCAL_ONE`) a read may miss an acknowledged write, so a
+/// message could be skipped, and the late-commit window (docs/ARCHITECTURE.md)
+/// and every check-then-act assume it cannot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CqlConsistency {
-    /// ONE
-    #[value(alias = "ONE")]
-    One,
-    /// TWO
-    #[value(alias = "TWO")]
-    Two,
-    /// THREE
-    #[value(alias = "THREE")]
-    Three,
     /// QUORUM
     #[value(alias = "QUORUM")]
     Quorum,
@@ -564,9 +559,6 @@ pub enum CqlConsistency {
     /// EACH_QUORUM
     #[value(alias = "EACH_QUORUM")]
     EachQuorum,
-    /// LOCAL_ONE
-    #[value(alias = "LOCAL_ONE")]
-    LocalOne,
 }
 
 /// The ScyllaDB store's options (`--store scylla`); every one also applies
@@ -593,12 +585,12 @@ pub struct ScyllaConfig {
     /// over --scylla-replication-factor when given.
     #[arg(long, env = "OBSCURA_SCYLLA_REPLICATION_DATACENTERS", global = true)]
     pub scylla_replication_datacenters: Option<String>,
-    /// Datacenter whose nodes serve requests first (with LOCAL_* levels).
+    /// Datacenter whose nodes serve requests first (with LOCAL_QUORUM).
     #[arg(long, env = "OBSCURA_SCYLLA_LOCAL_DATACENTER", global = true)]
     pub scylla_local_datacenter: Option<String>,
     /// Consistency of every read and write; a send is answered only once its
     /// writes are acknowledged at this level. Checks-then-acts use the
-    /// matching serial level (LOCAL_SERIAL for LOCAL_* levels, else SERIAL).
+    /// matching serial level (LOCAL_SERIAL under LOCAL_QUORUM, else SERIAL).
     #[arg(long, env = "OBSCURA_SCYLLA_CONSISTENCY", value_enum, default_value_t = CqlConsistency::LocalQuorum, global = true)]
     pub scylla_consistency: CqlConsistency,
     /// User name (PasswordAuthenticator); none: no authentication.
@@ -861,6 +853,23 @@ mod tests {
 
     fn parse(extra: &[&str]) -> Config {
         Config::parse_from(std::iter::once("obscura-relay").chain(extra.iter().copied()))
+    }
+
+    /// Goal: a consistency level below a quorum is refused at start, with
+    /// the levels that are accepted (review item 5 of issue 21).
+    #[test]
+    fn consistency_below_a_quorum_is_refused() {
+        for weak in ["ONE", "TWO", "THREE", "LOCAL_ONE", "one"] {
+            let parsed = Config::try_parse_from(["obscura-relay", "--scylla-consistency", weak]);
+            let error = parsed.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(
+                error.contains("LOCAL_QUORUM") || error.contains("local-quorum"),
+                "{weak}: {error}"
+            );
+        }
+        for quorum in ["QUORUM", "LOCAL_QUORUM", "local-quorum", "EACH_QUORUM", "ALL"] {
+            assert!(Config::try_parse_from(["obscura-relay", "--scylla-consistency", quorum]).is_ok());
+        }
     }
 
     /// Goal: the blob options default to BEHAVIOR.md §14.7, and `validate`

@@ -134,14 +134,10 @@ impl ScyllaOptions {
 /// The driver's consistency level for ours.
 fn consistency(level: CqlConsistency) -> Consistency {
     match level {
-        CqlConsistency::One => Consistency::One,
-        CqlConsistency::Two => Consistency::Two,
-        CqlConsistency::Three => Consistency::Three,
         CqlConsistency::Quorum => Consistency::Quorum,
         CqlConsistency::All => Consistency::All,
         CqlConsistency::LocalQuorum => Consistency::LocalQuorum,
         CqlConsistency::EachQuorum => Consistency::EachQuorum,
-        CqlConsistency::LocalOne => Consistency::LocalOne,
     }
 }
 
@@ -149,7 +145,7 @@ fn consistency(level: CqlConsistency) -> Consistency {
 /// lightweight transactions in the local datacenter.
 fn serial_consistency(level: CqlConsistency) -> SerialConsistency {
     match level {
-        CqlConsistency::LocalQuorum | CqlConsistency::LocalOne => SerialConsistency::LocalSerial,
+        CqlConsistency::LocalQuorum => SerialConsistency::LocalSerial,
         _ => SerialConsistency::Serial,
     }
 }
