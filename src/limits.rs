@@ -167,6 +167,11 @@ pub const SCYLLA_INDEX_ROWS_PER_READ: usize = 1_000;
 /// landed, so this many in a row only happens under a storm of them.
 pub const SCYLLA_CAS_ATTEMPTS_MAX: usize = 32;
 
+/// Times a lightweight transaction whose outcome is unknown (its Paxos
+/// round timed out) is asked again to learn what happened; each asking
+/// finishes the round it finds, so more than one more is rare.
+pub const SCYLLA_UNKNOWN_OUTCOME_ATTEMPTS: usize = 4;
+
 /// Index entries a push-lease run reads per lease it may hand out: stale
 /// entries (jobs cancelled or moved) are deleted as they are met, so a few
 /// per lease find the due jobs without reading every due entry at once.

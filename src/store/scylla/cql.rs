@@ -64,6 +64,9 @@ pub struct Cql {
     session: Session,
     prepared: Vec<PreparedStatement>,
     metrics: QueryMetrics,
+    /// Test builds: the statement whose applied LWTs are reported as of
+    /// unknown outcome ([`super::session::ScyllaOptions::lost_outcome_of`]).
+    lost_outcome_of: Option<&'static str>,
 }
 
 impl Cql {
@@ -79,7 +82,14 @@ impl Cql {
             session,
             prepared,
             metrics: QueryMetrics::new(),
+            lost_outcome_of: None,
         })
+    }
+
+    /// Test builds: reports every applied LWT of the statement named
+    /// `label` as of unknown outcome.
+    pub fn lose_outcomes_of(&mut self, label: Option<&'static str>) {
+        self.lost_outcome_of = label;
     }
 
     /// The statement's latency and error counts.
@@ -141,8 +151,19 @@ impl Cql {
     /// is unknown: the database timed out on its Paxos round (contention on
     /// one partition), and the write may or may not have landed.
     pub async fn applied_or_unknown(&self, stmt: Stmt, values: impl SerializeRow) -> Result<Option<bool>, StoreError> {
-        match self.applied(stmt, values).await {
-            Ok(applied) => Ok(Some(applied)),
+        Ok(self.lwt_or_unknown(stmt, values).await?.map(|(applied, _)| applied))
+    }
+
+    /// [`Cql::lwt`], `None` when its outcome is unknown (see
+    /// [`Cql::applied_or_unknown`]).
+    pub async fn lwt_or_unknown(
+        &self,
+        stmt: Stmt,
+        values: impl SerializeRow,
+    ) -> Result<Option<(bool, Vec<Option<CqlValue>>)>, StoreError> {
+        match self.lwt(stmt, values).await {
+            Ok((true, _)) if self.lost_outcome_of == Some(stmt.label()) => Ok(None),
+            Ok(answer) => Ok(Some(answer)),
             Err(e) if is_cas_timeout(&e) => Ok(None),
             Err(e) => Err(e),
         }

@@ -116,7 +116,8 @@ impl ScyllaStore {
             .use_keyspace(&options.keyspace, false)
             .await
             .map_err(cql::backend)?;
-        let cql = Cql::prepare(session).await?;
+        let mut cql = Cql::prepare(session).await?;
+        cql.lose_outcomes_of(options.lost_outcome_of);
         let indexes = TimeIndexes::load(&cql).await?;
         let node = Uuid::new_v4();
         let tag = node_tags::claim(&cql, node).await?;

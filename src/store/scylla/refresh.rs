@@ -2,8 +2,10 @@
 //! text) plus a row in its family and, when device-scoped, one under its
 //! device, written in one logged batch with its expiry index row. Rotation
 //! spends the presented token with a lightweight transaction (`IF rotated =
-//! false`): of two concurrent rotations one wins, and the other is a replay
-//! that revokes the family. Revocation sets the family's static `revoked`
+//! false`) that marks it with its successor's hash: of two concurrent
+//! rotations one wins, and the other is a replay that revokes the family; a
+//! spend whose outcome is unknown (a Paxos timeout) is asked again, and the
+//! mark says whether the spend that landed was this rotation's. Revocation sets the family's static `revoked`
 //! flag before it deletes the members, and every rotation checks the flag,
 //! so a token the winner writes into a family revoked meanwhile is refused.
 //!
@@ -15,6 +17,7 @@
 //! deletes the account's older tokens through the index.
 
 use scylla::statement::batch::BatchType;
+use scylla::value::CqlValue;
 use uuid::Uuid;
 
 use super::account_rows::{generation_from_cql, generation_to_cql};
@@ -24,8 +27,18 @@ use super::statements::Stmt;
 use super::time_index::{TimeIndexes, REFRESH_EXPIRY};
 use super::{Inner, ScyllaStore};
 use crate::auth::refresh::TokenHash;
+use crate::limits;
 use crate::store::{AccountGenerations, RefreshRecord, RefreshTokens, Rotation, RotationStep, StoreError, StoreFuture};
 use crate::util::time::now_secs;
+
+/// A lightweight transaction's outcome stayed unknown however often it was
+/// asked (the database cannot finish a Paxos round).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "a lightweight transaction's outcome stayed unknown after {} attempts",
+    limits::SCYLLA_UNKNOWN_OUTCOME_ATTEMPTS
+)]
+pub(super) struct UnknownOutcome;
 
 /// A token row as read.
 type TokenRow = (
@@ -213,7 +226,7 @@ impl Inner {
             }
             RotationStep::Rotate => {}
         }
-        if !self.cql.applied(Stmt::SpendRefresh, (hash,)).await? {
+        if !self.spend(&hash, &next).await? {
             self.revoke_family(token.family, token.expires.max(next_expiry)).await?;
             return Ok(Rotation::Reused);
         }
@@ -227,6 +240,31 @@ impl Inner {
             self.revoke_family(token.family, next_expiry).await?;
         }
         Ok(Rotation::Rotated(spent))
+    }
+
+    /// Spends the token `hash` for its successor `next`: whether this
+    /// rotation spent it. The spend marks the row with `next`'s hash, so an
+    /// unknown outcome (a Paxos round that timed out) is resolved by asking
+    /// again: the condition then fails if a spend landed, and the row says
+    /// whether it was this one's (issue 21: a slow round is not a replay).
+    async fn spend(&self, hash: &[u8], next: &TokenHash) -> Result<bool, StoreError> {
+        let mark = next.0.to_vec();
+        for _ in 0..limits::SCYLLA_UNKNOWN_OUTCOME_ATTEMPTS {
+            match self
+                .cql
+                .lwt_or_unknown(Stmt::SpendRefresh, (mark.clone(), hash.to_vec()))
+                .await?
+            {
+                Some((true, _)) => return Ok(true),
+                Some((false, current)) => {
+                    return Ok(current
+                        .iter()
+                        .any(|value| matches!(value, Some(CqlValue::Blob(b)) if *b == mark)))
+                }
+                None => continue,
+            }
+        }
+        Err(StoreError::Backend(Box::new(UnknownOutcome)))
     }
 
     async fn revoke(&self, user: Uuid, presented: TokenHash) -> Result<(), StoreError> {

@@ -23,7 +23,7 @@ use super::session::ScyllaOptions;
 use crate::store::StoreError;
 
 /// The schema version this binary is written for.
-pub const VERSION: i32 = 4;
+pub const VERSION: i32 = 5;
 
 /// Every version's CQL, in order.
 const MIGRATIONS: &[(i32, &str)] = &[
@@ -31,6 +31,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("../../../schema/002_accounts.cql")),
     (3, include_str!("../../../schema/003_node_tags.cql")),
     (4, include_str!("../../../schema/004_user_scope.cql")),
+    (5, include_str!("../../../schema/005_rotation_marks.cql")),
 ];
 
 /// The table that records the version (and holds the apply lock).

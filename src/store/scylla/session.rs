@@ -77,6 +77,10 @@ pub struct ScyllaOptions {
     /// before its cascade (test builds: exercises the clean-up after a
     /// restart; always false in release).
     pub abort_after_deletion_decision: bool,
+    /// A lightweight transaction of the statement with this name that
+    /// applies is reported as of unknown outcome (test builds: a Paxos
+    /// round that timed out after it committed; always `None` in release).
+    pub lost_outcome_of: Option<&'static str>,
 }
 
 /// Why the options cannot be used.
@@ -127,6 +131,7 @@ impl ScyllaOptions {
             ping_delay: config.store_faults().ping_delay,
             append_delay: config.store_faults().append_delay,
             abort_after_deletion_decision: config.abort_after_account_deletion(),
+            lost_outcome_of: None,
         })
     }
 }

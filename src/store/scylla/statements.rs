@@ -103,7 +103,8 @@ statements! {
                       user_scope_generation) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?",
     SelectRefresh => "SELECT user_id, device_id, family, expires_at, rotated, generation, user_scope_generation \
                       FROM refresh_tokens WHERE hash = ?",
-    SpendRefresh => "UPDATE refresh_tokens SET rotated = true WHERE hash = ? IF rotated = false",
+    SpendRefresh => "UPDATE refresh_tokens SET rotated = true, rotated_to = ? WHERE hash = ? \
+                     IF rotated = false AND rotated_to = null",
     DeleteRefresh => "DELETE FROM refresh_tokens WHERE hash = ?",
     InsertFamilyMember => "INSERT INTO refresh_families (family, hash) VALUES (?, ?) USING TTL ?",
     SelectFamily => "SELECT hash, revoked FROM refresh_families WHERE family = ?",

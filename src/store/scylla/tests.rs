@@ -39,6 +39,7 @@ fn options(keyspace: &str, reset: bool) -> ScyllaOptions {
         ping_delay: Duration::ZERO,
         append_delay: Duration::ZERO,
         abort_after_deletion_decision: false,
+        lost_outcome_of: None,
     }
 }
 
@@ -67,6 +68,61 @@ fn cql_passes_the_conformance_suite() {
         run(case(&*store));
         eprintln!("conformance {name} (cql): ok in {:?}", started.elapsed());
     }
+}
+
+/// Goal: a refresh rotation whose lightweight transaction's outcome is
+/// unknown (a Paxos round that timed out after it committed) is resolved,
+/// not answered with an error or taken for a replay, while a true replay is
+/// still caught (review items 7 and 9 of issue 21). Method: a store that
+/// reports every applied spend as of unknown outcome (the test-build
+/// switch) runs the refresh conformance cases, then two such stores race
+/// one rotation: one rotates, the other is the replay.
+#[test]
+#[cfg_attr(
+    not(cql_node),
+    ignore = "no CQL node: set OBSCURA_TEST_CQL_NODES or provide ../shared/cassandra"
+)]
+fn cql_a_rotation_of_unknown_outcome_is_resolved_not_taken_for_a_replay() {
+    let lease = test_node::lease().unwrap();
+    let losing = |reset| {
+        let runtime = SideRuntime::start_named("cql-test", 1).unwrap();
+        let options = ScyllaOptions {
+            lost_outcome_of: Some("SpendRefresh"),
+            ..options(&lease.keyspace, reset)
+        };
+        ScyllaStore::open(options, runtime).unwrap()
+    };
+    for (name, case) in conformance::CASES
+        .iter()
+        .filter(|(name, _)| name.starts_with("refresh"))
+    {
+        run(case(&*losing(true)));
+        eprintln!("conformance {name} with lost outcomes (cql): ok");
+    }
+    let (a, b) = (losing(true), losing(false));
+    run(async {
+        let user = Uuid::now_v7();
+        conformance::account_with_id(&*a, user).await;
+        a.insert_refresh(RefreshRecord {
+            hash: hash_text("r"),
+            user_id: user,
+            device_id: None,
+            family: Uuid::new_v4(),
+            expires_at_secs: i64::MAX / 4,
+            generation: 0,
+            user_scope_generation: 0,
+        })
+        .await
+        .unwrap();
+        let (ra, rb) = futures_util::join!(
+            a.rotate_refresh(hash_text("r"), hash_text("ra"), 0, i64::MAX / 4),
+            b.rotate_refresh(hash_text("r"), hash_text("rb"), 0, i64::MAX / 4)
+        );
+        let outcomes = [ra.unwrap(), rb.unwrap()];
+        let rotated = outcomes.iter().filter(|o| matches!(o, Rotation::Rotated(_))).count();
+        let reused = outcomes.iter().filter(|o| **o == Rotation::Reused).count();
+        assert_eq!((rotated, reused), (1, 1), "{outcomes:?}");
+    });
 }
 
 /// Two sessions on one keyspace: what two relay nodes would be.
