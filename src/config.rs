@@ -449,6 +449,13 @@ pub struct Config {
     #[arg(long, hide = true, default_value_t = 0)]
     pub test_fault_append_delay_ms: u64,
 
+    /// Test builds only: a relay's claim on its ScyllaDB node tag lives this
+    /// many seconds (renewed every quarter of it), so a test can pause a
+    /// relay for longer. Compiled out of release builds.
+    #[cfg(debug_assertions)]
+    #[arg(long, hide = true, default_value_t = limits::SCYLLA_NODE_TAG_TTL_SECS)]
+    pub test_node_tag_ttl_secs: u64,
+
     /// Test builds only: empty every table of the ScyllaDB keyspace at
     /// start (tests lease keyspaces from a pool). Compiled out of release
     /// builds.
@@ -844,6 +851,15 @@ impl Config {
         };
         #[cfg(not(debug_assertions))]
         return StoreFaults::default();
+    }
+
+    /// Life of a relay's claim on its ScyllaDB node tag (shorter in test
+    /// builds that ask, so a test can pause a relay for longer).
+    pub fn node_tag_ttl(&self) -> Duration {
+        #[cfg(debug_assertions)]
+        return Duration::from_secs(self.test_node_tag_ttl_secs.max(1));
+        #[cfg(not(debug_assertions))]
+        return Duration::from_secs(limits::SCYLLA_NODE_TAG_TTL_SECS);
     }
 }
 

@@ -7,9 +7,10 @@
 use std::time::Duration;
 
 use crate::common::cluster::Deployment;
-use crate::common::data::{member, send_text, texts};
+use crate::common::data::{member, post_messages, send_text, texts};
 use crate::common::gateway::Gateway;
-use crate::common::{TestResult, TestServer};
+use crate::common::wire::{encode_send_request, Submission};
+use crate::common::{random_uuid, TestResult, TestServer};
 
 /// How long the fault switch holds an append after it took its mailbox positions: longer
 /// than a sweep period, shorter than the store's late-commit window (two CQL request
@@ -53,5 +54,69 @@ fn cql_a_sweep_never_moves_a_floor_above_a_late_commit() -> TestResult {
         ["early", "late"],
         "a message committed late was swept under the floor"
     );
+    Ok(())
+}
+
+/// Sends SIGSTOP or SIGCONT to `server`.
+fn signal(server: &TestServer, which: &str) -> TestResult {
+    let pid = server.pid().ok_or("not running")?;
+    let status = std::process::Command::new("kill")
+        .args([which, &pid.to_string()])
+        .status()?;
+    assert!(status.success(), "kill {which} {pid}");
+    Ok(())
+}
+
+#[test]
+#[cfg_attr(
+    not(all(cql_node, redis_server)),
+    ignore = "needs a CQL node (OBSCURA_TEST_CQL_NODES or ../shared/cassandra) and redis-server"
+)]
+fn cql_a_paused_relay_never_writes_at_positions_of_a_tag_it_may_have_lost() -> TestResult {
+    // Goal: a relay paused for longer than its node-tag lease does not, once it runs again,
+    // write the rows of an append whose positions it took before the pause: another relay may
+    // hold the tag by then and write the same positions (review item 4: a failed or unknown
+    // renewal counted as renewed, and nothing checked at write time). Method: relay B (node-tag
+    // lease 8 s, renewed every 2 s; 1.5 s request timeout) holds every append 2 s after it took
+    // its positions (the test fault switch); alice sends through B, B is stopped (SIGSTOP) for
+    // 9 s in that window and continued. The send must fail rather than be written, and its
+    // retry (same Idempotency-Key, through B) must be delivered once.
+    let cluster = Deployment::start(1, &[])?;
+    let a = cluster.node(0);
+    let mut args = cluster.node_args(&[]);
+    args.extend(
+        [
+            "--test-node-tag-ttl-secs",
+            "8",
+            "--test-fault-append-delay-ms",
+            "2000",
+            "--scylla-request-timeout-ms",
+            "1500",
+        ]
+        .map(String::from),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let b = TestServer::start_beside(a, &args)?;
+    let alice = member(&a.client(), "alice", 5)?;
+    let bob = member(&a.client(), "bob", 5)?;
+    let key = random_uuid();
+    let body = encode_send_request(&[Submission::to(&bob.id, b"paused")]);
+    let (client, token, first_key, first_body) = (b.client(), alice.token().to_string(), key.clone(), body.clone());
+    let first = std::thread::spawn(move || {
+        post_messages(&client, &token, &first_key, first_body)
+            .map(|r| r.status)
+            .map_err(|e| e.to_string())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&b, "-STOP")?;
+    std::thread::sleep(Duration::from_secs(9));
+    signal(&b, "-CONT")?;
+    let status = first.join().map_err(|_| "sender panicked")??;
+    assert_ne!(status, 200, "an append written after its relay's tag lease ran out");
+    let retry = post_messages(&b.client(), alice.token(), &key, body)?;
+    assert_eq!(retry.status, 200, "{retry:?}");
+    let mut gw = Gateway::connect(a, bob.token())?;
+    let envelopes = gw.drain(Duration::from_secs(2), Duration::from_secs(30))?;
+    assert_eq!(texts(&envelopes), ["paused"]);
     Ok(())
 }

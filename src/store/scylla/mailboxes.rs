@@ -26,7 +26,7 @@ use uuid::Uuid;
 use super::caches::{lock, KnownDevice};
 use super::cql::{part, Part};
 use super::inflight::Assigned;
-use super::positions::{bucket_of, to_cql, ttl_until};
+use super::positions::{bucket_of, tag_of, to_cql, ttl_until};
 use super::statements::Stmt;
 use super::time_index::{ANSWER_EXPIRY, MAILBOX_ACTIVITY};
 use super::{Inner, ScyllaStore};
@@ -47,6 +47,24 @@ struct Checked {
 
 /// (target, sender device, submission id).
 type Submission = (Uuid, Uuid, Uuid);
+
+/// Why an append's messages were not written.
+enum Unwritten {
+    /// Its node tag may have passed to another relay before the writes could
+    /// be done: nothing was written at its positions, and nothing there may
+    /// be deleted either (another relay may own them now).
+    Fenced(StoreError),
+    /// A write failed: its message rows are deleted again.
+    Failed(StoreError),
+}
+
+impl Unwritten {
+    fn into_error(self) -> StoreError {
+        match self {
+            Unwritten::Fenced(e) | Unwritten::Failed(e) => e,
+        }
+    }
+}
 
 impl Inner {
     /// The submissions of `messages` that are queued already.
@@ -119,14 +137,17 @@ impl Inner {
             .map(|(m, _)| m)
             .collect();
         let targets: Vec<Uuid> = accepted.iter().map(|m| m.target).collect();
+        if !accepted.is_empty() {
+            self.fence_before_positions().await?;
+        }
         let assigned = self.appends.assign(&self.positions, &targets);
         if !self.options.append_delay.is_zero() {
             tokio::time::sleep(self.options.append_delay).await;
         }
         let written = self.write(&accepted, &assigned, &checked.known).await;
-        if written.is_err() {
+        if let Err(Unwritten::Failed(_)) = written {
             self.undo(&assigned).await;
-        } else {
+        } else if written.is_ok() {
             // A target deleted while this append was in flight: its wipe
             // may have run before these rows landed.
             let orphans: Vec<Assigned> = assigned
@@ -137,7 +158,7 @@ impl Inner {
             self.undo(&orphans).await;
         }
         self.appends.settle(&assigned);
-        written?;
+        written.map_err(Unwritten::into_error)?;
         self.appends.wait_in_order(&assigned).await;
         let mut stored = accepted.iter().zip(&assigned).map(|(m, a)| {
             Appended::Stored(Queued {
@@ -153,16 +174,48 @@ impl Inner {
             .collect())
     }
 
-    /// Writes the accepted messages at their positions, in two steps.
+    /// Writes the accepted messages at their positions, in two steps, each
+    /// only while this relay surely holds the positions' node tag until it
+    /// is done ([`Inner::fence`]).
     async fn write(
         &self,
         messages: &[&NewMessage],
         assigned: &[Assigned],
         known: &HashMap<Uuid, KnownDevice>,
-    ) -> Result<(), StoreError> {
-        if messages.is_empty() {
+    ) -> Result<(), Unwritten> {
+        let Some(tag) = assigned.first().map(|a| tag_of(a.seq)) else {
             return Ok(());
+        };
+        self.fence(tag, self.write_budget()).map_err(Unwritten::Fenced)?;
+        let new_buckets = self
+            .write_submissions(messages, assigned)
+            .await
+            .map_err(Unwritten::Failed)?;
+        self.fence(tag, self.options.request_timeout)
+            .map_err(Unwritten::Fenced)?;
+        let second = self
+            .message_batches(messages, assigned, known)
+            .await
+            .map_err(Unwritten::Failed)?;
+        let batches = second
+            .into_iter()
+            .map(|parts| self.cql.batch(BatchType::Unlogged, parts));
+        try_join_all(batches).await.map_err(Unwritten::Failed)?;
+        let mut cache = lock(&self.caches.buckets);
+        for key in new_buckets {
+            cache.insert(key, ());
         }
+        Ok(())
+    }
+
+    /// The first write step: the submission rows, and the rows of mailbox
+    /// buckets this process has not seen yet (returned, for its cache once
+    /// the messages are in).
+    async fn write_submissions(
+        &self,
+        messages: &[&NewMessage],
+        assigned: &[Assigned],
+    ) -> Result<Vec<(Uuid, i64)>, StoreError> {
         let now = now_secs();
         let mut first = Vec::with_capacity(messages.len() * 2);
         let mut new_buckets = Vec::new();
@@ -181,18 +234,7 @@ impl Inner {
             first.extend(self.bucket_parts(*device, *bucket, *bucket, *expires).await?);
         }
         self.cql.batch(BatchType::Unlogged, first).await?;
-        let second = self.message_batches(messages, assigned, known).await?;
-        try_join_all(
-            second
-                .into_iter()
-                .map(|parts| self.cql.batch(BatchType::Unlogged, parts)),
-        )
-        .await?;
-        let mut cache = lock(&self.caches.buckets);
-        for (key, _) in new_buckets {
-            cache.insert(key, ());
-        }
-        Ok(())
+        Ok(new_buckets.into_iter().map(|(key, _)| key).collect())
     }
 
     /// A new bucket's row under its device and the device's row in the

@@ -58,6 +58,7 @@ use uuid::Uuid;
 use self::caches::{lock, Caches};
 use self::cql::Cql;
 use self::inflight::{Appends, Keys};
+use self::node_tags::TagLease;
 use self::positions::SeqGenerator;
 use self::session::ScyllaOptions;
 use self::statements::Stmt;
@@ -72,6 +73,8 @@ pub(crate) struct Inner {
     /// This relay's id as the holder of its node tag.
     node: Uuid,
     positions: SeqGenerator,
+    /// How long this relay surely holds its node tag.
+    tag_lease: TagLease,
     appends: Appends,
     keys: Keys,
     caches: Caches,
@@ -120,13 +123,15 @@ impl ScyllaStore {
         cql.lose_outcomes_of(options.lost_outcome_of);
         let indexes = TimeIndexes::load(&cql).await?;
         let node = Uuid::new_v4();
-        let tag = node_tags::claim(&cql, node).await?;
+        let tag_lease = TagLease::new(options.node_tag_ttl);
+        let tag = node_tags::claim(&cql, node, &tag_lease).await?;
         tracing::info!(tag, "claimed a node tag for mailbox positions");
         let mut inner = Inner {
             cql,
             options,
             node,
             positions: SeqGenerator::new(tag),
+            tag_lease,
             appends: Appends::default(),
             keys: Keys::default(),
             caches: Caches::new(),

@@ -38,6 +38,11 @@ pub fn bucket_at_millis(millis: u64) -> i64 {
     i64::try_from(millis / limits::SCYLLA_MAILBOX_BUCKET_MS).unwrap_or(i64::MAX)
 }
 
+/// The node tag of a position.
+pub fn tag_of(seq: u64) -> u8 {
+    u8::try_from((seq >> COUNTER_BITS) & TAG_MASK).unwrap_or(0)
+}
+
 /// A position as CQL stores it (bigint).
 pub fn to_cql(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)

@@ -81,6 +81,10 @@ pub struct ScyllaOptions {
     /// applies is reported as of unknown outcome (test builds: a Paxos
     /// round that timed out after it committed; always `None` in release).
     pub lost_outcome_of: Option<&'static str>,
+    /// Life of this relay's claim on its node tag (renewed every quarter of
+    /// it, at most every `SCYLLA_NODE_TAG_RENEW_SECS`): the default, or
+    /// shorter in test builds (`--test-node-tag-ttl-secs`).
+    pub node_tag_ttl: Duration,
 }
 
 /// Why the options cannot be used.
@@ -132,6 +136,7 @@ impl ScyllaOptions {
             append_delay: config.store_faults().append_delay,
             abort_after_deletion_decision: config.abort_after_account_deletion(),
             lost_outcome_of: None,
+            node_tag_ttl: config.node_tag_ttl(),
         })
     }
 }

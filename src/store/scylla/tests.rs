@@ -40,6 +40,7 @@ fn options(keyspace: &str, reset: bool) -> ScyllaOptions {
         append_delay: Duration::ZERO,
         abort_after_deletion_decision: false,
         lost_outcome_of: None,
+        node_tag_ttl: Duration::from_secs(crate::limits::SCYLLA_NODE_TAG_TTL_SECS),
     }
 }
 

@@ -16,7 +16,7 @@ use crate::util::time::now_secs;
 
 /// Starts every upkeep task of `inner` on `runtime`.
 pub(super) fn start(runtime: &SideRuntime, inner: &Arc<Inner>) {
-    let renew = Duration::from_secs(limits::SCYLLA_NODE_TAG_RENEW_SECS);
+    let renew = Duration::from_secs(limits::SCYLLA_NODE_TAG_RENEW_SECS).min(inner.options.node_tag_ttl / 4);
     runtime.spawn(every(
         renew,
         Arc::downgrade(inner),
