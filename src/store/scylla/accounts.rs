@@ -51,9 +51,15 @@ pub(super) fn user_part(user: &UserRecord) -> Part {
 
 impl Inner {
     /// Claims the username for `user`; `false` if a live account holds it.
+    /// The claim's mark is the account id, so a claim of unknown outcome is
+    /// resolved ([`super::cql::Cql::lwt_resolved`]).
     async fn claim_username(&self, user: &UserRecord) -> Result<bool, StoreError> {
         let name = user.username.clone();
-        let (claimed, current) = self.cql.lwt(Stmt::ClaimUsername, (name.clone(), user.id)).await?;
+        let ours = |current: &[Option<CqlValue>]| current.contains(&Some(CqlValue::Uuid(user.id)));
+        let (claimed, current) = self
+            .cql
+            .lwt_resolved(Stmt::ClaimUsername, (name.clone(), user.id), ours)
+            .await?;
         if claimed {
             return Ok(true);
         }
@@ -67,7 +73,11 @@ impl Inner {
             return Ok(false);
         }
         // A deleted account whose clean-up has not released the name yet.
-        self.cql.applied(Stmt::TakeOverUsername, (user.id, name, holder)).await
+        let taken = self
+            .cql
+            .lwt_resolved(Stmt::TakeOverUsername, (user.id, name, holder), ours)
+            .await?;
+        Ok(taken.0)
     }
 
     async fn create_user(&self, user: UserRecord, refresh: RefreshRecord) -> Result<(), StoreError> {

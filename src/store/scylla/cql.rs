@@ -16,6 +16,7 @@ use scylla::value::{CqlValue, Row};
 
 use super::query_metrics::{QueryMetrics, Sent};
 use super::statements::{Stmt, ALL};
+use crate::limits;
 use crate::store::StoreError;
 
 /// Values of one statement in a batch.
@@ -50,6 +51,12 @@ fn is_cas_timeout(e: &StoreError) -> bool {
         )))
     )
 }
+
+/// A lightweight transaction's outcome stayed unknown however often it was
+/// asked (the database cannot finish a Paxos round).
+#[derive(Debug, thiserror::Error)]
+#[error("the outcome of {0} stayed unknown after {attempts} attempts", attempts = limits::SCYLLA_UNKNOWN_OUTCOME_ATTEMPTS)]
+pub struct UnknownOutcome(&'static str);
 
 /// A row the store cannot read.
 pub fn corrupt(table: &'static str, reason: impl Into<String>) -> StoreError {
@@ -167,6 +174,30 @@ impl Cql {
             Err(e) if is_cas_timeout(&e) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Runs a lightweight transaction whose write carries this request's
+    /// own mark (an id only it writes), resolving an unknown outcome (a
+    /// Paxos round that timed out) by running it again: a later round
+    /// finishes the one it finds, so the answer is then definite, and when
+    /// it is "not applied", `ours` tells from the current values whether
+    /// the write that landed was this request's. Fails only if the outcome
+    /// stays unknown [`limits::SCYLLA_UNKNOWN_OUTCOME_ATTEMPTS`] times.
+    pub async fn lwt_resolved<V: SerializeRow + Clone>(
+        &self,
+        stmt: Stmt,
+        values: V,
+        ours: impl Fn(&[Option<CqlValue>]) -> bool,
+    ) -> Result<(bool, Vec<Option<CqlValue>>), StoreError> {
+        let mut unknown = false;
+        for _ in 0..limits::SCYLLA_UNKNOWN_OUTCOME_ATTEMPTS {
+            match self.lwt_or_unknown(stmt, values.clone()).await? {
+                Some((false, current)) if unknown && ours(&current) => return Ok((true, current)),
+                Some(answer) => return Ok(answer),
+                None => unknown = true,
+            }
+        }
+        Err(backend(UnknownOutcome(stmt.label())))
     }
 
     /// Runs `parts` as one batch of `kind` (a single part runs alone).

@@ -27,18 +27,8 @@ use super::statements::Stmt;
 use super::time_index::{TimeIndexes, REFRESH_EXPIRY};
 use super::{Inner, ScyllaStore};
 use crate::auth::refresh::TokenHash;
-use crate::limits;
 use crate::store::{AccountGenerations, RefreshRecord, RefreshTokens, Rotation, RotationStep, StoreError, StoreFuture};
 use crate::util::time::now_secs;
-
-/// A lightweight transaction's outcome stayed unknown however often it was
-/// asked (the database cannot finish a Paxos round).
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "a lightweight transaction's outcome stayed unknown after {} attempts",
-    limits::SCYLLA_UNKNOWN_OUTCOME_ATTEMPTS
-)]
-pub(super) struct UnknownOutcome;
 
 /// A token row as read.
 type TokenRow = (
@@ -249,22 +239,13 @@ impl Inner {
     /// whether it was this one's (issue 21: a slow round is not a replay).
     async fn spend(&self, hash: &[u8], next: &TokenHash) -> Result<bool, StoreError> {
         let mark = next.0.to_vec();
-        for _ in 0..limits::SCYLLA_UNKNOWN_OUTCOME_ATTEMPTS {
-            match self
-                .cql
-                .lwt_or_unknown(Stmt::SpendRefresh, (mark.clone(), hash.to_vec()))
-                .await?
-            {
-                Some((true, _)) => return Ok(true),
-                Some((false, current)) => {
-                    return Ok(current
-                        .iter()
-                        .any(|value| matches!(value, Some(CqlValue::Blob(b)) if *b == mark)))
-                }
-                None => continue,
-            }
-        }
-        Err(StoreError::Backend(Box::new(UnknownOutcome)))
+        let values = (mark.clone(), hash.to_vec());
+        let ours = |current: &[Option<CqlValue>]| {
+            current
+                .iter()
+                .any(|value| matches!(value, Some(CqlValue::Blob(b)) if *b == mark))
+        };
+        Ok(self.cql.lwt_resolved(Stmt::SpendRefresh, values, ours).await?.0)
     }
 
     async fn revoke(&self, user: Uuid, presented: TokenHash) -> Result<(), StoreError> {

@@ -71,13 +71,36 @@ fn cql_passes_the_conformance_suite() {
     }
 }
 
+/// A store on the leased keyspace whose applied lightweight transactions of
+/// `statement` are all reported as of unknown outcome (the test-build switch:
+/// a Paxos round that timed out after it committed).
+fn losing_outcomes_of(lease: &Lease, statement: &'static str, reset: bool) -> Arc<ScyllaStore> {
+    let runtime = SideRuntime::start_named("cql-test", 1).unwrap();
+    let options = ScyllaOptions {
+        lost_outcome_of: Some(statement),
+        ..options(&lease.keyspace, reset)
+    };
+    ScyllaStore::open(options, runtime).unwrap()
+}
+
+/// Runs the conformance cases named with `prefix` on a store that loses the
+/// outcomes of `statement`.
+fn conformance_losing_outcomes_of(lease: &Lease, statement: &'static str, prefixes: &[&str]) {
+    let cases = conformance::CASES
+        .iter()
+        .filter(|(name, _)| prefixes.iter().any(|p| name.starts_with(p)));
+    for (name, case) in cases {
+        run(case(&*losing_outcomes_of(lease, statement, true)));
+        eprintln!("conformance {name} losing the outcomes of {statement} (cql): ok");
+    }
+}
+
 /// Goal: a refresh rotation whose lightweight transaction's outcome is
-/// unknown (a Paxos round that timed out after it committed) is resolved,
-/// not answered with an error or taken for a replay, while a true replay is
-/// still caught (review items 7 and 9 of issue 21). Method: a store that
-/// reports every applied spend as of unknown outcome (the test-build
-/// switch) runs the refresh conformance cases, then two such stores race
-/// one rotation: one rotates, the other is the replay.
+/// unknown is resolved, not answered with an error or taken for a replay,
+/// while a true replay is still caught (review items 7 and 9 of issue 21).
+/// Method: the refresh conformance cases on a store that loses every
+/// spend's outcome, then two such stores race one rotation: one rotates,
+/// the other is the replay.
 #[test]
 #[cfg_attr(
     not(cql_node),
@@ -85,22 +108,11 @@ fn cql_passes_the_conformance_suite() {
 )]
 fn cql_a_rotation_of_unknown_outcome_is_resolved_not_taken_for_a_replay() {
     let lease = test_node::lease().unwrap();
-    let losing = |reset| {
-        let runtime = SideRuntime::start_named("cql-test", 1).unwrap();
-        let options = ScyllaOptions {
-            lost_outcome_of: Some("SpendRefresh"),
-            ..options(&lease.keyspace, reset)
-        };
-        ScyllaStore::open(options, runtime).unwrap()
-    };
-    for (name, case) in conformance::CASES
-        .iter()
-        .filter(|(name, _)| name.starts_with("refresh"))
-    {
-        run(case(&*losing(true)));
-        eprintln!("conformance {name} with lost outcomes (cql): ok");
-    }
-    let (a, b) = (losing(true), losing(false));
+    conformance_losing_outcomes_of(&lease, "SpendRefresh", &["refresh"]);
+    let (a, b) = (
+        losing_outcomes_of(&lease, "SpendRefresh", true),
+        losing_outcomes_of(&lease, "SpendRefresh", false),
+    );
     run(async {
         let user = Uuid::now_v7();
         conformance::account_with_id(&*a, user).await;
@@ -124,6 +136,23 @@ fn cql_a_rotation_of_unknown_outcome_is_resolved_not_taken_for_a_replay() {
         let reused = outcomes.iter().filter(|o| **o == Rotation::Reused).count();
         assert_eq!((rotated, reused), (1, 1), "{outcomes:?}");
     });
+}
+
+/// Goal: a username claim (or the take-over of a deleted account's name)
+/// whose outcome is unknown is resolved: the account is created, and a
+/// taken name is still refused (review item 9 of issue 21: it was a 500).
+/// Method: the username and account-deletion conformance cases on stores
+/// that lose every applied claim's, then every take-over's, outcome.
+#[test]
+#[cfg_attr(
+    not(cql_node),
+    ignore = "no CQL node: set OBSCURA_TEST_CQL_NODES or provide ../shared/cassandra"
+)]
+fn cql_a_username_claim_of_unknown_outcome_is_resolved() {
+    let lease = test_node::lease().unwrap();
+    let cases = ["usernames", "user_with_first_device", "account_deletion"];
+    conformance_losing_outcomes_of(&lease, "ClaimUsername", &cases);
+    conformance_losing_outcomes_of(&lease, "TakeOverUsername", &cases);
 }
 
 /// Two sessions on one keyspace: what two relay nodes would be.
