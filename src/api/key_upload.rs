@@ -80,6 +80,7 @@ pub async fn upload_to(ctx: &RequestCtx<'_>, device: Uuid, req: UploadRequest) -
     match ctx.app.store.upload_keys(device, upload, verify).await? {
         Ok(UploadOutcome::TookOver) => {
             ctx.local.events.raise(device, DeviceEvent::Disconnect);
+            ctx.app.device_changed(device);
             ctx.count(Counter::KeyTakeovers);
             Ok(Response::empty(StatusCode::OK))
         }

@@ -40,6 +40,9 @@ pub async fn put(ctx: &RequestCtx<'_>, body: &mut Body<'_>) -> Result<Response, 
         // A still-valid token of a deleted device.
         return Err(ApiError::Unauthorized);
     }
+    // Other nodes that cached the device without a token schedule its
+    // wake-ups from now on.
+    ctx.app.device_changed(device);
     Ok(Response::empty(StatusCode::OK))
 }
 

@@ -6,6 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use uuid::Uuid;
+
 use super::confirmations::Confirmations;
 use super::revocations::Revocations;
 use crate::auth::passwords::Passwords;
@@ -14,7 +17,7 @@ use crate::auth::tokens::TokenKeys;
 use crate::blob::Blobs;
 use crate::config::Config;
 use crate::metrics::{Metrics, ShardMetrics};
-use crate::proto::cluster::job_lease;
+use crate::proto::cluster::{job_lease, DeviceChanged, NodeMessage};
 use crate::pubsub::Link;
 use crate::store::Revocation;
 use crate::store::Store;
@@ -63,6 +66,21 @@ impl App {
                 "could not tell every other node of a revocation; they learn of it from the store"
             );
         }
+    }
+
+    /// Tells the other nodes that `device` changed in a way they may have
+    /// cached (a takeover emptied its mailbox, its push token was set), so
+    /// they forget it; in the background. This node's store is up to date.
+    pub fn device_changed(&self, device: Uuid) {
+        let Some(link) = &self.pubsub else {
+            return;
+        };
+        let changed = DeviceChanged {
+            origin: link.node(),
+            device: Bytes::copy_from_slice(device.as_bytes()),
+        };
+        let (channel, payload) = NodeMessage::DeviceChanged(changed).encode();
+        link.publish(channel, payload);
     }
 
     /// Whether this node runs the periodic job `job` this period. A node

@@ -15,7 +15,10 @@
 //!   ([`super::revocation_broadcast`]);
 //! - an answer to one of this node's own decisions goes to its
 //!   [`Confirmations`];
-//! - a resync request has every session read its mailbox again.
+//! - a resync request has every session read its mailbox again;
+//! - a device changed elsewhere (a takeover emptied its mailbox, its push
+//!   token was set): the store forgets what it cached of it
+//!   ([`crate::store::Devices::forget_cached_device`]).
 //!
 //! While the subscription is down the store is told not to trust what it
 //! cached of devices ([`crate::store::Devices::trust_device_cache`]) until
@@ -30,7 +33,7 @@ use super::revocation_broadcast::from_wire;
 use super::revocations::Revocations;
 use crate::gateway::cluster_bus::Cluster;
 use crate::gateway::hub::Fanout;
-use crate::proto::cluster::{Applied, DeviceNews, NodeMessage, Revocation as WireRevocation};
+use crate::proto::cluster::{Applied, DeviceChanged, DeviceNews, NodeMessage, Revocation as WireRevocation};
 use crate::pubsub::{Deliver, Link};
 use crate::store::{Revoked, Store};
 use crate::util::time::now_micros;
@@ -78,6 +81,15 @@ impl ClusterInbox {
             NodeMessage::Revocation(revocation) => self.revocation(&revocation),
             NodeMessage::Applied { answer, .. } => self.confirmations.answered(answer.confirm),
             NodeMessage::Resync { .. } => self.cluster.resync(),
+            NodeMessage::DeviceChanged(changed) => self.device_changed(&changed),
+        }
+    }
+
+    /// A device changed on another node: the store forgets what it cached.
+    fn device_changed(&self, changed: &DeviceChanged) {
+        match Uuid::from_slice(&changed.device) {
+            Ok(device) => self.store.forget_cached_device(device),
+            Err(_) => tracing::debug!("a device change without a device from another node ignored"),
         }
     }
 

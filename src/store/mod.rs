@@ -420,11 +420,17 @@ pub trait Devices {
     /// it. A store whose every process sees every write at once (the
     /// embedded store) has nothing to do.
     fn forget_device(&self, id: Uuid);
-    /// Whether this process may answer "the device exists" from what it
-    /// cached: `false` while the events of other nodes' deletions may be
-    /// missed (the pub/sub subscription is down or resyncing), then every
-    /// such question reads the store; `true` again once they arrive, and
-    /// the cache starts empty. Nothing to do for the embedded store.
+    /// A device changed through another relay node in a way this process
+    /// may have cached (its mailbox emptied by a takeover, its push token
+    /// set): what this process cached of it is dropped, and the next use
+    /// reads the store. Nothing to do for the embedded store.
+    fn forget_cached_device(&self, id: Uuid);
+    /// Whether this process may answer "the device exists" (and what it
+    /// cached of a device's mailbox and wake-ups) from its caches: `false`
+    /// while the events of other nodes' changes may be missed (the pub/sub
+    /// subscription is down or resyncing), then every such question reads
+    /// the store; `true` again once they arrive, and the caches start
+    /// empty. Nothing to do for the embedded store.
     fn trust_device_cache(&self, trusted: bool);
 }
 

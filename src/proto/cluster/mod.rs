@@ -21,7 +21,7 @@ pub mod names;
 use prost::Message;
 use uuid::Uuid;
 
-pub use self::generated::{Applied, Arrival, DeviceNews, DeviceSignal, Revocation};
+pub use self::generated::{Applied, Arrival, DeviceChanged, DeviceNews, DeviceSignal, Revocation};
 pub use self::names::{job_lease, send_lease, Channel};
 
 /// One message between nodes, decoded: a variant per kind.
@@ -48,6 +48,8 @@ pub enum NodeMessage {
         /// The node that asks.
         origin: u64,
     },
+    /// A device changed in a way other nodes may have cached.
+    DeviceChanged(DeviceChanged),
 }
 
 /// Why a message from another node could not be read.
@@ -91,6 +93,7 @@ impl NodeMessage {
                     origin: u64::from_le_bytes(id),
                 }
             }
+            Channel::DeviceChanges => NodeMessage::DeviceChanged(DeviceChanged::decode(payload).map_err(malformed)?),
         })
     }
 
@@ -101,6 +104,7 @@ impl NodeMessage {
             NodeMessage::Revocation(_) => Channel::Revocations,
             NodeMessage::Applied { to, .. } => Channel::Node(*to),
             NodeMessage::Resync { .. } => Channel::Resync,
+            NodeMessage::DeviceChanged(_) => Channel::DeviceChanges,
         }
     }
 
@@ -111,6 +115,7 @@ impl NodeMessage {
             NodeMessage::Revocation(revocation) => revocation.encode_to_vec(),
             NodeMessage::Applied { answer, .. } => answer.encode_to_vec(),
             NodeMessage::Resync { origin } => origin.to_le_bytes().to_vec(),
+            NodeMessage::DeviceChanged(changed) => changed.encode_to_vec(),
         };
         (self.channel().name(), payload)
     }
@@ -123,6 +128,7 @@ impl NodeMessage {
             NodeMessage::Revocation(revocation) => Some(revocation.origin),
             NodeMessage::Applied { .. } => None,
             NodeMessage::Resync { origin } => Some(*origin),
+            NodeMessage::DeviceChanged(changed) => Some(changed.origin),
         }
     }
 }
@@ -162,6 +168,10 @@ mod tests {
                 answer: Applied { confirm: 9 },
             },
             NodeMessage::Resync { origin: 4 },
+            NodeMessage::DeviceChanged(DeviceChanged {
+                origin: 5,
+                device: Bytes::from_static(&[5; 16]),
+            }),
         ]
     }
 

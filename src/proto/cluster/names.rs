@@ -10,6 +10,7 @@ const DEVICE_PREFIX: &str = "obscura:device:";
 const REVOCATIONS: &str = "obscura:revocations";
 const NODE_PREFIX: &str = "obscura:node:";
 const RESYNC: &str = "obscura:resync";
+const DEVICE_CHANGES: &str = "obscura:device-changes";
 
 /// A pub/sub channel. Each carries one kind of [`super::NodeMessage`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -24,12 +25,20 @@ pub enum Channel {
     Node(u64),
     /// `obscura:resync`: a node lost publishes. Every node listens.
     Resync,
+    /// `obscura:device-changes`: a device changed in a way other nodes may
+    /// have cached. Every node listens.
+    DeviceChanges,
 }
 
 impl Channel {
     /// The channels node `node` listens on for its whole life.
-    pub fn node_wide(node: u64) -> [Channel; 3] {
-        [Channel::Revocations, Channel::Node(node), Channel::Resync]
+    pub fn node_wide(node: u64) -> [Channel; 4] {
+        [
+            Channel::Revocations,
+            Channel::Node(node),
+            Channel::Resync,
+            Channel::DeviceChanges,
+        ]
     }
 
     /// The channel's name in Redis.
@@ -39,6 +48,7 @@ impl Channel {
             Channel::Revocations => REVOCATIONS.as_bytes().to_vec(),
             Channel::Node(node) => format!("{NODE_PREFIX}{node:016x}").into_bytes(),
             Channel::Resync => RESYNC.as_bytes().to_vec(),
+            Channel::DeviceChanges => DEVICE_CHANGES.as_bytes().to_vec(),
         }
     }
 
@@ -58,6 +68,7 @@ impl Channel {
         match text {
             REVOCATIONS => Some(Channel::Revocations),
             RESYNC => Some(Channel::Resync),
+            DEVICE_CHANGES => Some(Channel::DeviceChanges),
             _ => None,
         }
     }
@@ -90,6 +101,7 @@ mod tests {
             Channel::Revocations,
             Channel::Node(0xab),
             Channel::Resync,
+            Channel::DeviceChanges,
         ];
         for channel in channels {
             assert_eq!(Channel::parse(&channel.name()), Some(channel));

@@ -210,5 +210,8 @@ impl Devices for EmbeddedStore {
     fn forget_device(&self, _id: Uuid) {}
 
     /// Nothing is cached that another process could make stale.
+    fn forget_cached_device(&self, _id: Uuid) {}
+
+    /// Nothing is cached that another process could make stale.
     fn trust_device_cache(&self, _trusted: bool) {}
 }

@@ -16,7 +16,9 @@ use std::sync::{Mutex, MutexGuard};
 
 use uuid::Uuid;
 
+use super::positions::bucket_at_millis;
 use crate::limits;
+use crate::util::time::now_millis;
 
 /// A map of two generations.
 pub struct Generations<K, V> {
@@ -57,6 +59,12 @@ impl<K: Eq + Hash + Clone, V: Clone> Generations<K, V> {
     /// Forgets `key`.
     pub fn remove(&mut self, key: &K) -> Option<V> {
         self.young.remove(key).or_else(|| self.old.remove(key))
+    }
+
+    /// Forgets every key.
+    pub fn clear(&mut self) {
+        self.young.clear();
+        self.old.clear();
     }
 }
 
@@ -142,6 +150,35 @@ impl Caches {
             pushes: Mutex::new(Generations::new(max)),
             acks: Mutex::new(Generations::new(max)),
         }
+    }
+}
+
+impl Caches {
+    /// Whether what other nodes may change (devices, their mailboxes'
+    /// buckets, their wake-ups) may be answered from these caches.
+    pub fn trusted(&self) -> bool {
+        self.devices.read_start().is_some()
+    }
+
+    /// Trusts the caches again (empty) or stops trusting them.
+    pub fn trust(&self, trusted: bool) {
+        self.devices.trust(trusted);
+        lock(&self.buckets).clear();
+        lock(&self.pushes).clear();
+    }
+
+    /// Drops what is cached of `device` that another node may have changed:
+    /// the device, its mailbox's recent buckets (the ones new appends
+    /// write), its scheduled wake-up.
+    pub fn forget_device(&self, device: Uuid) {
+        self.devices.forget(&device);
+        let now = bucket_at_millis(now_millis());
+        let mut buckets = lock(&self.buckets);
+        for bucket in now - 2..=now + 1 {
+            buckets.remove(&(device, bucket));
+        }
+        drop(buckets);
+        lock(&self.pushes).remove(&device);
     }
 }
 

@@ -409,7 +409,11 @@ impl Devices for ScyllaStore {
         self.inner.forget_device(id);
     }
 
+    fn forget_cached_device(&self, id: Uuid) {
+        self.inner.caches.forget_device(id);
+    }
+
     fn trust_device_cache(&self, trusted: bool) {
-        self.inner.caches.devices.trust(trusted);
+        self.inner.caches.trust(trusted);
     }
 }

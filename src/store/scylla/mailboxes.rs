@@ -217,6 +217,7 @@ impl Inner {
         assigned: &[Assigned],
     ) -> Result<Vec<(Uuid, i64)>, StoreError> {
         let now = now_secs();
+        let trusted = self.caches.trusted();
         let mut first = Vec::with_capacity(messages.len() * 2);
         let mut new_buckets = Vec::new();
         for (m, a) in messages.iter().zip(assigned) {
@@ -226,7 +227,8 @@ impl Inner {
                 (m.sender_device, m.submission_id, m.target, to_cql(a.seq), ttl),
             ));
             let key = (m.target, bucket_of(a.seq));
-            if lock(&self.caches.buckets).get(&key).is_none() && !new_buckets.iter().any(|(k, _)| *k == key) {
+            let cached = trusted && lock(&self.caches.buckets).get(&key).is_some();
+            if !cached && !new_buckets.iter().any(|(k, _)| *k == key) {
                 new_buckets.push((key, m.expires_at_secs));
             }
         }
