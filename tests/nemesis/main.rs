@@ -27,10 +27,17 @@ mod common;
 
 mod checker;
 mod history;
+mod run;
 mod schedule;
 mod selftest;
+mod workload;
 
 use libtest_mimic::{Arguments, Trial};
+
+/// Default length of a real run's fault phase, seconds.
+const DEFAULT_SECS: u64 = 240;
+/// Default clock offset of the skewed relay, seconds (`OBSCURA_NEMESIS_SKEW_SECS`; 0: none).
+const DEFAULT_SKEW_SECS: i64 = 2;
 
 fn main() {
     let args = Arguments::from_args();
@@ -41,5 +48,29 @@ fn main() {
     trials.push(Trial::test("schedule::schedule_is_a_function_of_the_seed", || {
         schedule::schedule_is_a_function_of_the_seed().map_err(Into::into)
     }));
+    if let Ok(seed) = std::env::var("OBSCURA_NEMESIS_SEED") {
+        trials.push(real_run(&seed));
+    }
     libtest_mimic::run(&args, trials).exit();
+}
+
+/// The real run's trial, `nemesis::run`: a failing one if the variables do not parse.
+fn real_run(seed: &str) -> Trial {
+    let secs = std::env::var("OBSCURA_NEMESIS_SECS").unwrap_or_else(|_| DEFAULT_SECS.to_string());
+    let skew = std::env::var("OBSCURA_NEMESIS_SKEW_SECS").unwrap_or_else(|_| DEFAULT_SKEW_SECS.to_string());
+    let settings = match (seed.trim().parse(), secs.trim().parse(), skew.trim().parse::<i64>()) {
+        (Ok(seed), Ok(secs), Ok(skew_secs)) => Ok(run::Settings {
+            seed,
+            secs,
+            skew_secs: skew_secs.abs(),
+        }),
+        _ => Err(format!(
+            "OBSCURA_NEMESIS_SEED={seed:?}, OBSCURA_NEMESIS_SECS={secs:?} and OBSCURA_NEMESIS_SKEW_SECS={skew:?} \
+             must be whole numbers"
+        )),
+    };
+    Trial::test("nemesis::run", move || {
+        let settings = settings?;
+        run::run(settings).map_err(|e| e.to_string().into())
+    })
 }

@@ -8,6 +8,9 @@ const SKEW: u64 = 2_000;
 
 type Res = Result<(), String>;
 
+/// One self-test.
+pub type SelfTest = fn() -> Res;
+
 fn ok() -> TryOutcome {
     TryOutcome::Ok { failed: Vec::new() }
 }
@@ -230,7 +233,7 @@ pub fn ticket_redeemed_twice_is_found() -> Res {
 }
 
 /// Every self-test, named.
-pub fn all() -> Vec<(&'static str, fn() -> Res)> {
+pub fn all() -> Vec<(&'static str, SelfTest)> {
     vec![
         ("checker::clean_history_passes", clean_history_passes),
         ("checker::lost_message_is_found", lost_message_is_found),
