@@ -4,7 +4,8 @@
 //! `cargo test --test nemesis` runs the checker's self-tests (histories made by hand, one per
 //! kind of violation) and the schedule's. The real run is a trial only when
 //! `OBSCURA_NEMESIS_SEED` is set; `OBSCURA_NEMESIS_SECS` (default 240) bounds its faults, and
-//! `OBSCURA_NEMESIS_SKEW_SECS` (default 2, 0 for none) sets the skewed relay's offset:
+//! `OBSCURA_NEMESIS_SKEW_SECS` (default 2, 0 for none) sets the skewed relay's offset and
+//! `OBSCURA_NEMESIS_JOB_SECS` (default 1) the period of the relays' periodic jobs:
 //!
 //! ```text
 //! OBSCURA_NEMESIS_SEED=42 OBSCURA_NEMESIS_SECS=1200 cargo test --test nemesis
@@ -58,15 +59,23 @@ fn main() {
 fn real_run(seed: &str) -> Trial {
     let secs = std::env::var("OBSCURA_NEMESIS_SECS").unwrap_or_else(|_| DEFAULT_SECS.to_string());
     let skew = std::env::var("OBSCURA_NEMESIS_SKEW_SECS").unwrap_or_else(|_| DEFAULT_SKEW_SECS.to_string());
-    let settings = match (seed.trim().parse(), secs.trim().parse(), skew.trim().parse::<i64>()) {
-        (Ok(seed), Ok(secs), Ok(skew_secs)) => Ok(run::Settings {
+    let jobs = std::env::var("OBSCURA_NEMESIS_JOB_SECS").unwrap_or_else(|_| "1".to_string());
+    let parsed = (
+        seed.trim().parse(),
+        secs.trim().parse(),
+        skew.trim().parse::<i64>(),
+        jobs.trim().parse::<u64>(),
+    );
+    let settings = match parsed {
+        (Ok(seed), Ok(secs), Ok(skew_secs), Ok(job_secs)) if job_secs > 0 => Ok(run::Settings {
             seed,
             secs,
             skew_secs: skew_secs.abs(),
+            job_secs,
         }),
         _ => Err(format!(
-            "OBSCURA_NEMESIS_SEED={seed:?}, OBSCURA_NEMESIS_SECS={secs:?} and OBSCURA_NEMESIS_SKEW_SECS={skew:?} \
-             must be whole numbers"
+            "OBSCURA_NEMESIS_SEED={seed:?}, OBSCURA_NEMESIS_SECS={secs:?}, OBSCURA_NEMESIS_SKEW_SECS={skew:?} \
+             and OBSCURA_NEMESIS_JOB_SECS={jobs:?} must be whole numbers (the last above 0)"
         )),
     };
     Trial::test("nemesis::run", move || {

@@ -40,6 +40,8 @@ pub struct Settings {
     pub secs: u64,
     /// Size of the skewed relay's clock offset, s (its sign comes from the seed); 0: none.
     pub skew_secs: i64,
+    /// Period of every periodic job of the relays (the retention sweep among them), s.
+    pub job_secs: u64,
 }
 
 /// What every client thread shares: where the relays listen, the stop flags and the history.
@@ -102,7 +104,7 @@ pub fn run(settings: Settings) -> Res<()> {
         "nemesis: clock skew: relay {} at {:+} s",
         schedule.skew.relay, schedule.skew.offset_secs
     );
-    let mut cluster = start_cluster(&schedule.skew)?;
+    let mut cluster = start_cluster(&schedule.skew, settings.job_secs)?;
     let shared = Arc::new(Shared {
         t0: Instant::now(),
         ports: Mutex::new(cluster.relays.iter().map(|r| Some(r.main_port)).collect()),
@@ -231,8 +233,8 @@ fn settle(shared: &Shared) {
 }
 
 /// The flags of every relay: the cluster's store, Redis, blobs, and every periodic job at a
-/// 1 s period; limits that keep the contract's allowed drops out of the run.
-fn relay_args(db: &CqlCluster, redis: &Redis, blobs: &std::path::Path) -> Vec<String> {
+/// `job_secs` period; limits that keep the contract's allowed drops out of the run.
+fn relay_args(db: &CqlCluster, redis: &Redis, blobs: &std::path::Path, job_secs: u64) -> Vec<String> {
     let mut args: Vec<String> = [
         "--store",
         "scylla",
@@ -271,7 +273,7 @@ fn relay_args(db: &CqlCluster, redis: &Redis, blobs: &std::path::Path) -> Vec<St
         "--attachment-cleanup-interval-secs",
         "--backup-cleanup-interval-secs",
     ] {
-        args.extend([job.to_string(), "1".to_string()]);
+        args.extend([job.to_string(), job_secs.to_string()]);
     }
     args
 }
@@ -293,13 +295,13 @@ fn libfaketime() -> Res<String> {
     Err("libfaketime not found (apt-get install faketime)".into())
 }
 
-fn start_cluster(skew: &Skew) -> Res<Cluster> {
+fn start_cluster(skew: &Skew, job_secs: u64) -> Res<Cluster> {
     let started = Instant::now();
     let db = CqlCluster::start(CQL_NODES, CQL_PORT)?;
     println!("nemesis: {CQL_NODES} Cassandra nodes up in {:?}", started.elapsed());
     let redis = Redis::start()?;
     let blobs = tempfile::Builder::new().prefix("obscura-nemesis-blobs-").tempdir()?;
-    let args = relay_args(&db, &redis, blobs.path());
+    let args = relay_args(&db, &redis, blobs.path(), job_secs);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let faketime = libfaketime()?;
     let offset = format!("{:+}s", skew.offset_secs);
