@@ -52,6 +52,7 @@ pub enum Violation {
     },
     TicketTwice {
         ticket: String,
+        issued_by: usize,
         /// Node and ms of each redemption that opened a socket.
         nodes: Vec<(usize, Ms)>,
     },
@@ -100,9 +101,10 @@ impl fmt::Display for Violation {
                 "prekey-twice: one-time prekey {key_id} of device {device} handed out {} times (node, ms): {handouts:?}",
                 handouts.len()
             ),
-            Violation::TicketTwice { ticket, nodes } => {
-                write!(f, "ticket-twice: ticket {ticket} opened a socket on (node, ms) {nodes:?}")
-            }
+            Violation::TicketTwice { ticket, issued_by, nodes } => write!(
+                f,
+                "ticket-twice: ticket {ticket} issued by relay {issued_by} opened a socket on (relay, ms) {nodes:?}"
+            ),
             Violation::Phantom { device, payload } => {
                 write!(f, "phantom: device {device} got {payload}, which no accepted submission carried")
             }
@@ -367,15 +369,19 @@ fn prekeys(history: &History) -> Vec<Violation> {
 }
 
 fn tickets(history: &History) -> Vec<Violation> {
-    let mut by_ticket: BTreeMap<&str, Vec<(usize, Ms)>> = BTreeMap::new();
+    let mut by_ticket: BTreeMap<(&str, usize), Vec<(usize, Ms)>> = BTreeMap::new();
     for r in history.redemptions.iter().filter(|r| r.upgraded) {
-        by_ticket.entry(r.ticket.as_str()).or_default().push((r.node, r.at));
+        by_ticket
+            .entry((r.ticket.as_str(), r.issued_by))
+            .or_default()
+            .push((r.node, r.at));
     }
     by_ticket
         .into_iter()
         .filter(|(_, nodes)| nodes.len() > 1)
-        .map(|(ticket, nodes)| Violation::TicketTwice {
+        .map(|((ticket, issued_by), nodes)| Violation::TicketTwice {
             ticket: ticket.to_string(),
+            issued_by,
             nodes,
         })
         .collect()

@@ -93,6 +93,8 @@ pub struct Handout {
 #[derive(Clone, Debug)]
 pub struct Redemption {
     pub ticket: String,
+    /// The relay that issued the ticket.
+    pub issued_by: usize,
     pub node: usize,
     pub at: Ms,
     /// 101: a socket was opened with it.

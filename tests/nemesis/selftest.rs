@@ -86,6 +86,7 @@ fn clean() -> History {
     for (node, upgraded) in [(0, true), (1, false)] {
         h.redemptions.push(Redemption {
             ticket: "t1".into(),
+            issued_by: 0,
             node,
             at: 1,
             upgraded,
@@ -222,6 +223,7 @@ pub fn ticket_redeemed_twice_is_found() -> Res {
     let mut h = clean();
     h.redemptions.push(Redemption {
         ticket: "t1".into(),
+        issued_by: 0,
         node: 2,
         at: 1,
         upgraded: true,

@@ -335,7 +335,8 @@ fn redeemer(sh: &Shared, token: &str, mut rng: Rng) {
         sleep_ms(700);
         let a = rng.below(RELAYS);
         let b = (a + 1 + rng.below(RELAYS - 1)) % RELAYS;
-        let (Some(pa), Some(pb), Some(pi)) = (sh.port(a), sh.port(b), sh.port(rng.below(RELAYS))) else {
+        let issuer = rng.below(RELAYS);
+        let (Some(pa), Some(pb), Some(pi)) = (sh.port(a), sh.port(b), sh.port(issuer)) else {
             continue;
         };
         let Ok(t) = ticket(clients.get(pi), token) else {
@@ -359,6 +360,7 @@ fn redeemer(sh: &Shared, token: &str, mut rng: Rng) {
                         };
                         Redemption {
                             ticket: t.to_string(),
+                            issued_by: issuer,
                             node,
                             at,
                             upgraded,
