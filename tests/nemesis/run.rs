@@ -222,7 +222,7 @@ fn settle(shared: &Shared) {
         };
         if missing == 0 {
             println!(
-                "nemesis: everything promised was delivered {} ms after the load stopped",
+                "nemesis: everything promised was delivered by {} ms (run time)",
                 shared.now()
             );
             return;
