@@ -211,9 +211,14 @@ impl<'a> Req<'a> {
 
 impl Client {
     pub fn new(base: String) -> Self {
+        Self::with_timeout(base, Duration::from_secs(30))
+    }
+
+    /// A client whose every request gives up after `timeout` (an error, not a status).
+    pub fn with_timeout(base: String, timeout: Duration) -> Self {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
+            .timeout_global(Some(timeout))
             .build();
         Client {
             agent: config.into(),

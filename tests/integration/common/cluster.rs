@@ -85,6 +85,19 @@ impl Redis {
         self.kill()?;
         self.spawn()
     }
+
+    /// Starts it again on the same port after a `kill` (an outage of the caller's length).
+    pub fn respawn(&mut self) -> Res<()> {
+        if self.child.is_some() {
+            return Err("respawn: redis-server is still running".into());
+        }
+        self.spawn()
+    }
+
+    /// The process id of the running redis-server.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
 }
 
 impl Drop for Redis {
@@ -186,20 +199,41 @@ impl CqlCluster {
             port,
         };
         for i in 1..=n {
-            let out = Command::new(cluster.cassandra.join("start-node"))
-                .arg("--dir")
-                .arg(cluster.node_dir(i))
-                .args(["--address", &format!("127.0.0.{i}"), "--seeds", "127.0.0.1"])
-                .args(["--port", &port.to_string(), "--heap", "512M"])
-                .output()?;
-            if !out.status.success() {
-                return Err(format!("node {i} did not start: {}", String::from_utf8_lossy(&out.stderr)).into());
-            }
-            let text = String::from_utf8_lossy(&out.stdout);
-            let pid = text.split_whitespace().next().and_then(|p| p.parse().ok());
+            let pid = cluster.start_node(i)?;
             cluster.pids.push(pid);
         }
         Ok(cluster)
+    }
+
+    /// Runs `start-node` for node `i` (1-based; its data dir is reused on a restart): its pid.
+    fn start_node(&self, i: usize) -> Res<Option<u32>> {
+        let out = Command::new(self.cassandra.join("start-node"))
+            .arg("--dir")
+            .arg(self.node_dir(i))
+            .args(["--address", &format!("127.0.0.{i}"), "--seeds", "127.0.0.1"])
+            .args(["--port", &self.port.to_string(), "--heap", "512M"])
+            .output()?;
+        if !out.status.success() {
+            return Err(format!("node {i} did not start: {}", String::from_utf8_lossy(&out.stderr)).into());
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text.split_whitespace().next().and_then(|p| p.parse().ok()))
+    }
+
+    /// Starts node `i` (1-based) again on its data after a [`CqlCluster::kill`]; returns once
+    /// it accepts CQL. Its pid.
+    pub fn restart(&mut self, i: usize) -> Res<u32> {
+        if self.pids[i - 1].is_some() {
+            return Err(format!("node {i} is still running").into());
+        }
+        let pid = self.start_node(i)?.ok_or("start-node printed no pid")?;
+        self.pids[i - 1] = Some(pid);
+        Ok(pid)
+    }
+
+    /// The pid of node `i` (1-based), if it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.pids[i - 1]
     }
 
     fn node_dir(&self, i: usize) -> PathBuf {

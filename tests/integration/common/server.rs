@@ -107,6 +107,8 @@ pub struct TestServer {
     /// Whether `--auth-jwt-secret JWT_SECRET` is among the default arguments.
     with_secret: bool,
     extra_args: Vec<String>,
+    /// Environment variables set on the process (besides the test's own, filtered).
+    env: Vec<(String, String)>,
     pub main_port: u16,
     pub mgmt_port: u16,
     /// The store's arguments (before the test's own), and for a first start only, the reset of
@@ -136,6 +138,15 @@ impl TestServer {
             TestStore::Embedded => Self::start_in(None, false, extra),
             TestStore::Scylla => Self::start_in(Some(cql_node::lease()?), true, extra),
         }
+    }
+
+    /// As [`TestServer::start_on`] on the embedded store's temp dir, with `env` set on the
+    /// process (e.g. `LD_PRELOAD` of libfaketime to skew its wall clock); every restart keeps it.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Result<Self, Box<dyn std::error::Error>> {
+        let mut server = Self::unstarted(None, Vec::new(), extra)?;
+        server.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        server.spawn()?;
+        Ok(server)
     }
 
     /// Starts a server on the keyspace `lease` names as it is (nothing emptied).
@@ -202,6 +213,7 @@ impl TestServer {
             signalled: false,
             with_secret: true,
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
             main_port: 0,
             mgmt_port: 0,
             store_args,
@@ -263,6 +275,7 @@ impl TestServer {
                 cmd.env_remove(key);
             }
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let child = cmd.spawn()?;
         self.child = Some(child);
         self.signalled = false;
@@ -347,6 +360,33 @@ impl TestServer {
         let rc = unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
         if rc != 0 {
             return Err(format!("kill(SIGTERM) failed: {}", std::io::Error::last_os_error()).into());
+        }
+        Ok(())
+    }
+
+    /// Sends SIGSTOP (`pause`) or SIGCONT (`resume`): a stopped process holds its sockets and
+    /// answers nothing until it is continued.
+    pub fn pause(&mut self) -> Result<(), Box<dyn std::error::Error>> {
+        self.signal(libc::SIGSTOP)
+    }
+
+    /// Sends SIGCONT (see [`TestServer::pause`]).
+    pub fn resume(&mut self) -> Result<(), Box<dyn std::error::Error>> {
+        self.signal(libc::SIGCONT)
+    }
+
+    /// The state letter of the running process in `/proc/<pid>/stat` (`T` when stopped).
+    pub fn proc_state(&self) -> Option<char> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()?)).ok()?;
+        stat.rsplit_once(") ")?.1.chars().next()
+    }
+
+    fn signal(&mut self, signal: libc::c_int) -> Result<(), Box<dyn std::error::Error>> {
+        let pid = self.pid().ok_or("server is not running")?;
+        // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
+        let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
+        if rc != 0 {
+            return Err(format!("kill({signal}) failed: {}", std::io::Error::last_os_error()).into());
         }
         Ok(())
     }
