@@ -53,6 +53,8 @@ pub(super) struct TagLease {
     /// `held_until_ms << 8 | tag`.
     state: AtomicU64,
     ttl: Duration,
+    /// Held by the one renewal running.
+    renewing: tokio::sync::Mutex<()>,
 }
 
 impl TagLease {
@@ -62,6 +64,7 @@ impl TagLease {
             origin: Instant::now(),
             state: AtomicU64::new(0),
             ttl,
+            renewing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -111,7 +114,14 @@ pub(super) async fn claim(cql: &Cql, holder: Uuid, lease: &TagLease) -> Result<u
 
 /// Renews this relay's tag once; claims and switches to a new one if
 /// another relay holds it now. Only an applied renewal extends the lease.
+/// Renewals run one at a time (the upkeep's and an append's that found the
+/// lease short), so the lease and the positions always name one tag.
 pub(super) async fn renew(inner: &Inner) -> Result<(), StoreError> {
+    let _one = inner.tag_lease.renewing.lock().await;
+    renew_alone(inner).await
+}
+
+async fn renew_alone(inner: &Inner) -> Result<(), StoreError> {
     let tag = inner.positions.tag();
     let sent = Instant::now();
     let renewed = inner
@@ -154,12 +164,17 @@ impl Inner {
     }
 
     /// Before positions are taken: the current tag is held long enough for
-    /// a whole append, renewing it first if it is not.
+    /// a whole append, renewing it first if it is not (unless a renewal
+    /// that ran meanwhile did).
     pub(super) async fn fence_before_positions(&self) -> Result<(), StoreError> {
         if self.tag_lease.holds(self.positions.tag(), self.write_budget()) {
             return Ok(());
         }
-        renew(self).await?;
+        let one = self.tag_lease.renewing.lock().await;
+        if !self.tag_lease.holds(self.positions.tag(), self.write_budget()) {
+            renew_alone(self).await?;
+        }
+        drop(one);
         self.fence(self.positions.tag(), self.write_budget())
     }
 }
