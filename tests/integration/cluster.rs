@@ -290,24 +290,8 @@ fn cql_a_database_node_killed_under_load_loses_nothing() -> TestResult {
     // backlog must hold every message answered 200, and sends must have been answered after the
     // kill.
     let mut db = CqlCluster::start(3, CQL_CLUSTER_PORT)?;
-    let nodes = db.contact_points();
-    let relay = crate::common::TestServer::start_on(
-        crate::common::server::TestStore::Embedded,
-        &[
-            "--store",
-            "scylla",
-            "--scylla-nodes",
-            &nodes,
-            "--scylla-keyspace",
-            "obscura_cluster",
-            "--scylla-replication-factor",
-            "3",
-            "--scylla-consistency",
-            "LOCAL_QUORUM",
-            "--scylla-create-schema",
-            "true",
-        ],
-    )?;
+    let store = db.store_args("obscura_cluster");
+    let relay = crate::common::TestServer::start_on(crate::common::server::TestStore::Embedded, &owned(&store))?;
     let alice = member(&relay.client(), "alice", 5)?;
     let bob = member(&relay.client(), "bob", 5)?;
     let started = Instant::now();

@@ -235,35 +235,25 @@ fn settle(shared: &Shared) {
 /// The flags of every relay: the cluster's store, Redis, blobs, and every periodic job at a
 /// `job_secs` period; limits that keep the contract's allowed drops out of the run.
 fn relay_args(db: &CqlCluster, redis: &Redis, blobs: &std::path::Path, job_secs: u64) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "--store",
-        "scylla",
-        "--scylla-nodes",
-        &db.contact_points(),
-        "--scylla-keyspace",
-        KEYSPACE,
-        "--scylla-replication-factor",
-        "3",
-        "--scylla-consistency",
-        "LOCAL_QUORUM",
-        "--scylla-create-schema",
-        "true",
-        "--pubsub-url",
-        &redis.url(),
-        "--pubsub-min-backoff-secs",
-        "1",
-        "--pubsub-max-backoff-secs",
-        "1",
-        "--storage-local-dir",
-        &blobs.display().to_string(),
-        "--messaging-inbox-max-size",
-        "100000",
-        "--auth-token-ttl-secs",
-        &TOKEN_TTL_SECS.to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut args = db.store_args(KEYSPACE);
+    args.extend(
+        [
+            "--pubsub-url",
+            &redis.url(),
+            "--pubsub-min-backoff-secs",
+            "1",
+            "--pubsub-max-backoff-secs",
+            "1",
+            "--storage-local-dir",
+            &blobs.display().to_string(),
+            "--messaging-inbox-max-size",
+            "100000",
+            "--auth-token-ttl-secs",
+            &TOKEN_TTL_SECS.to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
     for job in [
         "--messaging-cleanup-interval-secs",
         "--auth-revocation-sync-interval-secs",

@@ -46,8 +46,13 @@ fn options(keyspace: &str, reset: bool) -> ScyllaOptions {
 
 /// A store on the leased keyspace (emptied first when `reset`).
 fn open(lease: &Lease, reset: bool) -> Arc<ScyllaStore> {
+    open_with(options(&lease.keyspace, reset))
+}
+
+/// A store with `options`, on a driver runtime of its own.
+fn open_with(options: ScyllaOptions) -> Arc<ScyllaStore> {
     let runtime = SideRuntime::start_named("cql-test", 1).unwrap();
-    ScyllaStore::open(options(&lease.keyspace, reset), runtime).unwrap()
+    ScyllaStore::open(options, runtime).unwrap()
 }
 
 fn run<F: std::future::Future<Output = ()>>(f: F) {
@@ -75,12 +80,10 @@ fn cql_passes_the_conformance_suite() {
 /// `statement` are all reported as of unknown outcome (the test-build switch:
 /// a Paxos round that timed out after it committed).
 fn losing_outcomes_of(lease: &Lease, statement: &'static str, reset: bool) -> Arc<ScyllaStore> {
-    let runtime = SideRuntime::start_named("cql-test", 1).unwrap();
-    let options = ScyllaOptions {
+    open_with(ScyllaOptions {
         lost_outcome_of: Some(statement),
         ..options(&lease.keyspace, reset)
-    };
-    ScyllaStore::open(options, runtime).unwrap()
+    })
 }
 
 /// Runs the conformance cases named with `prefix` on a store that loses the

@@ -248,6 +248,28 @@ impl CqlCluster {
             .join(",")
     }
 
+    /// A relay's store flags for keyspace `keyspace` on this cluster: replication factor 3,
+    /// LOCAL_QUORUM, the schema created at start.
+    pub fn store_args(&self, keyspace: &str) -> Vec<String> {
+        let nodes = self.contact_points();
+        [
+            "--store",
+            "scylla",
+            "--scylla-nodes",
+            &nodes,
+            "--scylla-keyspace",
+            keyspace,
+            "--scylla-replication-factor",
+            "3",
+            "--scylla-consistency",
+            "LOCAL_QUORUM",
+            "--scylla-create-schema",
+            "true",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
     /// Kills node `i` (1-based) with SIGKILL.
     pub fn kill(&mut self, i: usize) -> Res<()> {
         let pid = self.pids[i - 1].take().ok_or("node not running")?;
